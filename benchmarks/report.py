@@ -1,0 +1,129 @@
+"""Markdown for the results: the tables printed by run.py and written into BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from stats import Row
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+REFERENCE = "tiny"  # the issue's targets are stated on the tiny MLP
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _num(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def machine_table(machine: dict, config: dict) -> str:
+    versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    rows = [["date", machine["date"]], ["cpu", f"{machine['cpu']} ({machine['cores']} cores)"],
+            ["os", machine["os"]], ["load average before / after", f"{machine['load_before']}"
+                                    f" / {machine.get('load_after', '?')}"],
+            ["versions", versions], ["torch threads", "1"],
+            ["repeats per workload", ", ".join(f"{k}: {v}" for k, v in
+                                               config["repeats"].items())],
+            ["wall time of the whole run", f"{config.get('wall_s', 0):.0f} s"]]
+    return _table(["", ""], rows)
+
+
+def workload_line(workload: dict) -> str:
+    sizes = "-".join(map(str, workload["sizes"]))
+    steps = workload["steps_per_epoch"] * workload["epochs"]
+    return (f"**{workload['name']}** MLP {sizes}, batch {workload['batch_size']}: "
+            f"{steps} steps + {workload['epochs']} validations of {workload['val_batches']} "
+            f"batches")
+
+
+def runs_table(rows: list[Row]) -> str:
+    body = [[r.framework, r.variant, _num(r.steps_per_s, 0), _num(r.overhead_us),
+             f"{_num(r.ratio, 2)}x", _num(r.peak_rss_mb, 0), str(r.runs)] for r in rows]
+    return _table(["framework", "variant", "steps/s", "overhead µs/step", "× raw bare",
+                   "peak RSS MB", "runs"], body)
+
+
+def import_table(imports: dict[str, dict[str, float]], statements: dict[str, str]) -> str:
+    body = [[label, f"`import {statements.get(label, label)}`", _num(v["seconds"], 3),
+             _num(v["over_torch"], 3)] for label, v in imports.items()]
+    return _table(["framework", "statement", "import s", "over `import torch` s"], body)
+
+
+def dispatch_table(dispatch: dict[str, float]) -> str:
+    return _table(["case", "µs per call"], [[name, _num(us, 3)] for name, us in dispatch.items()])
+
+
+def checkpoint_table(checkpoint: dict[str, dict[str, float]]) -> str:
+    body = [[name, _num(v["model_mb"], 0), _num(v["in_call_ms"]), _num(v["added_per_epoch_ms"]),
+             _num(v["final_wait_ms"])] for name, v in checkpoint.items()]
+    return _table(["saver", "model MB", "ms inside the save call", "ms added per epoch",
+                   "ms waiting for the last write"], body)
+
+
+def _find(rows: list[Row], framework: str, variant: str) -> Row | None:
+    return next((r for r in rows if r.workload == REFERENCE and r.framework == framework
+                 and r.variant == variant), None)
+
+
+def targets_table(rows: list[Row], imports: dict, dispatch: dict) -> str:
+    """The issue's targets against this run's figures; absent figures say n/a."""
+    checks: list[tuple[str, float | None, float, str]] = []
+    bare, typical = _find(rows, "hookline", "bare"), _find(rows, "hookline", "typical")
+    checks.append(("bare within 3% of the raw loop", bare.ratio if bare else None, 1.03, "x"))
+    checks.append(("typical within 10% of the raw loop without logging",
+                   typical.ratio if typical else None, 1.10, "x"))
+    others = [r.ratio for r in rows if r.workload == REFERENCE and r.variant == "typical"
+              and r.framework not in ("hookline", "raw")]
+    if typical and others:
+        checks.append(("typical ahead of every peer and the naive logging loop",
+                       typical.ratio, min(others), "x"))
+    guard = dispatch.get("unlisted event, engine guard (if handlers:)")
+    checks.append(("an event nobody listens to (engine guard)", guard, 0.1, "µs"))
+    checks.append(("10 no-op listeners", dispatch.get("fire() with 10 no-op listeners"),
+                   3.0, "µs"))
+    hook_import = imports.get("hookline", {}).get("over_torch")
+    checks.append(("`import hookline` over `import torch`", hook_import, 0.15, "s"))
+    body = []
+    for name, value, limit, unit in checks:
+        met = "n/a" if value is None else ("yes" if value < limit else "**no**")
+        shown = "n/a" if value is None else f"{value:.3f} {unit}"
+        body.append([name, f"< {limit:.3g} {unit}", shown, met])
+    return _table(["target (tiny MLP)", "limit", "measured", "met"], body)
+
+
+def results_section(summary: dict) -> str:
+    rows = [Row(**row) for row in summary["rows"]]
+    parts = ["### Machine", "", machine_table(summary["machine"], summary["config"])]
+    if summary.get("dispatch_us") is not None:
+        parts += ["", "### Targets", "", targets_table(rows, summary["imports"],
+                                                       summary["dispatch_us"])]
+    for workload in summary["workloads"]:
+        chosen = [r for r in rows if r.workload == workload["name"]]
+        if chosen:
+            parts += ["", f"### {workload['name']} MLP", "", workload_line(workload), "",
+                      runs_table(chosen)]
+    parts += ["", "### Cold import", "", import_table(summary["imports"],
+                                                      summary["import_statements"])]
+    if summary.get("dispatch_us"):
+        parts += ["", "### Event dispatch", "", dispatch_table(summary["dispatch_us"])]
+    if summary.get("checkpoint"):
+        parts += ["", "### Checkpoint stall", "", checkpoint_table(summary["checkpoint"])]
+    return "\n".join(parts) + "\n"
+
+
+def write_into(path: Path, section: str) -> None:
+    """Replace what lies between the result markers of ``path`` (added at the end if absent)."""
+    text = path.read_text() if path.exists() else ""
+    block = f"{START}\n{section}{END}"
+    if START in text and END in text:
+        pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
+    path.write_text(text)

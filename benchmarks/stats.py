@@ -1,0 +1,51 @@
+"""Turn the measured runs into the table's figures.
+
+Ratios and overheads are paired by round: each run is divided by the raw loop's bare run of
+the same workload in the same round (runs alternate, so both saw the same machine state),
+then the median over rounds is taken. That is steadier than a ratio of two medians.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+BASELINE = ("raw", "bare")
+
+
+@dataclass(frozen=True)
+class Row:
+    workload: str
+    framework: str
+    variant: str
+    runs: int
+    steps: int
+    steps_per_s: float
+    overhead_us: float  # per step, against the raw loop (bare) of the same round
+    ratio: float  # seconds / raw loop (bare) seconds, same round
+    peak_rss_mb: float
+
+
+def summarise(results: list[dict]) -> list[Row]:
+    """One row per (workload, framework, variant), in the order they first appear."""
+    baseline: dict[tuple[str, int], float] = {
+        (r["workload"], r["round"]): r["seconds"] for r in results
+        if (r["framework"], r["variant"]) == BASELINE}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for result in results:
+        key = (result["workload"], result["framework"], result["variant"])
+        groups.setdefault(key, []).append(result)
+    rows = []
+    for (workload, framework, variant), runs in groups.items():
+        steps = runs[0]["steps"]
+        paired = [(r["seconds"], baseline[(workload, r["round"])]) for r in runs
+                  if (workload, r["round"]) in baseline]
+        rows.append(Row(
+            workload=workload, framework=framework, variant=variant, runs=len(runs),
+            steps=steps,
+            steps_per_s=statistics.median(steps / r["seconds"] for r in runs),
+            overhead_us=statistics.median((s - b) / steps * 1e6 for s, b in paired)
+            if paired else float("nan"),
+            ratio=statistics.median(s / b for s, b in paired) if paired else float("nan"),
+            peak_rss_mb=statistics.median(r["peak_rss_mb"] for r in runs)))
+    return rows

@@ -1,0 +1,152 @@
+"""Turn what users pass as data into re-iterable, resumable batch streams.
+
+Accepted: a ``torch.utils.data.DataLoader``, any re-iterable of ``(x, y)`` batches, or arrays
+(tensors or numpy) as ``x``, ``(x,)`` or ``(x, y)``, which hookline batches itself. For arrays the
+shuffle order of epoch ``e`` is a pure function of ``(seed, e)``, so a resumed run sees exactly
+the remaining batches of the interrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["ArrayBatches", "IterableBatches", "as_batches", "move_to", "split_arrays"]
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _as_tensor(value: Any, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    array = np.asarray(value)
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)  # Keras' default float type; torch layers are float32
+    if array.dtype == object:
+        raise TypeError(f"{name} holds Python objects (dtype=object); pass numeric arrays")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class ArrayBatches:
+    """Batches over in-memory arrays that share their first dimension."""
+
+    def __init__(self, arrays: Sequence[Any], *, batch_size: int, shuffle: bool,
+                 seed: int, name: str, drop_last: bool = False) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        tensors = [_as_tensor(array, name) for array in arrays]
+        lengths = [len(tensor) if tensor.dim() else 0 for tensor in tensors]
+        if len(set(lengths)) > 1:
+            labels = ["x", "y"] + [f"array {i}" for i in range(2, len(lengths))]
+            parts = " but ".join(f"{label} has {n} samples" for label, n in zip(labels, lengths))
+            raise ValueError(f"{name}: {parts}; x and y must have the same number of samples "
+                             f"(one label per input)")
+        if not lengths or lengths[0] == 0:
+            raise ValueError(f"{name} is empty (0 samples); pass at least one sample")
+        self.tensors = tensors
+        self.size = lengths[0]
+        self.batch_size, self.shuffle, self.seed, self.drop_last = (
+            batch_size, shuffle, seed, drop_last)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.size, self.batch_size)
+        return full if (self.drop_last or not rest) else full + 1
+
+    def order(self, epoch: int) -> torch.Tensor | None:
+        """The sample order of ``epoch`` (None when not shuffling)."""
+        if not self.shuffle:
+            return None
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        return torch.randperm(self.size, generator=generator)
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches of ``epoch``, starting after the first ``skip``."""
+        order = self.order(epoch)
+        step = self.batch_size
+        stop = self.size - (self.size % step if self.drop_last else 0)
+        tensors = self.tensors
+        for start in range(skip * step, stop, step):
+            if order is None:
+                yield tuple(tensor[start:start + step] for tensor in tensors)
+            else:
+                index = order[start:start + step]
+                yield tuple(tensor[index] for tensor in tensors)
+
+
+class IterableBatches:
+    """Batches from a DataLoader or any re-iterable the user built."""
+
+    def __init__(self, source: Iterable[Any], *, name: str) -> None:
+        self.source = source
+        self.name = name
+
+    def __len__(self) -> int:
+        return len(self.source)  # type: ignore[arg-type]
+
+    def has_length(self) -> bool:
+        try:
+            len(self.source)  # type: ignore[arg-type]
+        except TypeError:
+            return False
+        return True
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+        sampler = getattr(self.source, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
+        iterator = iter(self.source)
+        if iterator is self.source and epoch > 0:
+            raise ValueError(f"{self.name} is a one-shot iterator (a generator?) and was "
+                             f"already consumed; pass a list, a DataLoader or arrays so every "
+                             f"epoch can iterate it again")
+        for _ in range(skip):
+            next(iterator, None)
+        yield from iterator
+
+
+Batches = ArrayBatches | IterableBatches
+
+
+def split_arrays(data: Any) -> Sequence[Any] | None:
+    """The arrays of ``data`` when it is ``x``, ``(x,)`` or ``(x, y)`` arrays; else None."""
+    if _is_array(data):
+        return (data,)
+    if isinstance(data, (tuple, list)) and 0 < len(data) <= 3 and all(_is_array(a) for a in data):
+        return tuple(data)
+    return None
+
+
+def as_batches(data: Any, *, name: str, batch_size: int = 32, shuffle: bool = False,
+               seed: int = 0) -> Batches | None:
+    """Wrap ``data`` (see the module docstring) into a batch stream; None stays None."""
+    if data is None:
+        return None
+    if isinstance(data, (ArrayBatches, IterableBatches)):
+        return data
+    arrays = split_arrays(data)
+    if arrays is not None:
+        return ArrayBatches(arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, name=name)
+    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+        raise TypeError(
+            f"{name} must be a DataLoader, an iterable of (x, y) batches, or arrays "
+            f"(tensors or numpy) given as x or (x, y); got {type(data).__name__}")
+    batches = IterableBatches(data, name=name)
+    if batches.has_length() and len(batches) == 0:
+        raise ValueError(f"{name} is empty (it has 0 batches); pass at least one batch")
+    return batches
+
+
+def move_to(batch: Any, device: torch.device) -> Any:
+    """Move every tensor of a (nested) batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(move_to(item, device) for item in batch)
+    if isinstance(batch, dict):
+        return {key: move_to(value, device) for key, value in batch.items()}
+    return batch

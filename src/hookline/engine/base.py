@@ -1,0 +1,148 @@
+"""What every engine shares: the callback list, devices, precision and the top-level run scope."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import torch
+
+from hookline.callback_list import CallbackList
+
+__all__ = ["Engine", "resolve_device", "resolve_precision", "autocast"]
+
+T = TypeVar("T")
+
+_PRECISIONS = {"32": "32", "32-true": "32", "fp32": "32", "bf16": "bf16", "bf16-mixed": "bf16",
+               "16": "fp16", "fp16": "fp16", "16-mixed": "fp16"}
+_DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when present, else MPS, else the CPU; others are checked."""
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string or torch.device, got {device!r}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = device.split(":")[0]
+    if kind not in _DEVICE_TYPES:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or "
+                         f"'mps'")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"invalid device {device!r}: {error}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here; "
+                         f"use device='auto' or 'cpu'")
+    return resolved
+
+
+def resolve_precision(precision: str | int) -> str:
+    """Normalise Lightning-style precision names to "32", "bf16" or "fp16"."""
+    key = str(precision).lower()
+    if key not in _PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use '32', 'bf16' or 'fp16' "
+                         f"(also '16-mixed', 'bf16-mixed')")
+    return _PRECISIONS[key]
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for a precision (a no-op context for full precision)."""
+    if precision == "32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Engine:
+    """Base of Trainer, Validator, Predictor and Exporter.
+
+    It owns the callback list (shared with the engines it creates), fires events, and wraps each
+    top-level run so that ``on_exception`` and ``teardown`` always run and the original
+    exception is re-raised unchanged.
+    """
+
+    run_name = "any"
+
+    def __init__(self, callbacks: Any = (), *, profile: bool = False) -> None:
+        self.callbacks: CallbackList = callbacks if isinstance(callbacks, CallbackList) \
+            else CallbackList(callbacks, profile=profile)
+        self.args = SimpleNamespace()
+        self.exception: BaseException | None = None
+
+    # --- registration (the Ultralytics door) ------------------------------------------------
+    def add_callback(self, event_or_callback: Any, fn: Callable[[Any], Any] | None = None, *,
+                     every: int | None = None, once: int | None = None,
+                     when: Callable[[Any], bool] | None = None, order: int | None = None,
+                     on_error: str | None = None) -> Any:
+        """``add_callback("on_train_epoch_end", fn)`` or ``add_callback(CallbackObject())``."""
+        if isinstance(event_or_callback, str):
+            if fn is None:
+                raise TypeError(f"add_callback({event_or_callback!r}) needs the function to "
+                                f"call: add_callback({event_or_callback!r}, fn)")
+            return self.callbacks.add_function(event_or_callback, fn, every=every, once=once,
+                                               when=when, order=order, on_error=on_error)
+        if fn is not None:
+            raise TypeError("add_callback(callback_object) takes no function; to register a "
+                            "function use add_callback('event_name', fn)")
+        return self.callbacks.add(event_or_callback, every=every, once=once, when=when,
+                                  order=order, on_error=on_error)
+
+    def remove_callback(self, callback: Any, event: str | None = None) -> None:
+        """Unregister a callback object or function (from one event, or from all)."""
+        self.callbacks.remove(callback, event)
+
+    def run_callbacks(self, event: str) -> None:
+        """Fire ``event`` now (for callbacks that produce events, e.g. ``on_model_save``)."""
+        self.callbacks.fire(event, self)
+
+    def describe_callbacks(self) -> str:
+        """The resolved callback order per event, as text (also printed by ``print``)."""
+        return self.callbacks.describe()
+
+    # --- the top-level scope --------------------------------------------------------------
+    def _run_top_level(self, body: Callable[[], T]) -> T:
+        """Run ``body`` as a whole run: on_exception on failure, teardown always."""
+        with self._top_level_scope():
+            return body()
+
+    @contextlib.contextmanager
+    def _top_level_scope(self) -> Iterator[None]:
+        """Fire on_exception for an escaping exception, then teardown whatever happened; the
+        exception is re-raised unchanged. A generator closed early is not an exception."""
+        self.exception = None
+        try:
+            yield
+        except GeneratorExit:
+            raise
+        except BaseException as error:
+            self.exception = error
+            self._fire_quietly("on_exception", error)
+            raise
+        finally:
+            try:
+                self._fire_quietly("teardown", self.exception)
+            finally:
+                self.callbacks.report_failures()
+
+    def _fire_quietly(self, event: str, pending: BaseException | None) -> None:
+        """Fire while an exception may be in flight: a failing handler must not hide it."""
+        if pending is None:
+            self.callbacks.fire(event, self)
+            return
+        try:
+            self.callbacks.fire(event, self)
+        except Exception as error:  # noqa: BLE001 - the original error wins
+            if hasattr(pending, "add_note"):
+                pending.add_note(f"hookline: while handling this, {event} also failed: "
+                                 f"{type(error).__name__}: {error}")

@@ -1,0 +1,137 @@
+"""The Predictor: inference as a stream of per-batch results callbacks can read and replace."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hookline.data import as_batches, move_to
+from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+
+__all__ = ["Predictor", "Result"]
+
+
+class Result:
+    """The prediction for one sample: the raw ``output`` row, and for class scores ``probs``,
+    ``cls`` (the arg-max class) and ``conf`` (its probability)."""
+
+    __slots__ = ("index", "output")
+
+    def __init__(self, index: int, output: torch.Tensor) -> None:
+        self.index, self.output = index, output
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """Softmax of the output (class probabilities)."""
+        return torch.softmax(self.output.float(), dim=-1)
+
+    @property
+    def cls(self) -> int:
+        """The most probable class."""
+        return int(self.output.argmax(dim=-1))
+
+    @property
+    def conf(self) -> float:
+        """The probability of the most probable class."""
+        return float(self.probs.max())
+
+    def __repr__(self) -> str:
+        return f"Result(index={self.index}, output={tuple(self.output.shape)})"
+
+
+def _to_results(preds: torch.Tensor, first_index: int) -> list[Result]:
+    rows = preds.detach().cpu()
+    return [Result(first_index + i, row) for i, row in enumerate(rows)]
+
+
+class Predictor(Engine):
+    """Run a model over inputs batch by batch.
+
+    ``predictor(source)`` returns a list of results; ``stream=True`` yields them as batches
+    finish. Callbacks see ``batch``, ``batch_i``, ``preds``, ``results`` (and may replace
+    ``results``, e.g. with ``zip(results, frames)``) and ``args.save``, which they may toggle per
+    batch: when true and ``save_dir`` is set, that batch's results are appended to
+    ``save_dir/predictions.csv``.
+    """
+
+    run_name = "predict"
+
+    def __init__(self, model: nn.Module, *, callbacks: Any = (), device: str | torch.device = "auto",
+                 precision: str = "32", batch_size: int = 32, save: bool = False,
+                 save_dir: str | Path | None = None,
+                 postprocess: Callable[[torch.Tensor, int], Any] | None = None) -> None:
+        super().__init__(callbacks)
+        self.model = model
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision)
+        self.postprocess = postprocess or _to_results
+        self.args.batch_size = batch_size
+        self.args.save = save
+        self.args.save_dir = Path(save_dir) if save_dir is not None else None
+        self.batch: Any = None
+        self.batch_i = 0
+        self.preds: torch.Tensor | None = None
+        self.results: Any = []
+        self.saved = 0
+
+    def __call__(self, source: Any, *, stream: bool = False) -> Any:
+        """Predict on ``source`` (arrays, a DataLoader or an iterable of batches)."""
+        if stream:
+            return self._stream(source)
+        return self._run_top_level(lambda: list(self._run(source)))
+
+    predict = __call__
+
+    def _stream(self, source: Any) -> Iterator[Any]:
+        with self._top_level_scope():
+            yield from self._run(source)
+
+    def _run(self, source: Any) -> Iterator[Any]:
+        batches = as_batches(source, name="predict source", batch_size=self.args.batch_size)
+        if batches is None:
+            raise ValueError("nothing to predict: pass arrays, a DataLoader or batches")
+        model, device, fire = self.model, self.device, self.callbacks.fire
+        amp = autocast(device, self.precision)
+        self.saved = 0
+        model.to(device)
+        was_training = model.training
+        model.eval()
+        fire("on_predict_start", self)
+        index = 0
+        try:
+            for batch_i, batch in enumerate(batches.epoch(0)):
+                self.batch_i, self.batch = batch_i, batch
+                fire("on_predict_batch_start", self)
+                inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+                if device.type != "cpu":
+                    inputs = move_to(inputs, device)
+                with torch.no_grad(), amp:
+                    self.preds = preds = model(inputs)
+                self.results = self.postprocess(preds, index)
+                index += len(preds)
+                fire("on_predict_postprocess_end", self)
+                if self.args.save and self.args.save_dir is not None:
+                    self._save(self.results)
+                fire("on_predict_batch_end", self)
+                yield from self.results
+        finally:
+            model.train(was_training)
+        fire("on_predict_end", self)
+
+    def _save(self, results: Any) -> None:
+        path = self.args.save_dir / "predictions.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new = not path.exists()
+        with open(path, "a", newline="") as file:
+            writer = csv.writer(file)
+            if new:
+                writer.writerow(["index", "cls", "conf"])
+            for item in results:
+                result = item[0] if isinstance(item, tuple) else item
+                writer.writerow([result.index, result.cls, f"{result.conf:.6f}"])
+                self.saved += 1

@@ -1,0 +1,413 @@
+"""The Trainer: the training loop as a stream of events.
+
+Everything optional (stopping early, checkpoint policies, LR control, logging, progress) is a
+callback; the loop below only trains, validates, keeps the run's state and fires events.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hookline.checkpoint import save_weights
+from hookline.data import as_batches, move_to
+from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline.engine.validator import Validator
+from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
+
+__all__ = ["Trainer"]
+
+_OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
+    "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+}
+
+
+class Trainer(Engine):
+    """Train a PyTorch module, firing the events of ``hookline.events`` as it goes.
+
+    Args:
+        model: the ``nn.Module`` to train.
+        optimizer: an optimizer instance, a factory ``f(params) -> optimizer`` or a name
+            ("sgd", "adam", "adamw", "rmsprop", "adagrad") used with ``lr``.
+        loss: a callable ``loss(preds, targets) -> scalar`` or a name ("cross_entropy", "mse"...).
+        train_data / val_data: a DataLoader, an iterable of ``(x, y)`` batches, or arrays
+            ``(x, y)`` (tensors or numpy) that hookline batches with ``batch_size``/``shuffle``.
+        epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
+        callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
+        metrics: "auto" (accuracy for classification losses), a list of names, callables or
+            torchmetrics metrics; computed on validation (and on training if ``train_metrics``).
+        device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N", "mps" or a torch.device.
+        precision: "32", "bf16" or "fp16" (autocast; fp16 adds a gradient scaler).
+        accumulate: batches per optimizer step (gradient accumulation).
+        clip_grad_norm / clip_grad_value: gradient clipping before each step.
+        seed: seeds python, numpy and torch, and fixes the shuffle order of array data.
+        save_dir: when set, weights/last.pt and weights/best.pt are written each epoch and
+            ``on_model_save`` fires (Ultralytics' behaviour); None writes nothing.
+        fitness: the metric whose rise means "better" (losses and errors are negated); default
+            val_accuracy when present, else -val_loss, else -loss.
+        verbose: 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line
+            per epoch; read by the default progress callback.
+        default_callbacks: add the defaults (History, progress) from
+            ``hookline.callbacks.defaults``; False adds none.
+
+    Example::
+
+        trainer = hookline.Trainer(model, optimizer="adam", loss="cross_entropy",
+                                   train_data=(x, y), val_data=(xv, yv), epochs=5)
+        trainer.add_callback("on_fit_epoch_end", lambda t: print(t.epoch, t.fitness))
+        trainer.fit()
+    """
+
+    run_name = "train"
+
+    def __init__(self, model: nn.Module, *, optimizer: Any = "adam", loss: Any,
+                 train_data: Any, val_data: Any = None, epochs: int = 1, batch_size: int = 32,
+                 shuffle: bool = True, lr: float = 1e-3, metrics: Any = "auto",
+                 train_metrics: bool = False, callbacks: Any = (), default_callbacks: bool = True,
+                 device: str | torch.device = "auto", precision: str = "32", accumulate: int = 1,
+                 clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
+                 seed: int | None = None, steps_per_epoch: int | None = None,
+                 initial_epoch: int = 0, freeze: int | Sequence[str] | None = None,
+                 fitness: str | None = None, save_dir: str | Path | None = None,
+                 verbose: int = 1, profile: bool = False, resume: Any = None) -> None:
+        super().__init__(callbacks, profile=profile)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        _check_positive_int("epochs", epochs, allow_zero=True)
+        _check_positive_int("accumulate", accumulate)
+        if steps_per_epoch is not None:
+            _check_positive_int("steps_per_epoch", steps_per_epoch)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        self.model = model
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision)
+        self.loss_fn = resolve_loss(loss)
+        metric_list = resolve_metrics(metrics, self.loss_fn)
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, ()).item())
+            seeded = False
+        else:
+            seeded = True
+        for key, value in dict(
+                epochs=epochs, batch_size=batch_size, shuffle=shuffle, lr=lr, device=self.device,
+                precision=self.precision, accumulate=accumulate, clip_grad_norm=clip_grad_norm,
+                clip_grad_value=clip_grad_value, seed=seed, seeded=seeded,
+                steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, freeze=freeze,
+                fitness=fitness, save_dir=Path(save_dir) if save_dir is not None else None,
+                verbose=verbose, resume=resume, train_metrics=train_metrics,
+                metrics=[name for name, _ in metric_list]).items():
+            setattr(self.args, key, value)
+        self.train_data = as_batches(train_data, name="train_data", batch_size=batch_size,
+                                     shuffle=shuffle, seed=seed)
+        if self.train_data is None:
+            raise ValueError("train_data is required: arrays (x, y), a DataLoader or an "
+                             "iterable of (x, y) batches")
+        self.validator = Validator(model, data=val_data, loss=self.loss_fn,
+                                   metrics=metric_list, batch_size=batch_size,
+                                   device=self.device, precision=self.precision,
+                                   callbacks=self.callbacks, trainer=self)
+        self.train_metric_set = MetricSet(metric_list) if train_metrics else None
+        _apply_freeze(model, freeze)
+        self.optimizer = self._build_optimizer(optimizer, lr)
+        self.scaler: Any = None
+        # run state: what callbacks read (names follow Ultralytics and Keras)
+        self.epochs = epochs
+        self.epoch = initial_epoch
+        self.start_epoch = initial_epoch
+        self.step = 0  # optimizer steps taken
+        self.batch_i = 0
+        self.batch: Any = None
+        self.preds: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+        self.loss_names = ["loss"]
+        self.metrics: dict[str, float] = {}
+        self.fitness: float | None = None
+        self.best_fitness: float | None = None
+        self.stop = False
+        self.stop_reason = ""
+        self.skip_rest_of_epoch = False
+        self.save_dir = self.args.save_dir
+        self.last_checkpoint: Path | None = None
+        self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
+        self._losses: list[torch.Tensor] = []
+        if default_callbacks:
+            from hookline.callbacks.defaults import default_callbacks as make_defaults
+            for callback in make_defaults(self.args):
+                self.callbacks.add(callback)
+
+    # --- the two spellings of one flag ----------------------------------------------------
+    @property
+    def stop_training(self) -> bool:
+        """Keras' name for ``stop``: set it to end training after the current batch."""
+        return self.stop
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.stop = bool(value)
+
+    @property
+    def tloss(self) -> torch.Tensor | None:
+        """Mean training loss of the current epoch so far (a tensor; reading it syncs)."""
+        return torch.stack(self._losses).mean() if self._losses else None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask training to end after the current batch, recording why."""
+        self.stop = True
+        if not self.stop_reason:
+            self.stop_reason = reason
+
+    # --- public runs ----------------------------------------------------------------------
+    def fit(self) -> dict[str, float]:
+        """Train for ``epochs``; returns the last epoch's metrics."""
+        return self._run_top_level(self._fit)
+
+    def validate(self, data: Any = None) -> dict[str, float]:
+        """Evaluate on ``data`` (default: val_data); returns metrics without the val_ prefix."""
+        self.model.to(self.device)
+        return self._run_top_level(lambda: self.validator.run(data))
+
+    def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
+        """Predict on ``source`` with this trainer's model and callbacks (see Predictor)."""
+        from hookline.engine.predictor import Predictor
+        predictor = Predictor(self.model, callbacks=self.callbacks, device=self.device,
+                              precision=self.precision, batch_size=self.args.batch_size,
+                              **options)
+        return predictor(source, stream=stream)
+
+    def export(self, format: str = "pt", **options: Any) -> Path:
+        """Export the model (pt, safetensors, torchscript, onnx; see Exporter)."""
+        from hookline.engine.exporter import Exporter
+        if format in ("onnx", "torchscript") and "example_input" not in options:
+            first = next(iter(self.train_data.epoch(0)))
+            options["example_input"] = _split(first)[0][:1]
+        return Exporter(self.model, callbacks=self.callbacks, format=format, **options).export()
+
+    # --- the loop -------------------------------------------------------------------------
+    def _fit(self) -> dict[str, float]:
+        fire = self.callbacks.fire
+        self.stop, self.stop_reason = False, ""
+        if self.args.seeded:
+            _seed_everything(self.args.seed)
+        fire("on_pretrain_routine_start", self)
+        self._setup()
+        fire("on_pretrain_routine_end", self)
+        fire("on_train_start", self)
+        for epoch in range(self.start_epoch, self.epochs):
+            self.epoch = epoch
+            self._train_epoch(epoch)
+            self._end_epoch()
+            if self.stop:
+                break
+        fire("on_train_end", self)
+        return self.metrics
+
+    def _setup(self) -> None:
+        self.model.to(self.device)
+        if self.precision == "fp16":
+            self.scaler = torch.amp.GradScaler(self.device.type)
+
+    def _train_epoch(self, epoch: int) -> None:
+        fire, handlers = self.callbacks.fire, self.callbacks.handlers
+        on_batch_start = handlers["on_train_batch_start"]
+        on_after_forward = handlers["on_after_forward"]
+        on_after_loss = handlers["on_after_loss"]
+        on_after_backward = handlers["on_after_backward"]
+        on_batch_end = handlers["on_train_batch_end"]
+        model, loss_fn, device = self.model, self.loss_fn, self.device
+        move, amp = device.type != "cpu", autocast(device, self.precision)
+        accumulate, scaler, metric_set = self.args.accumulate, self.scaler, self.train_metric_set
+        limit = self.args.steps_per_epoch
+        last = _batch_count(self.train_data, limit)
+        skip, self.resume_batch = self.resume_batch, 0
+        self._losses = losses = []
+        self.skip_rest_of_epoch = False
+        if metric_set is not None:
+            metric_set.reset()
+        model.train()
+        fire("on_train_epoch_start", self)
+        seen = skip
+        for batch_i, batch in enumerate(self.train_data.epoch(epoch, skip), start=skip):
+            if limit is not None and batch_i >= limit:
+                break
+            self.batch_i, self.batch = batch_i, batch
+            if on_batch_start:
+                fire("on_train_batch_start", self)
+            if move:
+                batch = move_to(batch, device)
+            x, y = _split(batch)
+            with amp:
+                self.preds = preds = model(x)
+                if on_after_forward:
+                    fire("on_after_forward", self)
+                loss = self._compute_loss(loss_fn, preds, y)
+            self.loss = loss
+            if on_after_loss:
+                fire("on_after_loss", self)
+            scaled = loss / accumulate if accumulate > 1 else loss
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            if on_after_backward:
+                fire("on_after_backward", self)
+            seen = batch_i + 1
+            if seen % accumulate == 0 or seen == last:
+                self._optimizer_step()
+            losses.append(loss.detach())
+            if metric_set is not None:
+                metric_set.update(preds, y, None)
+            if on_batch_end:
+                fire("on_train_batch_end", self)
+            if self.stop or self.skip_rest_of_epoch:
+                break
+        if seen == skip and skip == 0:
+            raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
+                             f"one batch (a generator can only be iterated once)")
+        if seen % accumulate and seen != last:
+            self._optimizer_step()  # leftover accumulated gradients of an unsized loader
+
+    def _compute_loss(self, loss_fn: Any, preds: Any, targets: Any) -> torch.Tensor:
+        try:
+            loss = loss_fn(preds, targets)
+        except (RuntimeError, ValueError, IndexError) as error:
+            if hasattr(error, "add_note"):
+                error.add_note(
+                    f"hookline: the loss failed on predictions of shape "
+                    f"{tuple(getattr(preds, 'shape', ()))} and targets of shape "
+                    f"{tuple(getattr(targets, 'shape', ()))}; check that the model's output "
+                    f"matches the labels (classes, dtype) and the loss you chose")
+            raise
+        if not isinstance(loss, torch.Tensor) or loss.ndim:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"the loss must return a scalar tensor, got {shape}; reduce it "
+                             f"(e.g. .mean(), or reduction='mean' on a torch loss)")
+        return loss
+
+    def _optimizer_step(self) -> None:
+        optimizer, scaler, args = self.optimizer, self.scaler, self.args
+        fire, handlers = self.callbacks.fire, self.callbacks.handlers
+        if scaler is not None and (args.clip_grad_norm or args.clip_grad_value):
+            scaler.unscale_(optimizer)
+        if args.clip_grad_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), args.clip_grad_norm)
+        if args.clip_grad_value:
+            nn.utils.clip_grad_value_(self.model.parameters(), args.clip_grad_value)
+        if handlers["optimizer_step"]:
+            fire("optimizer_step", self)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.step += 1
+        if handlers["on_params_update"]:
+            fire("on_params_update", self)
+        if handlers["on_before_zero_grad"]:
+            fire("on_before_zero_grad", self)
+        optimizer.zero_grad(set_to_none=True)
+
+    def _end_epoch(self) -> None:
+        fire = self.callbacks.fire
+        self.metrics = metrics = {"loss": float(self.tloss)} if self._losses else {}
+        if self.train_metric_set is not None:
+            metrics.update(self.train_metric_set.compute(with_loss=False))
+        fire("on_train_epoch_end", self)
+        if self.validator.data is not None:
+            values = self.validator.run()
+            metrics.update({f"val_{name}": value for name, value in values.items()})
+        self.fitness = self._fitness(metrics)
+        improved = self.fitness is not None and (
+            self.best_fitness is None or self.fitness > self.best_fitness)
+        if improved:
+            self.best_fitness = self.fitness
+        if self.save_dir is not None:
+            self._save_weights(best=improved)
+        fire("on_fit_epoch_end", self)
+
+    def _fitness(self, metrics: dict[str, float]) -> float | None:
+        name = self.args.fitness
+        if name is None:
+            name = next((key for key in ("val_accuracy", "val_loss", "loss") if key in metrics),
+                        None)
+            if name is None:
+                return None
+        elif name not in metrics:
+            raise ValueError(f"fitness={name!r} is not among this epoch's metrics "
+                             f"{sorted(metrics)}; pick one of them")
+        value = metrics[name]
+        return -value if ("loss" in name or "error" in name) else value
+
+    def _save_weights(self, *, best: bool) -> None:
+        folder = self.save_dir / "weights"
+        extra = {"epoch": self.epoch, "metrics": dict(self.metrics),
+                 "fitness": self.fitness, "best_fitness": self.best_fitness}
+        self.last_checkpoint = save_weights(self.model, folder / "last.pt", extra)
+        if best:
+            save_weights(self.model, folder / "best.pt", extra)
+        self.callbacks.fire("on_model_save", self)
+
+    def _build_optimizer(self, optimizer: Any, lr: float) -> torch.optim.Optimizer:
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        if isinstance(optimizer, torch.optim.Optimizer):
+            return optimizer
+        if isinstance(optimizer, str):
+            factory = _OPTIMIZERS.get(optimizer.lower())
+            if factory is None:
+                raise ValueError(f"unknown optimizer {optimizer!r}; use one of "
+                                 f"{sorted(_OPTIMIZERS)}, an optimizer instance or a factory "
+                                 f"f(params) -> optimizer")
+            return factory(trainable, lr=lr)
+        if callable(optimizer):
+            built = optimizer(trainable)
+            if not isinstance(built, torch.optim.Optimizer):
+                raise TypeError(f"the optimizer factory returned {type(built).__name__}, "
+                                f"expected a torch.optim.Optimizer")
+            return built
+        raise TypeError(f"optimizer must be a torch optimizer, a factory f(params) or a name, "
+                        f"got {type(optimizer).__name__}")
+
+
+def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:
+    """Freeze the first ``freeze`` top-level children, or the parameters under given prefixes."""
+    if freeze is None:
+        return
+    if isinstance(freeze, int):
+        names = [name for name, _ in model.named_children()][:freeze]
+    else:
+        names = list(freeze)
+    for name, parameter in model.named_parameters():
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in names):
+            parameter.requires_grad_(False)
+
+
+def _split(batch: Any) -> tuple[Any, Any]:
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise ValueError(f"a training batch must be (x, y); got {type(batch).__name__}"
+                     f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}"
+                     f" - for unlabeled data use predict()")
+
+
+def _batch_count(batches: Any, limit: int | None) -> int | None:
+    try:
+        count = len(batches)
+    except TypeError:
+        return limit
+    return count if limit is None else min(count, limit)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

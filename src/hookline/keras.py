@@ -1,0 +1,430 @@
+"""The Keras door: ``Model.fit/evaluate/predict`` and ``Callback`` with Keras' method set.
+
+Keras callbacks receive ``(epoch | batch, logs)`` with Keras' keys (``loss``, metric names,
+``val_*``, predict's ``outputs``) and reach the model through ``self.model``
+(``stop_training``, ``optimizer.learning_rate``, ``get_weights``/``set_weights``). The logs dicts
+are built from engine state at this edge, only for the hooks a callback overrides, so a Keras
+callback that does not listen per batch costs nothing per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from hookline.callbacks.history import History
+from hookline.data import split_arrays
+from hookline.engine.exporter import Exporter
+from hookline.engine.predictor import Predictor
+from hookline.engine.trainer import Trainer
+from hookline.engine.validator import Validator
+
+__all__ = ["Callback", "LambdaCallback", "Model", "OptimizerView"]
+
+
+# Keras method -> (hookline event, how its arguments are built)
+_KERAS_HOOKS: dict[str, tuple[str, str]] = {
+    "on_train_begin": ("on_train_start", "plain"),
+    "on_train_end": ("on_train_end", "metrics"),
+    "on_epoch_begin": ("on_train_epoch_start", "epoch_begin"),
+    "on_epoch_end": ("on_fit_epoch_end", "epoch_end"),
+    "on_train_batch_begin": ("on_train_batch_start", "batch_begin"),
+    "on_train_batch_end": ("on_train_batch_end", "train_batch_end"),
+    "on_test_begin": ("on_val_start", "plain"),
+    "on_test_end": ("on_val_end", "metrics"),
+    "on_test_batch_begin": ("on_val_batch_start", "batch_begin"),
+    "on_test_batch_end": ("on_val_batch_end", "val_batch_end"),
+    "on_predict_begin": ("on_predict_start", "plain"),
+    "on_predict_end": ("on_predict_end", "plain"),
+    "on_predict_batch_begin": ("on_predict_batch_start", "batch_begin"),
+    "on_predict_batch_end": ("on_predict_batch_end", "predict_batch_end"),
+}
+
+
+def _train_batch_logs(trainer: Any) -> dict[str, Any]:
+    logs: dict[str, Any] = {"loss": float(trainer.tloss)}
+    if trainer.train_metric_set is not None:
+        logs.update(trainer.train_metric_set.compute(with_loss=False))
+    return logs
+
+
+def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
+    if kind == "plain":
+        method(logs={})
+    elif kind == "metrics":
+        method(logs=dict(engine.metrics))
+    elif kind == "epoch_begin":
+        method(engine.epoch, logs={})
+    elif kind == "epoch_end":
+        method(engine.epoch, logs=dict(engine.metrics))
+    elif kind == "batch_begin":
+        method(engine.batch_i, logs={})
+    elif kind == "train_batch_end":
+        method(engine.batch_i, logs=_train_batch_logs(engine))
+    elif kind == "val_batch_end":
+        method(engine.batch_i,
+               logs=engine.metric_set.compute(with_loss=engine.loss_fn is not None))
+    else:  # predict_batch_end
+        method(engine.batch_i, logs={"outputs": engine.preds.detach().cpu().numpy()})
+
+
+class Callback:
+    """Base class for Keras-style callbacks (the full Keras method set, all no-ops).
+
+    Example (the Keras guide's early stopping, ported)::
+
+        class EarlyStoppingAtMinLoss(hookline.keras.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if logs["loss"] < self.best:
+                    self.best_weights = self.model.get_weights()
+                else:
+                    self.model.stop_training = True
+    """
+
+    order: int = 0
+    on_error: str = "raise"
+
+    def __init__(self) -> None:
+        self.model: Model | None = None
+        self.params: dict[str, Any] = {}
+
+    def set_model(self, model: Model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: dict | None = None) -> None: """Start of fit."""
+    def on_train_end(self, logs: dict | None = None) -> None: """End of fit."""
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: """Epoch starts."""
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: """Epoch ends."""
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+    def on_test_begin(self, logs: dict | None = None) -> None: """Start of evaluation."""
+    def on_test_end(self, logs: dict | None = None) -> None: """End of evaluation."""
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+    def on_predict_begin(self, logs: dict | None = None) -> None: """Start of predict."""
+    def on_predict_end(self, logs: dict | None = None) -> None: """End of predict."""
+    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def _keras_method(self, name: str) -> Callable[..., Any] | None:
+        """The callable for a Keras hook when this callback overrides it, else None."""
+        if getattr(type(self), name) is not getattr(Callback, name):
+            return getattr(self, name)
+        return None
+
+    def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
+        """The hookline events this callback listens to, adapted to Keras' signatures."""
+        handlers: dict[str, Callable[[Any], None]] = {}
+        for name, (event, kind) in _KERAS_HOOKS.items():
+            method = self._keras_method(name)
+            if method is not None:
+                handlers[event] = self._adapter(kind, method)
+        return handlers
+
+    def _adapter(self, kind: str, method: Callable[..., Any]) -> Callable[[Any], None]:
+        def call(engine: Any) -> None:
+            if self.model is None or not self.model._serves(engine):
+                self.set_model(Model._for_engine(engine))
+            _call_with_logs(kind, method, engine)
+        call.__qualname__ = f"{type(self).__qualname__}.{method.__name__}"
+        return call
+
+
+class LambdaCallback(Callback):
+    """Keras' LambdaCallback: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``.
+
+    Unlike Keras, an unknown keyword raises ValueError with the closest valid names.
+    """
+
+    def __init__(self, **hooks: Callable[..., Any]) -> None:
+        super().__init__()
+        import difflib
+        for name, fn in hooks.items():
+            if name not in _KERAS_HOOKS:
+                close = difflib.get_close_matches(name, list(_KERAS_HOOKS), n=3)
+                hint = f" Did you mean {' or '.join(close)}?" if close else ""
+                raise ValueError(f"unknown Keras callback method {name!r}.{hint}")
+            if not callable(fn):
+                raise TypeError(f"LambdaCallback({name}=...) must be callable, got {fn!r}")
+        self._hooks = hooks
+
+    def _keras_method(self, name: str) -> Callable[..., Any] | None:
+        fn = self._hooks.get(name)
+        if fn is None:
+            return None
+
+        def method(*args: Any, logs: dict | None = None) -> Any:
+            return fn(*args, logs)
+        method.__name__ = name
+        return method
+
+
+class OptimizerView:
+    """A torch optimizer seen the Keras way: ``learning_rate`` (alias ``lr``) reads the first
+    parameter group's rate and writes every group's."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.torch_optimizer = optimizer
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.torch_optimizer.param_groups[0]["lr"])
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        for group in self.torch_optimizer.param_groups:
+            group["lr"] = float(value)
+
+    lr = learning_rate
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.torch_optimizer.param_groups
+
+    def __repr__(self) -> str:
+        return f"OptimizerView({type(self.torch_optimizer).__name__}, lr={self.learning_rate})"
+
+
+class Model:
+    """A Keras-style model around an ``nn.Module``.
+
+    Example::
+
+        model = hookline.Model(net, optimizer="adam", loss="cross_entropy",
+                               metrics=["accuracy"])
+        history = model.fit(x, y, epochs=5, validation_split=0.2, callbacks=[...])
+        model.evaluate(x_test, y_test)
+        probabilities = model.predict(x_test)
+    """
+
+    def __init__(self, module: nn.Module, optimizer: Any = "adam", loss: Any = None,
+                 metrics: Sequence[Any] | None = None, *, lr: float = 1e-3,
+                 device: str | torch.device = "auto", precision: str = "32") -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"Model wraps a torch.nn.Module, got {type(module).__name__}")
+        self.module = module
+        self.device, self.precision, self.lr = device, precision, lr
+        self._torch_optimizer: torch.optim.Optimizer | None = None
+        self._trainer: Trainer | None = None
+        self._engine: Any = None
+        self._stop_training = False
+        self._functions: list[tuple[str, Callable[[Any], Any], dict[str, Any]]] = []
+        self.history: History | None = None
+        self._last_metrics: dict[str, float] = {}
+        self.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+    def compile(self, optimizer: Any = "adam", loss: Any = None,
+                metrics: Sequence[Any] | None = None) -> None:
+        """Set the optimizer, loss and metrics (Keras' compile)."""
+        self._optimizer_spec, self.loss, self.metrics = optimizer, loss, list(metrics or [])
+        self._torch_optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) \
+            else None
+
+    # --- what Keras callbacks reach through self.model ------------------------------------
+    @property
+    def stop_training(self) -> bool:
+        return self._trainer.stop if self._trainer is not None else self._stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        if self._trainer is not None:
+            self._trainer.stop = bool(value)
+        self._stop_training = bool(value)
+
+    @property
+    def optimizer(self) -> OptimizerView | None:
+        optimizer = self._trainer.optimizer if self._trainer is not None \
+            else self._torch_optimizer
+        return OptimizerView(optimizer) if optimizer is not None else None
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Copies of every parameter and buffer, in state_dict order (Keras' get_weights)."""
+        return [t.detach().cpu().numpy().copy() for t in self.module.state_dict().values()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Load arrays as returned by ``get_weights`` (same order and shapes)."""
+        state = self.module.state_dict()
+        if len(weights) != len(state):
+            raise ValueError(f"set_weights got {len(weights)} arrays but the model has "
+                             f"{len(state)} weights; pass what get_weights() returned")
+        new_state = {}
+        for (name, current), value in zip(state.items(), weights):
+            tensor = torch.as_tensor(np.asarray(value))
+            if tuple(tensor.shape) != tuple(current.shape):
+                raise ValueError(f"set_weights: {name} has shape {tuple(current.shape)} but "
+                                 f"the array given has shape {tuple(tensor.shape)}")
+            new_state[name] = tensor.to(current.dtype)
+        self.module.load_state_dict(new_state)
+
+    def _serves(self, engine: Any) -> bool:
+        return engine is self._engine or engine is self._trainer or (
+            getattr(engine, "trainer", None) is not None and engine.trainer is self._trainer)
+
+    @classmethod
+    def _for_engine(cls, engine: Any) -> Model:
+        """A Model view of an engine, for Keras callbacks registered on a plain Trainer."""
+        trainer = engine if isinstance(engine, Trainer) else getattr(engine, "trainer", None)
+        model = cls(engine.model, optimizer=trainer.optimizer if trainer else "adam",
+                    loss=getattr(engine, "loss_fn", None))
+        model._trainer, model._engine = trainer, engine
+        return model
+
+    # --- Ultralytics' spelling --------------------------------------------------------------
+    def add_callback(self, event: str, fn: Callable[[Any], Any], **filters: Any) -> None:
+        """Register ``fn(engine)`` on an event for every later fit/evaluate/predict."""
+        from hookline.events import resolve_event
+        resolve_event(event)
+        if not callable(fn):
+            raise TypeError(f"the callback for {event!r} must be callable, got {fn!r}")
+        self._functions.append((event, fn, filters))
+
+    def train(self, x: Any = None, y: Any = None, **options: Any) -> dict[str, float]:
+        """Ultralytics' name for fit; returns the last epoch's metrics."""
+        self.fit(x, y, **options)
+        return self._last_metrics
+
+    def val(self, x: Any = None, y: Any = None, **options: Any) -> dict[str, float]:
+        """Ultralytics' name for evaluate; returns a metrics dict."""
+        return self.evaluate(x, y, return_dict=True, **options)
+
+    def export(self, format: str = "pt", *, file: str | Path | None = None,
+               example_input: Any = None, callbacks: Sequence[Any] | None = None,
+               **options: Any) -> Path:
+        """Export to "pt", "safetensors", "torchscript" or "onnx" (see Exporter)."""
+        if example_input is not None:
+            example_input = torch.as_tensor(np.asarray(example_input)) \
+                if not isinstance(example_input, torch.Tensor) else example_input
+        exporter = Exporter(self.module, format=format, file=file, example_input=example_input,
+                            callbacks=self._callback_list(callbacks), **options)
+        self._engine = exporter
+        return exporter.export()
+
+    # --- Keras' fit / evaluate / predict ------------------------------------------------------
+    def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
+            verbose: int = 1, callbacks: Sequence[Any] | None = None,
+            validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
+            initial_epoch: int = 0, steps_per_epoch: int | None = None,
+            **trainer_options: Any) -> History:
+        """Train like Keras' ``fit``; returns the History (also ``model.history``)."""
+        if self.loss is None:
+            raise ValueError("the model has no loss: pass loss= to Model(...) or compile()")
+        train_data, val_data = _split_validation(x, y, validation_split, validation_data)
+        optimizer = self._torch_optimizer or self._optimizer_spec
+        trainer = Trainer(self.module, optimizer=optimizer, loss=self.loss,
+                          train_data=train_data, val_data=val_data, epochs=epochs,
+                          batch_size=batch_size, shuffle=shuffle, lr=self.lr,
+                          metrics=self.metrics, train_metrics=True,
+                          callbacks=self._callback_list(callbacks), device=self.device,
+                          precision=self.precision, verbose=verbose,
+                          initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
+                          **trainer_options)
+        self._torch_optimizer = trainer.optimizer
+        self._trainer, self._engine = trainer, trainer
+        self._stop_training = False
+        params = {"epochs": epochs, "verbose": verbose, "steps": steps_per_epoch or (
+            len(trainer.train_data) if hasattr(trainer.train_data, "__len__") else None)}
+        for callback in trainer.callbacks:
+            if isinstance(callback, Callback):
+                callback.set_params(params)
+        self._last_metrics = trainer.fit()
+        self.history = trainer.callbacks.find(History)[0]
+        return self.history
+
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: int = 1,
+                 callbacks: Sequence[Any] | None = None,
+                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
+        """Loss and metrics on data, like Keras' ``evaluate``."""
+        data = _pair(x, y)
+        validator = Validator(self.module, data=data, loss=self.loss, metrics=self.metrics,
+                              batch_size=batch_size, device=self.device,
+                              precision=self.precision, callbacks=self._callback_list(callbacks))
+        validator.model.to(validator.device)
+        self._engine = validator
+        self._trainer = None
+        metrics = validator.validate()
+        if verbose:
+            print(" - ".join(f"{name}: {value:.4f}" for name, value in metrics.items()))
+        if return_dict:
+            return metrics
+        values = list(metrics.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
+                callbacks: Sequence[Any] | None = None) -> np.ndarray:
+        """Model outputs for ``x`` as one numpy array, like Keras' ``predict``."""
+        predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
+                              device=self.device, precision=self.precision,
+                              batch_size=batch_size)
+        self._engine = predictor
+        self._trainer = None
+        results = predictor(x)
+        outputs = [getattr(item, "output", item) for item in results]
+        return torch.stack(outputs).numpy() if outputs else np.empty((0,))
+
+    def __call__(self, x: Any, **options: Any) -> Any:
+        """Ultralytics-style ``model(source, stream=True)``: results from a Predictor."""
+        stream = options.pop("stream", False)
+        predictor = Predictor(self.module, callbacks=self._callback_list(None),
+                              device=self.device, precision=self.precision, **options)
+        self._engine = predictor
+        return predictor(x, stream=stream)
+
+    def _callback_list(self, callbacks: Sequence[Any] | None) -> list[Any]:
+        from hookline.callback_list import CallbackList
+        listed = CallbackList()
+        for position, callback in enumerate(callbacks or []):
+            if isinstance(callback, Callback):
+                callback.set_model(self)
+            listed.add(callback, _position=position)
+        for event, fn, filters in self._functions:
+            listed.add_function(event, fn, **filters)
+        return listed  # type: ignore[return-value]
+
+
+def _pair(x: Any, y: Any) -> Any:
+    if y is None:
+        return x
+    return (x, y)
+
+
+def _split_validation(x: Any, y: Any, split: float, validation_data: Any) -> tuple[Any, Any]:
+    """Keras' validation_split: the last ``split`` share of the arrays, taken before shuffling."""
+    if isinstance(split, bool) or not isinstance(split, (int, float)):
+        raise TypeError(f"validation_split must be a float in (0, 1), got {split!r}")
+    if split and not 0.0 < split < 1.0:
+        raise ValueError(f"validation_split must be in (0, 1), got {split!r}; it is the share "
+                         f"of the data held out for validation (e.g. 0.2)")
+    data = _pair(x, y)
+    if not split:
+        return data, validation_data
+    if validation_data is not None:
+        raise ValueError("pass validation_split or validation_data, not both")
+    arrays = split_arrays(data)
+    if arrays is None:
+        raise ValueError("validation_split needs array data (x and y as tensors or numpy "
+                         "arrays); for a DataLoader pass validation_data instead")
+    sizes = {len(array) for array in arrays}
+    if len(sizes) > 1:
+        raise ValueError(f"x and y must have the same number of samples, got "
+                         f"{' and '.join(str(len(a)) for a in arrays)}")
+    size = len(arrays[0])
+    cut = int(size * (1.0 - split))
+    if cut <= 0 or cut >= size:
+        raise ValueError(f"validation_split={split} leaves an empty set with {size} samples")
+    train = tuple(array[:cut] for array in arrays)
+    held_out = tuple(array[cut:] for array in arrays)
+    return train, held_out

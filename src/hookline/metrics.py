@@ -1,0 +1,179 @@
+"""Losses and metrics by name, and a metric accumulator that stays on the device until read.
+
+A metric is any callable ``fn(preds, targets) -> scalar tensor`` (named by its ``__name__``), a
+torchmetrics metric (anything with ``update``/``compute``/``reset``), or one of the names below.
+Batch values are averaged weighted by batch size; nothing is copied to the host until
+``compute()``, which runs once per epoch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["MetricSet", "accuracy", "mean_absolute_error", "mean_squared_error", "resolve_loss",
+           "resolve_metrics"]
+
+
+def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Share of samples whose arg-max class (or thresholded logit, for one output) is right."""
+    if preds.dim() > 1 and preds.shape[-1] > 1:
+        predicted = preds.argmax(dim=-1)
+    else:
+        predicted = (preds.reshape(targets.shape) > 0).to(targets.dtype)
+    return (predicted == targets).float().mean()
+
+
+def mean_absolute_error(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error, with targets reshaped to the predictions when sizes agree."""
+    return (preds - _like(targets, preds)).abs().mean()
+
+
+def mean_squared_error(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean squared error, with targets reshaped to the predictions when sizes agree."""
+    return (preds - _like(targets, preds)).pow(2).mean()
+
+
+def _like(targets: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
+    if targets.shape != preds.shape and targets.numel() == preds.numel():
+        targets = targets.reshape(preds.shape)
+    return targets.to(preds.dtype)
+
+
+class _RegressionLoss(nn.Module):
+    """A regression loss that accepts targets of shape (N,) for predictions of shape (N, 1)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], name: str):
+        super().__init__()
+        self.fn, self.name = fn, name
+
+    def forward(self, preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.fn(preds, _like(targets, preds))
+
+
+_LOSSES: dict[str, Callable[[], Callable[..., torch.Tensor]]] = {
+    "cross_entropy": nn.CrossEntropyLoss,
+    "nll": nn.NLLLoss,
+    "mse": lambda: _RegressionLoss(nn.functional.mse_loss, "mse"),
+    "mae": lambda: _RegressionLoss(nn.functional.l1_loss, "mae"),
+    "huber": lambda: _RegressionLoss(nn.functional.huber_loss, "huber"),
+    "bce": lambda: _RegressionLoss(nn.functional.binary_cross_entropy, "bce"),
+    "bce_with_logits": lambda: _RegressionLoss(
+        nn.functional.binary_cross_entropy_with_logits, "bce_with_logits"),
+}
+_LOSS_ALIASES = {
+    "crossentropy": "cross_entropy", "categorical_crossentropy": "cross_entropy",
+    "sparse_categorical_crossentropy": "cross_entropy", "ce": "cross_entropy",
+    "mean_squared_error": "mse", "l2": "mse", "mean_absolute_error": "mae", "l1": "mae",
+    "smooth_l1": "huber", "binary_crossentropy": "bce", "binary_cross_entropy": "bce",
+    "nll_loss": "nll",
+}
+_CLASSIFICATION_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
+
+
+def resolve_loss(loss: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A loss callable from a name, a module or a function."""
+    if isinstance(loss, str):
+        key = _LOSS_ALIASES.get(loss.lower(), loss.lower())
+        if key not in _LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or pass a "
+                             f"callable loss(preds, targets) -> scalar tensor")
+        return _LOSSES[key]()
+    if not callable(loss):
+        raise TypeError(f"loss must be a name or a callable loss(preds, targets), got "
+                        f"{type(loss).__name__}: {loss!r}")
+    return loss
+
+
+def is_classification(loss: Any) -> bool:
+    """Whether a resolved loss is a classification loss (so accuracy is a sensible default)."""
+    return isinstance(loss, _CLASSIFICATION_LOSSES) or getattr(
+        loss, "__name__", "") in {"cross_entropy", "nll_loss"}
+
+
+_METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "accuracy": accuracy,
+    "mean_absolute_error": mean_absolute_error,
+    "mean_squared_error": mean_squared_error,
+}
+_METRIC_ALIASES = {"acc": "accuracy", "mae": "mean_absolute_error",
+                   "mse": "mean_squared_error"}
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tuple[str, Any]]:
+    """``(name, metric)`` pairs; ``"auto"`` means accuracy for classification losses."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        if metrics == "auto":
+            return [("accuracy", accuracy)] if is_classification(loss) else []
+        metrics = [metrics]
+    resolved: list[tuple[str, Any]] = []
+    for metric in metrics:
+        if isinstance(metric, tuple) and len(metric) == 2 and isinstance(metric[0], str):
+            resolved.append(metric)  # ("name", metric): an explicit name
+        elif isinstance(metric, str):
+            key = _METRIC_ALIASES.get(metric, metric)
+            if key not in _METRICS:
+                raise ValueError(f"unknown metric {metric!r}; use one of {sorted(_METRICS)}, "
+                                 f"a callable metric(preds, targets) or a torchmetrics metric")
+            resolved.append((metric if metric in _METRICS else key, _METRICS[key]))
+        elif all(callable(getattr(metric, name, None)) for name in ("update", "compute",
+                                                                     "reset")):
+            resolved.append((getattr(metric, "name", None) or _snake(type(metric).__name__),
+                             metric))
+        elif callable(metric):
+            resolved.append((getattr(metric, "__name__", None) or _snake(type(metric).__name__),
+                             metric))
+        else:
+            raise TypeError(f"a metric must be a name, a callable or a torchmetrics metric, "
+                            f"got {type(metric).__name__}: {metric!r}")
+    names = [name for name, _ in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two metrics share a name in {names}; give each a distinct name")
+    return resolved
+
+
+class MetricSet:
+    """Accumulates the loss and metrics over batches on the device; ``compute`` syncs once."""
+
+    def __init__(self, metrics: list[tuple[str, Any]]) -> None:
+        self.metrics = metrics
+        self._stateful = [hasattr(metric, "compute") for _, metric in metrics]
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: list[torch.Tensor | float] = [0.0] * len(self.metrics)
+        self._loss_sum: torch.Tensor | float = 0.0
+        self.count = 0
+        for (_, metric), stateful in zip(self.metrics, self._stateful):
+            if stateful:
+                metric.reset()
+
+    def update(self, preds: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> None:
+        size = len(preds) if preds.dim() else 1
+        self.count += size
+        if loss is not None:
+            self._loss_sum = self._loss_sum + loss.detach().float() * size
+        for i, ((_, metric), stateful) in enumerate(zip(self.metrics, self._stateful)):
+            if stateful:
+                metric.update(preds.detach(), targets)
+            else:
+                self._sums[i] = self._sums[i] + metric(preds.detach(), targets).detach() * size
+
+    def compute(self, with_loss: bool = True) -> dict[str, float]:
+        values: dict[str, float] = {}
+        count = max(self.count, 1)
+        if with_loss:
+            values["loss"] = float(self._loss_sum) / count
+        for (name, metric), stateful, total in zip(self.metrics, self._stateful, self._sums):
+            values[name] = float(metric.compute()) if stateful else float(total) / count
+        return values
