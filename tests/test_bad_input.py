@@ -1,0 +1,128 @@
+"""Bad input gets a clear error: the right type, naming the option and what is allowed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hookline
+from hookline.testing import tiny_data, tiny_model
+
+
+def trainer(**options):
+    x, y = tiny_data(samples=8)
+    settings = dict(loss="cross_entropy", train_data=(x, y), batch_size=4, verbose=0,
+                    device="cpu")
+    settings.update(options)
+    return hookline.Trainer(options.pop("model", tiny_model()), **settings)
+
+
+def test_unknown_event():
+    with pytest.raises(ValueError, match=r"unknown event 'on_fit_epoch_ned'.*on_fit_epoch_end"):
+        trainer().add_callback("on_fit_epoch_ned", print)
+
+
+@pytest.mark.parametrize("bad", [5, "on_train_end", None])
+def test_non_callable_callback(bad):
+    with pytest.raises(TypeError, match=r"callbacks\[0\] is .* listens to no event"):
+        trainer(callbacks=[bad])
+
+
+def test_plain_function_in_callbacks_list_asks_for_an_event():
+    with pytest.raises(TypeError, match=r"needs an event: use add_callback"):
+        trainer(callbacks=[lambda t: None])
+
+
+def test_non_callable_function_for_event():
+    with pytest.raises(TypeError, match="must be callable"):
+        trainer().add_callback("on_train_end", 42)
+
+
+def test_x_y_length_mismatch():
+    x, y = tiny_data(samples=10)
+    with pytest.raises(ValueError, match="x has 10 samples but y has 9"):
+        trainer(train_data=(x, y[:9]))
+    model = hookline.Model(tiny_model(), loss="cross_entropy")
+    with pytest.raises(ValueError, match="same number of samples"):
+        model.fit(x.numpy(), y[:9].numpy(), validation_split=0.2, verbose=0)
+
+
+@pytest.mark.parametrize("empty", [(torch.empty(0, 8), torch.empty(0, dtype=torch.long)), []])
+def test_empty_data(empty):
+    with pytest.raises(ValueError, match="train_data is empty"):
+        trainer(train_data=empty)
+
+
+def test_generator_consumed_after_first_epoch():
+    x, y = tiny_data(samples=8)
+    batches = ((x[i:i + 4], y[i:i + 4]) for i in (0, 4))
+    with pytest.raises(ValueError, match="one-shot iterator"):
+        trainer(train_data=batches, epochs=2).fit()
+
+
+@pytest.mark.parametrize("split", [0.0 - 0.5, 1.0, 1.5])
+def test_validation_split_outside_open_interval(split):
+    x, y = tiny_data(samples=10)
+    model = hookline.Model(tiny_model(), loss="cross_entropy")
+    with pytest.raises(ValueError, match=r"validation_split must be in \(0, 1\)"):
+        model.fit(x, y, validation_split=split, verbose=0)
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match="unknown device 'gpu'; use 'auto', 'cpu', 'cuda'"):
+        trainer(device="gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error when CUDA is missing")
+def test_cuda_asked_for_without_cuda():
+    with pytest.raises(ValueError, match="CUDA is not available here"):
+        trainer(device="cuda:0")
+
+
+def test_auto_device_picks_cuda_when_present():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert trainer(device="auto").device.type in (expected, "mps")
+
+
+def test_unknown_export_format(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown export format 'tflite'; use one of"):
+        trainer().export("tflite")
+
+
+def test_loss_returning_non_scalar():
+    def per_sample(preds, targets):
+        return torch.nn.functional.cross_entropy(preds, targets, reduction="none")
+
+    with pytest.raises(ValueError, match=r"the loss must return a scalar tensor, got \(4,\)"):
+        trainer(loss=per_sample).fit()
+
+
+def test_mismatched_output_and_labels_names_shapes():
+    x = torch.randn(8, 8)
+    y = torch.randint(0, 7, (8,))  # 7 classes, the model has 3 outputs
+    with pytest.raises((IndexError, RuntimeError)) as caught:
+        trainer(train_data=(x, y), loss="cross_entropy").fit()
+    notes = "\n".join(getattr(caught.value, "__notes__", []))
+    assert "predictions of shape (4, 3) and targets of shape (4,)" in notes
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(optimizer="sgdd"), ValueError, "unknown optimizer 'sgdd'"),
+    (dict(loss="crossentropi"), ValueError, "unknown loss 'crossentropi'"),
+    (dict(metrics=["acuracy"]), ValueError, "unknown metric 'acuracy'"),
+    (dict(epochs=-1), ValueError, "epochs must be an integer >= 0"),
+    (dict(accumulate=0), ValueError, "accumulate must be an integer >= 1"),
+    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(precision="fp8"), ValueError, "unknown precision 'fp8'"),
+    (dict(verbose=3), ValueError, "verbose must be 0, 1 or 2"),
+    (dict(train_data="data.csv"), TypeError, "train_data must be a DataLoader"),
+])
+def test_bad_options(options, error, message):
+    with pytest.raises(error, match=message):
+        trainer(**options)
+
+
+def test_numpy_object_arrays_are_rejected():
+    with pytest.raises(TypeError, match="dtype=object"):
+        trainer(train_data=(np.array([{}, {}], dtype=object), np.array([0, 1])))

@@ -1,0 +1,225 @@
+"""The engines do what a hand-written loop does, with every documented option."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import hookline
+from hookline.testing import tiny_data, tiny_model
+
+
+def fit(model, **options):
+    x, y = tiny_data(samples=24)
+    settings = dict(loss="cross_entropy", train_data=(x, y), batch_size=8, epochs=2,
+                    verbose=0, device="cpu", shuffle=False, default_callbacks=False)
+    settings.update(options)
+    trainer = hookline.Trainer(model, **settings)
+    trainer.fit()
+    return trainer
+
+
+def hand_written_loop(model, x, y, *, epochs, batch_size, lr, accumulate=1, clip=None):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    batches = (len(x) + batch_size - 1) // batch_size
+    for _ in range(epochs):
+        for i in range(batches):
+            xb, yb = x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            (loss / accumulate if accumulate > 1 else loss).backward()
+            if (i + 1) % accumulate == 0 or i + 1 == batches:
+                if clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+    return model
+
+
+def assert_same_weights(a, b):
+    for (name, left), right in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(left, right), name
+
+
+@pytest.mark.parametrize("accumulate, clip", [(1, None), (2, None), (1, 0.1)])
+def test_oracle_bit_for_bit_equal_to_hand_written_loop(accumulate, clip):
+    x, y = tiny_data(samples=24)
+    reference = hand_written_loop(tiny_model(), x, y, epochs=2, batch_size=5, lr=0.1,
+                                  accumulate=accumulate, clip=clip)
+    model = tiny_model()
+    fit(model, train_data=(x, y), batch_size=5,
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.1), accumulate=accumulate,
+        clip_grad_norm=clip)
+    assert_same_weights(model, reference)
+
+
+def test_data_forms_are_equivalent():
+    x, y = tiny_data(samples=24)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    batches = [(x[i:i + 8], y[i:i + 8]) for i in range(0, 24, 8)]
+    models = []
+    for data in [(x, y), (x.numpy(), y.numpy()), loader, batches]:
+        model = tiny_model()
+        fit(model, train_data=data, optimizer="sgd", lr=0.1)
+        models.append(model)
+    for model in models[1:]:
+        assert_same_weights(models[0], model)
+
+
+def test_seeded_shuffle_is_reproducible_and_differs_per_epoch():
+    a, b = tiny_model(), tiny_model()
+    fit(a, shuffle=True, seed=3)
+    fit(b, shuffle=True, seed=3)
+    assert_same_weights(a, b)
+    batches = hookline.data.as_batches(tiny_data(samples=24), name="t", batch_size=8,
+                                       shuffle=True, seed=3)
+    assert not torch.equal(batches.order(0), batches.order(1))
+
+
+def test_training_reduces_loss_and_reports_metrics():
+    x, y = tiny_data(samples=96)
+    trainer = fit(tiny_model(), train_data=(x, y), val_data=(x, y), epochs=15, lr=0.05)
+    assert trainer.metrics["val_accuracy"] > 0.7
+    assert trainer.metrics["loss"] < 1.0
+    assert trainer.best_fitness >= trainer.fitness
+
+
+def test_train_metrics_and_user_metrics_with_val_prefix():
+    def top2(preds, targets):
+        return (preds.topk(2, dim=1).indices == targets[:, None]).any(dim=1).float().mean()
+
+    x, y = tiny_data(samples=24)
+    trainer = fit(tiny_model(), val_data=(x, y), metrics=["accuracy", top2],
+                  train_metrics=True)
+    assert set(trainer.metrics) == {"loss", "accuracy", "top2", "val_loss", "val_accuracy",
+                                    "val_top2"}
+    assert trainer.metrics["val_top2"] >= trainer.metrics["val_accuracy"]
+
+
+def test_torchmetrics_metric_is_accepted():
+    torchmetrics = pytest.importorskip("torchmetrics")
+    x, y = tiny_data(samples=24)
+    metric = torchmetrics.classification.MulticlassAccuracy(num_classes=3, average="micro")
+    trainer = fit(tiny_model(), val_data=(x, y), metrics=[metric])
+    plain = fit(tiny_model(), val_data=(x, y), metrics=["accuracy"])
+    assert trainer.metrics["val_multiclass_accuracy"] == pytest.approx(
+        plain.metrics["val_accuracy"])
+
+
+def test_bf16_autocast_runs_on_cpu():
+    seen = []
+    x, y = tiny_data(samples=16)
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               precision="bf16", device="cpu", verbose=0, batch_size=8)
+    trainer.add_callback("on_after_forward", lambda t: seen.append(t.preds.dtype))
+    trainer.fit()
+    assert seen == [torch.bfloat16, torch.bfloat16]
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+
+
+def test_freeze_first_children():
+    model = tiny_model()
+    before = copy.deepcopy(model)
+    trainer = fit(model, freeze=1, lr=0.5, optimizer="sgd")
+    assert torch.equal(model[0].weight, before[0].weight)
+    assert not torch.equal(model[2].weight, before[2].weight)
+    assert trainer.args.freeze == 1
+
+
+def test_save_dir_writes_last_and_best_and_fires_on_model_save(tmp_path):
+    saves = []
+    x, y = tiny_data(samples=24)
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               val_data=(x, y), epochs=3, verbose=0, save_dir=tmp_path,
+                               device="cpu")
+    trainer.add_callback("on_model_save", lambda t: saves.append(
+        (t.epoch, t.last_checkpoint.name, t.best_fitness)))
+    trainer.fit()
+    assert [s[0] for s in saves] == [0, 1, 2]
+    assert (tmp_path / "weights" / "last.pt").is_file()
+    best = hookline.checkpoint.load_weights(tmp_path / "weights" / "best.pt")
+    assert best["fitness"] == trainer.best_fitness
+
+
+def test_steps_per_epoch_and_initial_epoch():
+    trainer = fit(tiny_model(), epochs=4, initial_epoch=2, steps_per_epoch=2)
+    assert trainer.step == 4 and trainer.epoch == 3
+
+
+def test_predictor_stream_and_replaceable_results():
+    model = tiny_model()
+    x = torch.randn(5, 8)
+    predictor = hookline.Predictor(model, batch_size=2, device="cpu")
+
+    def zip_frames(predictor):
+        predictor.results = zip(predictor.results, predictor.batch[0])
+
+    predictor.add_callback("on_predict_batch_end", zip_frames)
+    stream = predictor(x, stream=True)
+    assert iter(stream) is stream  # a generator: results come batch by batch
+    pairs = list(stream)
+    assert len(pairs) == 5
+    for result, frame in pairs:
+        assert torch.equal(frame, x[result.index])
+        assert torch.allclose(result.output, model(frame[None])[0].detach(), atol=1e-6)
+
+
+def test_predictor_saves_only_batches_flagged_by_callbacks(tmp_path):
+    predictor = hookline.Predictor(tiny_model(), batch_size=2, device="cpu", save=True,
+                                   save_dir=tmp_path)
+    predictor.add_callback("on_predict_postprocess_end",
+                           lambda p: setattr(p.args, "save", p.batch_i != 1))
+    results = predictor(torch.randn(6, 8))
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert rows[0] == "index,cls,conf"
+    assert [int(r.split(",")[0]) for r in rows[1:]] == [0, 1, 4, 5]
+    by_index = {result.index: result.cls for result in results}
+    assert all(by_index[int(row.split(",")[0])] == int(row.split(",")[1]) for row in rows[1:])
+
+
+@pytest.mark.parametrize("fmt", ["pt", "safetensors", "torchscript", "onnx"])
+def test_export_formats_round_trip(tmp_path, fmt):
+    model = tiny_model().eval()
+    x = torch.randn(4, 8)
+    file = hookline.Exporter(model, format=fmt, file=tmp_path / f"model.{fmt}",
+                             example_input=x[:1]).export()
+    expected = model(x).detach().numpy()
+    if fmt == "pt":
+        loaded = tiny_model(seed=9)
+        loaded.load_state_dict(hookline.checkpoint.load_weights(file)["model"])
+        actual = loaded(x).detach().numpy()
+    elif fmt == "safetensors":
+        from safetensors.torch import load_model
+        loaded = tiny_model(seed=9)
+        load_model(loaded, str(file))
+        actual = loaded(x).detach().numpy()
+    elif fmt == "torchscript":
+        actual = torch.jit.load(str(file))(x).detach().numpy()
+    else:
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(file), providers=["CPUExecutionProvider"])
+        actual = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+
+
+def test_export_check_catches_a_model_that_does_not_trace(tmp_path):
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.linear(x) * (2.0 if float(x.sum()) > 0 else -1.0)
+
+    x = torch.ones(1, 8)
+    exporter = hookline.Exporter(DataDependent(), format="torchscript",
+                                 file=tmp_path / "m.ts", example_input=x)
+    exporter.export()  # the traced example agrees with itself
+    assert exporter.max_abs_diff == 0.0
+    exporter.example_input = -x  # checking on another input exposes the frozen branch
+    with pytest.raises(RuntimeError, match="disagrees with the PyTorch model"):
+        exporter._check()

@@ -1,0 +1,191 @@
+"""The Keras door: Model.fit/evaluate/predict, Keras callbacks, logs and self.model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import hookline
+from hookline import keras
+from hookline.testing import tiny_data, tiny_model
+
+
+def make_model(**options):
+    settings = dict(optimizer="sgd", loss="cross_entropy", metrics=["accuracy"], lr=0.1,
+                    device="cpu")
+    settings.update(options)
+    return hookline.Model(tiny_model(), **settings)
+
+
+class LogKeys(keras.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _record(self, name, *args, logs=None):
+        self.seen.append((name, *args, sorted((logs or {}).keys())))
+
+    def on_train_begin(self, logs=None): self._record("train_begin", logs=logs)
+    def on_train_end(self, logs=None): self._record("train_end", logs=logs)
+    def on_epoch_begin(self, epoch, logs=None): self._record("epoch_begin", epoch, logs=logs)
+    def on_epoch_end(self, epoch, logs=None): self._record("epoch_end", epoch, logs=logs)
+    def on_train_batch_begin(self, batch, logs=None): self._record("tb_begin", batch, logs=logs)
+    def on_train_batch_end(self, batch, logs=None): self._record("tb_end", batch, logs=logs)
+    def on_test_begin(self, logs=None): self._record("test_begin", logs=logs)
+    def on_test_end(self, logs=None): self._record("test_end", logs=logs)
+    def on_test_batch_begin(self, batch, logs=None): self._record("vb_begin", batch, logs=logs)
+    def on_test_batch_end(self, batch, logs=None): self._record("vb_end", batch, logs=logs)
+    def on_predict_begin(self, logs=None): self._record("predict_begin", logs=logs)
+    def on_predict_end(self, logs=None): self._record("predict_end", logs=logs)
+    def on_predict_batch_begin(self, batch, logs=None): self._record("pb_begin", batch, logs=logs)
+    def on_predict_batch_end(self, batch, logs=None): self._record("pb_end", batch, logs=logs)
+
+
+def test_fit_calls_every_keras_method_with_keras_log_keys():
+    x, y = tiny_data(samples=8)
+    callback = LogKeys()
+    history = make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, validation_split=0.5,
+                               callbacks=[callback])
+    train, val = ["accuracy", "loss"], ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert callback.seen == [
+        ("train_begin", []), ("epoch_begin", 0, []),
+        ("tb_begin", 0, []), ("tb_end", 0, train),
+        ("test_begin", []), ("vb_begin", 0, []), ("vb_end", 0, ["accuracy", "loss"]),
+        ("test_end", ["accuracy", "loss"]),
+        ("epoch_end", 0, val), ("train_end", val)]
+    assert isinstance(history, hookline.History) and history.epoch == [0]
+    assert set(history.history) == set(val)
+
+
+def test_evaluate_and_predict_with_callbacks():
+    x, y = tiny_data(samples=8)
+    model = make_model()
+    callback = LogKeys()
+    loss, accuracy = model.evaluate(x, y, batch_size=4, verbose=0, callbacks=[callback])
+    assert 0 <= accuracy <= 1 and loss > 0
+    assert [s[0] for s in callback.seen] == ["test_begin", "vb_begin", "vb_end", "vb_begin",
+                                             "vb_end", "test_end"]
+    callback.seen.clear()
+    outputs = model.predict(x.numpy(), batch_size=4, callbacks=[callback])
+    assert isinstance(outputs, np.ndarray) and outputs.shape == (8, 3)
+    assert callback.seen[2] == ("pb_end", 0, ["outputs"])
+    np.testing.assert_allclose(outputs, model.module(x).detach().numpy(), atol=1e-6)
+    assert model.evaluate(x, y, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
+
+
+def test_batch_logs_hold_the_running_mean_loss():
+    x, y = tiny_data(samples=12)
+    losses, running = [], []
+
+    class Running(keras.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            running.append(logs["loss"])
+
+    model = make_model()
+    model.add_callback("on_after_loss", lambda t: losses.append(float(t.loss.detach())))
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[Running()])
+    assert running == pytest.approx([np.mean(losses[:i + 1]) for i in range(3)])
+
+
+def test_self_model_stop_training_lr_and_weights():
+    x, y = tiny_data(samples=16)
+    rates = []
+
+    class Controller(keras.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            rates.append(self.model.optimizer.learning_rate)
+            self.model.optimizer.learning_rate = 0.5 * self.model.optimizer.lr
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                self.snapshot = self.model.get_weights()
+            if epoch == 2:
+                self.model.set_weights(self.snapshot)
+                self.model.stop_training = True
+
+    controller = Controller()
+    model = make_model()
+    history = model.fit(x, y, batch_size=4, epochs=10, verbose=0, callbacks=[controller])
+    assert rates == pytest.approx([0.1, 0.05, 0.025])
+    assert history.epoch == [0, 1, 2]
+    for restored, saved in zip(model.get_weights(), controller.snapshot):
+        np.testing.assert_array_equal(restored, saved)
+
+
+def test_set_weights_checks_shapes():
+    model = make_model()
+    weights = model.get_weights()
+    weights[0] = np.zeros((2, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"0.weight has shape \(16, 8\)"):
+        model.set_weights(weights)
+    with pytest.raises(ValueError, match="got 1 arrays"):
+        model.set_weights(weights[:1])
+
+
+def test_keras_callback_works_on_a_plain_trainer():
+    x, y = tiny_data(samples=8)
+
+    class Stopper(keras.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = epoch == 1
+
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               epochs=5, verbose=0, device="cpu", callbacks=[Stopper()])
+    trainer.fit()
+    assert trainer.epoch == 1 and trainer.stop
+
+
+def test_fit_continues_across_calls_with_the_same_optimizer():
+    x, y = tiny_data(samples=8)
+    model = make_model(optimizer="adam")
+    model.fit(x, y, epochs=1, verbose=0)
+    first = model.optimizer.torch_optimizer
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model.optimizer.torch_optimizer is first
+    assert first.state  # Adam moments carried over
+
+
+def test_validation_data_and_initial_epoch_and_steps():
+    x, y = tiny_data(samples=16)
+    history = make_model().fit(x, y, batch_size=4, epochs=3, initial_epoch=1,
+                               steps_per_epoch=2, validation_data=(x[:4], y[:4]), verbose=0)
+    assert history.epoch == [1, 2] and "val_loss" in history.history
+
+
+def test_ultralytics_spellings_on_model(tmp_path):
+    x, y = tiny_data(samples=8)
+    model = make_model()
+    epochs = []
+    model.add_callback("on_train_epoch_end", lambda trainer: epochs.append(trainer.epoch))
+    metrics = model.train(x, y, epochs=2, verbose=0)
+    assert epochs == [0, 1] and "loss" in metrics
+    assert set(model.val(x, y, verbose=0)) == {"loss", "accuracy"}
+    path = model.export("onnx", file=tmp_path / "m.onnx", example_input=x[:1])
+    assert path.is_file()
+    results = list(model(x, stream=True, batch_size=4))
+    assert len(results) == 8 and isinstance(results[0], hookline.Result)
+    with pytest.raises(ValueError, match="Did you mean on_train_end"):
+        model.add_callback("on_train_ned", print)
+
+
+def test_keras_lambda_callback():
+    x, y = tiny_data(samples=8)
+    ends = []
+    model = make_model()
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[keras.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: ends.append((epoch, round(logs["loss"], 6))))])
+    assert [e for e, _ in ends] == [0, 1]
+    with pytest.raises(ValueError, match="Did you mean on_epoch_end"):
+        keras.LambdaCallback(on_epoch_ends=print)
+
+
+def test_regression_losses_accept_flat_targets():
+    x = torch.randn(16, 8)
+    y = x.sum(dim=1)  # shape (16,), model outputs (16, 1)
+    model = hookline.Model(torch.nn.Linear(8, 1), optimizer="sgd", lr=0.05,
+                           loss="mean_squared_error", metrics=["mean_absolute_error"],
+                           device="cpu")
+    history = model.fit(x, y, epochs=5, verbose=0, batch_size=4)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert "mean_absolute_error" in history.history
