@@ -1,8 +1,9 @@
-"""Cold import time: each import in a fresh interpreter, timed inside it, median of rounds.
+"""Cold import time: each framework imported in a fresh interpreter, median of rounds.
 
-The clock runs inside the child around the import statement only, so interpreter start-up
-noise is left out; the figure reported per framework is its median minus ``import torch``'s
-median (every framework here imports torch). Rounds alternate the modules like the runs do.
+Inside the child, ``import torch`` is timed first, then the framework's import: the second
+figure is exactly what the framework adds over ``import torch`` (every framework here imports
+torch), free of interpreter start-up and of cross-process noise in torch's own import. The
+sum of the two is the cold ``import X``. Rounds alternate the frameworks, like the runs do.
 """
 
 from __future__ import annotations
@@ -12,28 +13,36 @@ import statistics
 import subprocess
 import sys
 
-_PROBE = ("import time; start = time.perf_counter(); import {module}; "
-          "print(time.perf_counter() - start)")
+_PROBE = ("import time; start = time.perf_counter(); import torch; "
+          "middle = time.perf_counter(); import {module}; "
+          "print(middle - start, time.perf_counter() - middle)")
 
 
-def time_import(module: str, env: dict[str, str]) -> float:
+def time_import(module: str, env: dict[str, str]) -> tuple[float, float]:
+    """(seconds of ``import torch``, seconds added by ``import module`` after it)."""
     out = subprocess.run([sys.executable, "-c", _PROBE.format(module=module)], env=env,
                          check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    torch_s, added_s = out.strip().splitlines()[-1].split()
+    return float(torch_s), float(added_s)
 
 
-def measure(modules: dict[str, str], rounds: int, env: dict[str, str] | None = None
-            ) -> dict[str, dict[str, float]]:
-    """``modules`` maps a label to an import statement body; returns seconds per label."""
+def measure(modules: dict[str, str], rounds: int, env: dict[str, str] | None = None,
+            warm: bool = True) -> dict[str, dict[str, float]]:
+    """``modules`` maps a label to what follows ``import``; returns seconds per label."""
     env = dict(os.environ if env is None else env)
-    plan = {"torch": "torch", **modules}
-    for statement in plan.values():  # compile .pyc files and fill the OS file cache
-        time_import(statement, env)
-    samples: dict[str, list[float]] = {label: [] for label in plan}
+    if warm:
+        for statement in modules.values():  # compile .pyc files, fill the OS file cache
+            time_import(statement, env)
+    torch_samples: list[float] = []
+    added: dict[str, list[float]] = {label: [] for label in modules}
     for _ in range(rounds):
-        for label, statement in plan.items():
-            samples[label].append(time_import(statement, env))
-    torch_median = statistics.median(samples["torch"])
-    return {label: {"seconds": statistics.median(values),
-                    "over_torch": statistics.median(values) - torch_median}
-            for label, values in samples.items()}
+        for label, statement in modules.items():
+            torch_s, added_s = time_import(statement, env)
+            torch_samples.append(torch_s)
+            added[label].append(added_s)
+    torch_median = statistics.median(torch_samples) if torch_samples else float("nan")
+    figures = {"torch": {"seconds": torch_median, "over_torch": 0.0}}
+    for label, values in added.items():
+        figures[label] = {"seconds": torch_median + statistics.median(values),
+                          "over_torch": statistics.median(values)}
+    return figures

@@ -15,9 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import checkpoint_bench  # noqa: E402
-import dispatch_bench  # noqa: E402
-import report  # noqa: E402
+import checkpoint_bench
+import dispatch_bench
+import report
 
 
 def run(quick: bool = False) -> dict:

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,12 +25,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-import import_time  # noqa: E402
-import machine  # noqa: E402
-import report  # noqa: E402
-import stats  # noqa: E402
-from frameworks import FRAMEWORKS  # noqa: E402
-from workloads import WORKLOADS  # noqa: E402
+import import_time
+import machine
+import report
+import stats
+from frameworks import FRAMEWORKS
+from workloads import WORKLOADS
 
 FULL_REPEATS = {"tiny": 7, "medium": 3}
 IMPORT_ROUNDS = 7
@@ -38,6 +39,8 @@ SMOKE_FRAMEWORKS = ("raw", "hookline")
 
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
+    # Users' imports read cached bytecode; without it every import would recompile.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     paths = [str(REPO / "src"), str(BENCH_DIR), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", KERAS_BACKEND="torch",
@@ -47,7 +50,7 @@ def child_env() -> dict[str, str]:
 
 def run_worker(framework: str, workload: str, variant: str, env: dict[str, str]) -> dict:
     done = subprocess.run([sys.executable, str(BENCH_DIR / "worker.py"), framework, workload,
-                           variant], env=env, capture_output=True, text=True)
+                           variant], env=env, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise SystemExit(f"{framework}/{workload}/{variant} failed (exit {done.returncode}):\n"
@@ -74,12 +77,12 @@ def run_rounds(workload: str, repeats: int, pairs: list[tuple[str, str]],
 
 
 def run_micro(quick: bool, env: dict[str, str]) -> dict:
-    out = BENCH_DIR / "results" / "micro.json"
-    out.parent.mkdir(exist_ok=True)
-    command = [sys.executable, str(BENCH_DIR / "micro.py"), "--json", str(out)]
-    subprocess.run(command + (["--quick"] if quick else []), env=env, check=True,
-                   capture_output=True)
-    return json.loads(out.read_text())
+    with tempfile.TemporaryDirectory(prefix="hookline-micro-") as tmp:
+        out = Path(tmp) / "micro.json"
+        command = [sys.executable, str(BENCH_DIR / "micro.py"), "--json", str(out)]
+        subprocess.run(command + (["--quick"] if quick else []), env=env, check=True,
+                       capture_output=True)
+        return json.loads(out.read_text())
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -124,8 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         results += run_rounds(workload, repeats[workload], plan(frameworks), env)
     statements = {name: FRAMEWORKS[name][1] for name in frameworks
                   if FRAMEWORKS[name][1] != "torch"}
-    imports = import_time.measure(statements, rounds=2 if args.smoke else IMPORT_ROUNDS,
-                                  env=env)
+    imports = import_time.measure(statements, rounds=1 if args.smoke else IMPORT_ROUNDS,
+                                  env=env, warm=not args.smoke)
     micro = {} if args.no_micro else run_micro(args.smoke, env)
     info["load_after"] = machine.load_average()
 

@@ -22,8 +22,16 @@ quiet_pip install --quiet -c "$constraints" "torch==2.13.0"
 quiet_pip install --quiet -c "$constraints" \
     numpy pytorch-lightning keras pytorch-ignite
 
+# Re-installed every time, so a dependency hookline gained since is picked up.
 if [ -f "$repo_root/pyproject.toml" ]; then
-    quiet_pip install --quiet -c "$constraints" -e "$repo_root"
+    # The build backend is chatty; show its output only when the install fails.
+    log="$(mktemp)"
+    if ! "${pip[@]}" install --quiet -c "$constraints" -e "$repo_root" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
 else
     echo "setup_peers: no $repo_root/pyproject.toml yet; hookline is used from src/ instead" >&2
 fi

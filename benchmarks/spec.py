@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
 from workloads import Workload
 
 VARIANTS = ("bare", "typical")

@@ -23,13 +23,14 @@ class Row:
     steps_per_s: float
     overhead_us: float  # per step, against the raw loop (bare) of the same round
     ratio: float  # seconds / raw loop (bare) seconds, same round
+    cpu_ratio: float  # the same with CPU seconds: less sensitive to other programs' load
     peak_rss_mb: float
 
 
 def summarise(results: list[dict]) -> list[Row]:
     """One row per (workload, framework, variant), in the order they first appear."""
-    baseline: dict[tuple[str, int], float] = {
-        (r["workload"], r["round"]): r["seconds"] for r in results
+    baseline: dict[tuple[str, int], dict] = {
+        (r["workload"], r["round"]): r for r in results
         if (r["framework"], r["variant"]) == BASELINE}
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for result in results:
@@ -38,14 +39,19 @@ def summarise(results: list[dict]) -> list[Row]:
     rows = []
     for (workload, framework, variant), runs in groups.items():
         steps = runs[0]["steps"]
-        paired = [(r["seconds"], baseline[(workload, r["round"])]) for r in runs
+        paired = [(r, baseline[(workload, r["round"])]) for r in runs
                   if (workload, r["round"]) in baseline]
         rows.append(Row(
             workload=workload, framework=framework, variant=variant, runs=len(runs),
             steps=steps,
             steps_per_s=statistics.median(steps / r["seconds"] for r in runs),
-            overhead_us=statistics.median((s - b) / steps * 1e6 for s, b in paired)
-            if paired else float("nan"),
-            ratio=statistics.median(s / b for s, b in paired) if paired else float("nan"),
+            overhead_us=_median([(r["seconds"] - b["seconds"]) / steps * 1e6
+                                 for r, b in paired]),
+            ratio=_median([r["seconds"] / b["seconds"] for r, b in paired]),
+            cpu_ratio=_median([r["cpu_seconds"] / b["cpu_seconds"] for r, b in paired]),
             peak_rss_mb=statistics.median(r["peak_rss_mb"] for r in runs)))
     return rows
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")

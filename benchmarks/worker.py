@@ -2,7 +2,9 @@
 
 Prints one line ``RESULT {json}`` with the steps taken, the seconds ``fit()`` took and the
 process's peak RSS. The framework is imported and its trainer built before the clock starts;
-the clock covers the whole ``fit()`` (training steps and validations).
+the clock covers the whole ``fit()`` (training steps and validations). The process's CPU
+time over the same span is reported too: waiting for a core held by another program does
+not count in it, so it is the steadier figure on a shared machine.
 """
 
 from __future__ import annotations
@@ -10,20 +12,16 @@ from __future__ import annotations
 import gc
 import importlib
 import json
-import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "torch")
-
-import torch  # noqa: E402
-
-from frameworks import FRAMEWORKS  # noqa: E402
-from spec import RunSpec  # noqa: E402
-from workloads import WORKLOADS, make_data, make_torch_model  # noqa: E402
+import torch
+from frameworks import FRAMEWORKS
+from spec import RunSpec
+from workloads import WORKLOADS, make_data, make_torch_model
 
 WARMUP_STEPS = 20
 
@@ -50,15 +48,16 @@ def measure(framework: str, workload_name: str, variant: str, seed: int = 0) -> 
         warm_up(spec)
         fit = module.build(spec)
         gc.collect()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         steps = fit()
         seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
     if steps != workload.steps:
         raise SystemExit(f"{framework}/{variant}: took {steps} steps, expected "
                          f"{workload.steps}; the run stopped early or miscounted")
     return {
         "framework": framework, "workload": workload_name, "variant": variant,
-        "steps": steps, "seconds": seconds,
+        "steps": steps, "seconds": seconds, "cpu_seconds": cpu_seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 

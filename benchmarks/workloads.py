@@ -6,6 +6,7 @@ that differs between rows of the table is the training engine around the model.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -72,7 +73,7 @@ def make_torch_model(workload: Workload, seed: int = 0) -> torch.nn.Sequential:
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = []
     sizes = workload.sizes
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         layers.append(torch.nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())

@@ -2,10 +2,5 @@
 # Install hookline with every extra into .venv and run the test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# torch first, pinned, so nothing resolves a different (CUDA) build
-.venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[all,test]"
+bash scripts/setup_venv.sh all,test
 exec .venv/bin/python -m pytest -q "$@"

@@ -32,6 +32,8 @@ SCRIPTS = sorted(EXAMPLES.glob("*.py"))
 TIMEOUT_S = 90  # per example
 WORKERS = 3  # examples at once: on two cores a third hides the others' I/O and start-up
 FORK = hasattr(os, "fork") and os.environ.get("HOOKLINE_EXAMPLES_FRESH") != "1"
+# examples that show an integration instead of twinning a seed page
+EXTRAS = {"optuna_search"}
 
 
 @dataclass
@@ -171,6 +173,8 @@ def test_every_example_is_listed_and_names_its_seed() -> None:
     readme = (EXAMPLES / "README.md").read_text()
     for script in SCRIPTS:
         assert f"`{script.name}`" in readme, f"{script.name} is missing from examples/README.md"
+        if script.stem in EXTRAS:
+            continue
         docstring = ast.get_docstring(ast.parse(script.read_text()))
         assert docstring and re.search(r"seeds/00[0-4]_[0-9a-f]{16}\.txt", docstring), (
             f"{script.name}'s docstring must name the seed page it twins")
@@ -396,6 +400,27 @@ def _callbacks_list(run: Run) -> None:
     closed = run.lines.index(f"report closed: {run.out / 'results.csv'}")
     assert closed > max(i for i, line in enumerate(run.lines) if line.startswith("epoch 6/6"))
     assert "caches cleared 6 times" in run.stdout
+
+
+# --- integrations ------------------------------------------------------------------------------
+
+@check("optuna_search")
+def _optuna_search(run: Run) -> None:
+    summary = re.search(r"^trials: 8, complete: (\d+), pruned: (\d+)$", run.stdout, re.M)
+    assert summary, run.stdout
+    complete, pruned = int(summary[1]), int(summary[2])
+    assert complete + pruned == 8 and complete >= 2 and pruned >= 1, run.stdout
+    stops = re.findall(r"^trial \d+: pruned after (\d+) of 8 epochs \(val_loss [\d.]+\)$",
+                       run.stdout, re.M)
+    assert len(stops) == pruned and all(1 <= int(epochs) < 8 for epochs in stops)
+    finished = re.findall(r"^trial \d+: val_loss ([\d.]+), val_accuracy ([\d.]+) after 8 "
+                          r"epochs$", run.stdout, re.M)
+    assert len(finished) == complete
+    best = re.search(r"^best trial \d+: val_loss ([\d.]+) with lr=[\d.e+-]+, hidden=\d+, "
+                     r"dropout=[\d.e+-]+$", run.stdout, re.M)
+    assert best, run.stdout
+    assert float(best[1]) == min(float(loss) for loss, _ in finished)
+    assert max(float(accuracy) for _, accuracy in finished) > 0.9
 
 
 if __name__ == "__main__":

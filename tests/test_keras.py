@@ -189,3 +189,18 @@ def test_regression_losses_accept_flat_targets():
     history = model.fit(x, y, epochs=5, verbose=0, batch_size=4)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert "mean_absolute_error" in history.history
+
+
+def test_legacy_batch_names_run_with_the_new_ones():
+    x, y = tiny_data(samples=8)
+    seen = []
+
+    class Both(keras.Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append(("legacy", batch))
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(("new", batch))
+
+    make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Both()])
+    assert seen == [("new", 0), ("legacy", 0), ("new", 1), ("legacy", 1)]

@@ -1,25 +1,19 @@
 """hookline: ``hookline.Trainer`` on the in-memory tensors (hookline does the batching).
 
-bare: no callbacks beyond the defaults, ``verbose=0``. typical: EarlyStopping and
-ModelCheckpoint on val_loss and a per-step CSVLogger, from ``hookline.callbacks`` when they
-exist there, else from ``hookline_standins``. Validation computes the loss only, as for
-the peers.
+bare: no callbacks beyond the defaults, ``verbose=0``. typical: the built-in EarlyStopping and
+ModelCheckpoint (best one, weights only) on val_loss, plus a per-step CSV callback
+(``hookline_step_csv.py``). Validation computes the loss only, as for the peers.
 """
 
 from __future__ import annotations
 
 import torch
-
-import hookline
 from spec import Fit, RunSpec
 from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE, make_torch_model
 
-try:
-    from hookline.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint
-    STAND_INS = False
-except ImportError:
-    from frameworks.hookline_standins import CSVLogger, EarlyStopping, ModelCheckpoint
-    STAND_INS = True
+import hookline
+from frameworks.hookline_step_csv import StepCSVLogger
+from hookline.callbacks import EarlyStopping, ModelCheckpoint
 
 
 def build(spec: RunSpec) -> Fit:
@@ -29,8 +23,9 @@ def build(spec: RunSpec) -> Fit:
     if spec.typical:
         callbacks = [
             EarlyStopping(monitor="val_loss", patience=NEVER_STOP_PATIENCE),
-            ModelCheckpoint(dirpath=spec.workdir, monitor="val_loss", save_top_k=1),
-            CSVLogger(spec.workdir / "steps.csv"),
+            ModelCheckpoint(dirpath=spec.workdir, monitor="val_loss", save_top_k=1,
+                            save_weights_only=True),
+            StepCSVLogger(spec.workdir / "steps.csv"),
         ]
     trainer = hookline.Trainer(
         model, optimizer=torch.optim.SGD(model.parameters(), lr=LEARNING_RATE),

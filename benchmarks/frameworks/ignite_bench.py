@@ -11,11 +11,10 @@ from __future__ import annotations
 import csv
 
 import torch
+from batches import batch_loader
 from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer
 from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping
 from ignite.metrics import Loss
-
-from batches import batch_loader
 from spec import Fit, RunSpec
 from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE, make_torch_model
 
@@ -44,7 +43,7 @@ def build(spec: RunSpec) -> Fit:
         evaluator.add_event_handler(Events.COMPLETED, Checkpoint(
             {"model": model}, DiskSaver(str(spec.workdir), require_empty=False),
             n_saved=1, score_function=score, score_name="neg_val_loss"))
-        log_file = open(spec.workdir / "steps.csv", "w", newline="")
+        log_file = open(spec.workdir / "steps.csv", "w", newline="")  # noqa: SIM115 - closed when training ends
         writer = csv.writer(log_file)
 
         @trainer.on(Events.ITERATION_COMPLETED)

@@ -12,10 +12,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-
-from spec import Fit, RunSpec  # noqa: E402
-from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE  # noqa: E402
+import keras
+from spec import Fit, RunSpec
+from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE
 
 
 class StepCSVLogger(keras.callbacks.Callback):
@@ -26,7 +25,7 @@ class StepCSVLogger(keras.callbacks.Callback):
         self.path = path
 
     def on_train_begin(self, logs=None):
-        self.file = open(self.path, "w", newline="")
+        self.file = open(self.path, "w", newline="")  # noqa: SIM115 - closed when training ends
         self.writer = csv.writer(self.file)
         self.step = 0
 

@@ -2,7 +2,7 @@
 
 bare: no logger, no checkpointing, no progress bar, no model summary, no sanity validation.
 typical: ``self.log`` of every step's loss to a CSVLogger (``log_every_n_steps=1``), plus the
-built-in EarlyStopping and ModelCheckpoint on val_loss.
+built-in EarlyStopping and ModelCheckpoint (best one, weights only) on val_loss.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import warnings
 
 import pytorch_lightning as pl
 import torch
+from batches import batch_loader
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
-
-from batches import batch_loader
 from spec import Fit, RunSpec
 from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE, make_torch_model
 
@@ -56,7 +55,8 @@ def build(spec: RunSpec) -> Fit:
     if spec.typical:
         callbacks = [
             EarlyStopping(monitor="val_loss", patience=NEVER_STOP_PATIENCE),
-            ModelCheckpoint(dirpath=spec.workdir, monitor="val_loss", save_top_k=1),
+            ModelCheckpoint(dirpath=spec.workdir, monitor="val_loss", save_top_k=1,
+                            save_weights_only=True),
         ]
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, max_epochs=workload.epochs,

@@ -6,8 +6,9 @@ obvious way (a host sync per step). It runs as the "typical" variant only, no ch
 
 from __future__ import annotations
 
-from frameworks.raw import build_loop
 from spec import Fit, RunSpec
+
+from frameworks.raw import build_loop
 
 
 def build(spec: RunSpec) -> Fit:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 
 import torch
-
 from spec import Fit, RunSpec
 from workloads import LEARNING_RATE, make_torch_model
 
@@ -29,7 +28,7 @@ def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool) -> Fit:
 
     def fit() -> int:
         generator = torch.Generator().manual_seed(spec.seed)
-        log_file = open(spec.workdir / "steps.csv", "w", newline="") if log_csv else None
+        log_file = open(spec.workdir / "steps.csv", "w", newline="") if log_csv else None  # noqa: SIM115 - closed when training ends
         writer = csv.writer(log_file) if log_file else None
         best = float("inf")
         steps = 0

@@ -10,6 +10,7 @@ from hookline.callback_list import CallbackList, filtered
 from hookline.callbacks.history import History
 from hookline.callbacks.lambda_callback import LambdaCallback
 from hookline.engine import EXPORT_FORMATS, Exporter, Predictor, Result, Trainer, Validator
+from hookline.engine.base import Terminated
 from hookline.events import EVENT_NAMES, EVENTS
 from hookline.keras import Model
 
@@ -27,6 +28,7 @@ __all__ = [
     "Model",
     "Predictor",
     "Result",
+    "Terminated",
     "Trainer",
     "Validator",
     "__version__",

@@ -1,43 +1,144 @@
-"""Checkpoint files: written atomically, loaded safely.
+"""Checkpoint files: written atomically, verified on load, loaded safely.
 
-A checkpoint is written to a temporary file in the target folder, flushed and fsynced, then
-renamed over the final name, and the folder is fsynced: a crash at any moment leaves either the
-previous file or the new one, never half a file under the final name.
+Two kinds of files:
+
+* **weights files** (``save_weights`` / ``load_weights``): ``torch.save`` of
+  ``{"model": state_dict, ...}``; plain ``torch.load`` reads them too.
+* **full checkpoints** (``build_checkpoint`` -> ``write_checkpoint`` or ``CheckpointWriter``
+  -> ``load_checkpoint`` -> ``hookline.resume.restore``): everything a run needs to continue
+  exactly where it stopped. On disk a full checkpoint is::
+
+      HOOKLINE-CHECKPOINT\\n                                  magic line
+      {"version": 1, "size": N, "sha256": "...", ...}\\n      one JSON header line
+      N bytes                                                torch.save of the payload
+
+  The header is checked before anything is unpickled, so a truncated file, random bytes or a
+  damaged byte is reported (naming the file) and never reaches the unpickler.
+
+Every write goes to a temporary file in the target folder, is flushed and fsynced, renamed over
+the final name, and the folder is fsynced: a crash at any moment leaves the previous file or the
+new one, never half a file under the final name. Loading uses ``torch.load(weights_only=True)``:
+only tensors and plain data come out of a file and no code in it runs. ``trusted=True`` is the
+explicit opt-in to full unpickling, for files you made yourself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
+import numbers
 import os
+import pickle
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-__all__ = ["atomic_path", "atomic_write_bytes", "load_weights", "save_weights"]
+from hookline.rng import get_rng_state
+
+__all__ = [
+    "FORMAT_VERSION", "CheckpointError", "CheckpointMismatchError", "CheckpointVersionError",
+    "CheckpointWriteError", "CheckpointWriter", "CorruptCheckpointError",
+    "UnsafeCheckpointError", "atomic_path", "atomic_write_bytes", "build_checkpoint",
+    "check_loadable", "check_model_state", "load_checkpoint", "load_weights",
+    "read_checkpoint_info", "remove_stale_temps", "save_weights", "serialize_checkpoint",
+    "write_checkpoint",
+]
+
+FORMAT_NAME = "hookline.checkpoint"
+FORMAT_VERSION = 1
+MAGIC = b"HOOKLINE-CHECKPOINT\n"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format: a weights file, not a full checkpoint
+_MAX_HEADER = 64 * 1024
+_WRITE_CHUNK = 8 * 1024 * 1024
 
 
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to ``path`` atomically and durably."""
+# --- errors -------------------------------------------------------------------------------
+class CheckpointError(Exception):
+    """A checkpoint file could not be used; ``path`` names it."""
+
+    def __init__(self, path: str | os.PathLike | None, message: str) -> None:
+        super().__init__(message)
+        self.path = Path(path) if path is not None else None
+
+
+class CorruptCheckpointError(CheckpointError):
+    """Truncated, damaged, empty, or not a hookline checkpoint at all."""
+
+
+class CheckpointVersionError(CheckpointError):
+    """Written in a newer format than this hookline reads."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """Holds the state of another model or another run configuration."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """Holds objects that weights-only unpickling refuses (they could run code)."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A write failed (disk full, permissions...); the previous file is intact."""
+
+
+# --- atomic, durable writes ---------------------------------------------------------------
+_PATH_LOCKS: dict[str, threading.Lock] = {}
+_PATH_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    """One lock per file: two writes never race one file, whichever writer issues them."""
+    key = os.path.abspath(path)
+    with _PATH_LOCKS_GUARD:
+        return _PATH_LOCKS.setdefault(key, threading.Lock())
+
+
+def atomic_write_bytes(data: bytes | memoryview | Sequence[bytes | memoryview],
+                       path: str | os.PathLike, *,
+                       previous: str | os.PathLike | None = None) -> Path:
+    """Write ``data`` (bytes, or a sequence of byte chunks) to ``path`` atomically and durably.
+
+    With ``previous``, the file ``path`` held is renamed there once the new one is complete, so
+    the last good file survives even if the new one later turns out to be damaged.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                         dir=target.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    _fsync_dir(target.parent)
+    chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
+    with _lock_for(target):
+        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                             dir=target.parent)
+        try:
+            try:
+                for chunk in chunks:
+                    _write_all(handle, chunk)
+                os.fsync(handle)
+            finally:
+                os.close(handle)
+            if previous is not None and target.exists():
+                os.replace(target, previous)
+            os.replace(temp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise
+        _fsync_dir(target.parent)
     return target
+
+
+def _write_all(handle: int, chunk: bytes | bytearray | memoryview) -> None:
+    view = memoryview(chunk).cast("B")
+    while view:
+        written = os.write(handle, view[:_WRITE_CHUNK])
+        view = view[written:]
 
 
 @contextlib.contextmanager
@@ -61,17 +162,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(target.parent)
 
 
-def save_weights(model: torch.nn.Module, path: str | os.PathLike,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """Save a model's state_dict (and plain ``extra`` values) atomically with torch.save."""
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), **(extra or {})}, buffer)
-    return atomic_write_bytes(buffer.getvalue(), path)
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed process left beside ``path`` (``.name.*.tmp``).
 
-
-def load_weights(path: str | os.PathLike) -> dict[str, Any]:
-    """Load what ``save_weights`` wrote, with weights-only (safe) unpickling."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    Only call this for files no other live process is writing."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    removed = []
+    for temp in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            temp.unlink()
+            removed.append(temp)
+    return removed
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -85,3 +188,399 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+# --- weights files ------------------------------------------------------------------------
+def save_weights(model: torch.nn.Module, path: str | os.PathLike,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Save a model's state_dict (and plain ``extra`` values) atomically with torch.save."""
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), **(extra or {})}, buffer)
+    return atomic_write_bytes(buffer.getbuffer(), path)
+
+
+def load_weights(path: str | os.PathLike, *, trusted: bool = False) -> dict[str, Any]:
+    """Load what ``save_weights`` wrote (or a full checkpoint) with weights-only unpickling.
+
+    ``trusted=True`` allows full unpickling: only for files you made yourself."""
+    source = Path(path)
+    with open(source, "rb") as file:
+        start = file.read(len(MAGIC))
+    if start == MAGIC:
+        return load_checkpoint(source, trusted=trusted)
+    try:
+        return torch.load(source, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise _unpickling_error(source, error, trusted) from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise CorruptCheckpointError(source, f"{source} could not be read as a weights file "
+                                     f"({_first_line(error)}); it is truncated or not a "
+                                     f"torch.save file") from error
+
+
+# --- the full-checkpoint payload ----------------------------------------------------------
+def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
+                     keep_grads: bool = True, exact: bool = True,
+                     note: str = "") -> dict[str, Any]:
+    """Everything a Trainer needs to continue exactly where it is now, as a dict.
+
+    Call it from a callback (after a batch, after an epoch, or when an exception arrives); the
+    position recorded is "after the event being handled". It holds the model, the optimizer,
+    ``trainer.lr_schedulers``, the grad scaler, every random generator, the run state (epoch,
+    optimizer steps, batches done in the epoch, the epoch's losses so far, fitness, stop
+    flags), what the data order depends on, pending accumulated gradients, and every stateful
+    callback's ``state_dict()`` keyed by its ``state_key``.
+
+    ``rng`` replaces the current generator states (``hookline.rng.get_rng_state()`` taken
+    earlier: OnExceptionCheckpoint passes the states of the last batch boundary);
+    ``keep_grads=False`` drops the gradients of a batch that did not finish; ``exact=False``
+    with a ``note`` marks a checkpoint whose resume will not be bitwise equal to an
+    uninterrupted run (the note is shown on resume).
+    """
+    rng = get_rng_state() if rng is None else rng
+    losses = list(getattr(trainer, "_losses", ()))
+    phase = getattr(trainer, "phase", "train")
+    phase = "epoch_done" if phase == "done" else phase  # after fit: its last epoch was done
+    grads = {}
+    if keep_grads:
+        grads = {name: parameter.grad for name, parameter in trainer.model.named_parameters()
+                 if parameter.grad is not None}
+    scaler = getattr(trainer, "scaler", None)
+    payload = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "lr_schedulers": [scheduler.state_dict()
+                          for scheduler in getattr(trainer, "lr_schedulers", ())],
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng,
+        "run": {
+            "epoch": int(trainer.epoch),
+            "epochs": int(trainer.epochs),
+            "phase": phase,
+            "batches_done": len(losses),
+            "step": int(trainer.step),
+            "epoch_losses": torch.stack(losses) if losses else torch.empty(0),
+            "epoch_rng": getattr(trainer, "epoch_rng_state", None),
+            "train_metrics": _metric_set_state(getattr(trainer, "train_metric_set", None)),
+            "metrics": {str(key): _plain(value) for key, value in trainer.metrics.items()},
+            "fitness": _plain(trainer.fitness),
+            "best_fitness": _plain(trainer.best_fitness),
+            "stop": bool(trainer.stop),
+            "stop_reason": str(trainer.stop_reason or ""),
+            "skip_rest_of_epoch": bool(getattr(trainer, "skip_rest_of_epoch", False)),
+            "grads": grads,
+            "exact": bool(exact),
+            "note": note,
+        },
+        "data": _data_fingerprint(trainer),
+        "callbacks": trainer.callbacks.state_dict(),
+        "meta": {"torch": str(torch.__version__), "created": time.time()},
+    }
+    return payload
+
+
+def _plain(value: Any) -> Any:
+    """Numbers as Python numbers (a numpy float would need full unpickling)."""
+    if isinstance(value, bool) or value is None or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def _metric_set_state(metric_set: Any) -> dict[str, Any] | None:
+    """The running sums of the training metrics (so a mid-epoch resume logs the same values);
+    None when there are none, or when torchmetrics objects keep their own state."""
+    if metric_set is None or any(getattr(metric_set, "_stateful", ())):
+        return None
+    return {"sums": list(metric_set._sums), "loss_sum": metric_set._loss_sum,
+            "count": int(metric_set.count)}
+
+
+def _data_fingerprint(trainer: Any) -> dict[str, Any]:
+    """What the order of the training batches depends on, to check it on resume."""
+    data = trainer.train_data
+    if hasattr(data, "tensors") and hasattr(data, "order"):  # ArrayBatches
+        return {"kind": "arrays", "size": int(data.size), "batch_size": int(data.batch_size),
+                "shuffle": bool(data.shuffle), "seed": int(data.seed),
+                "drop_last": bool(data.drop_last), "world": int(getattr(data, "world", 1))}
+    try:
+        length: int | None = len(data)
+    except TypeError:
+        length = None
+    return {"kind": "iterable", "batches": length}
+
+
+# --- serialising and writing --------------------------------------------------------------
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray,
+                          torch.Size, torch.dtype, torch.device})
+
+
+def check_loadable(value: Any, where: str = "checkpoint") -> None:
+    """Raise TypeError naming the first part of ``value`` that weights-only unpickling would
+    refuse, so a checkpoint that cannot be loaded safely is never written."""
+    stack = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        kind = type(item)
+        if kind in _PLAIN_TYPES or isinstance(item, torch.Tensor):
+            continue
+        if kind is dict or kind is OrderedDict:
+            for key, sub in item.items():
+                if type(key) not in _PLAIN_TYPES:
+                    raise TypeError(f"{at} has a key of type {type(key).__qualname__} "
+                                    f"({key!r}); {_SAFE_HINT}")
+                stack.append((sub, f"{at}[{key!r}]"))
+        elif kind is list or kind is tuple or kind is set:
+            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
+        else:
+            raise TypeError(f"{at} is a {kind.__module__}.{kind.__qualname__} ({item!r:.60}); "
+                            f"{_SAFE_HINT}")
+
+
+_SAFE_HINT = ("a checkpoint holds only tensors, numbers, strings, bytes, None and lists, tuples, "
+              "sets and dicts of them, so that it loads with weights-only (safe) unpickling. "
+              "Convert the value in the state_dict() that returns it (float(x), str(path), "
+              "torch.as_tensor(array)...)")
+
+
+def serialize_checkpoint(payload: dict[str, Any]) -> memoryview:
+    """``torch.save`` of a checked payload into memory: the snapshot is taken now, so later
+    training steps cannot change what gets written."""
+    check_loadable(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getbuffer()
+
+
+def _file_chunks(body: memoryview, payload_run: dict[str, Any] | None) -> list[Any]:
+    run = payload_run or {}
+    header = {"version": FORMAT_VERSION, "size": len(body),
+              "sha256": hashlib.sha256(body).hexdigest(), "created_ns": time.time_ns(),
+              "epoch": run.get("epoch"), "step": run.get("step"), "phase": run.get("phase"),
+              "batches_done": run.get("batches_done"), "torch": str(torch.__version__)}
+    return [MAGIC, json.dumps(header).encode("utf-8") + b"\n", body]
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, *,
+                     previous: str | os.PathLike | None = None) -> Path:
+    """Write a full checkpoint now (atomic, durable, with its checksum). Returns the path."""
+    body = serialize_checkpoint(payload)
+    return atomic_write_bytes(_file_chunks(body, payload.get("run")), path, previous=previous)
+
+
+class CheckpointWriter:
+    """Write full checkpoints from a background thread, so the loop does not wait for the disk.
+
+    ``save`` first waits for this writer's previous write, then serialises the payload in the
+    calling thread (the snapshot is taken now) and hands the bytes to a thread that checksums
+    and writes them atomically. So at most one write is in flight and one serialised copy is
+    held in memory; two writes to one file never overlap, whichever writer issues them.
+
+    A failed write (disk full, permissions) leaves the previous file intact; its error surfaces
+    at the next ``save`` or at ``wait``: raised as ``CheckpointWriteError`` with
+    ``on_error="raise"`` (the run stops), warned with ``on_error="warn"`` (training continues).
+
+    Example::
+
+        writer = CheckpointWriter()
+        writer.save(build_checkpoint(trainer), "ckpt/last.ckpt")  # returns at once
+        writer.wait()  # at the end of the run: the file is on disk, or the error is raised
+    """
+
+    def __init__(self, *, background: bool = True,
+                 on_error: Literal["raise", "warn"] = "raise") -> None:
+        if on_error not in ("raise", "warn"):
+            raise ValueError(f"on_error must be 'raise' or 'warn', got {on_error!r}")
+        self.background = background
+        self.on_error = on_error
+        self._thread: threading.Thread | None = None
+        self._error: tuple[Path, BaseException] | None = None
+        self.last_path: Path | None = None
+        self.failures = 0
+
+    def save(self, payload: dict[str, Any], path: str | os.PathLike, *,
+             previous: str | os.PathLike | None = None) -> None:
+        """Queue a checkpoint write (after the previous one finished)."""
+        self.wait()
+        body = serialize_checkpoint(payload)
+        target = Path(path)
+        if not self.background:
+            self._write(body, payload.get("run"), target, previous)
+            self._surface()
+            return
+        self._thread = threading.Thread(target=self._write, name="hookline-checkpoint-writer",
+                                        args=(body, payload.get("run"), target, previous))
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the write in flight; raise or warn its error (see the class doc)."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self._surface()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a write is still in flight."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _write(self, body: memoryview, run: dict[str, Any] | None, target: Path,
+               previous: str | os.PathLike | None) -> None:
+        try:
+            atomic_write_bytes(_file_chunks(body, run), target, previous=previous)
+            self.last_path = target
+        except BaseException as error:  # noqa: BLE001 - handed to the training thread
+            self._error = (target, error)
+
+    def _surface(self) -> None:
+        if self._error is None:
+            return
+        target, error = self._error
+        self._error = None
+        self.failures += 1
+        message = (f"checkpoint {target} could not be written: {type(error).__name__}: "
+                   f"{error}. The previous checkpoint is intact; free disk space or choose "
+                   f"another folder")
+        if self.on_error == "warn":
+            warnings.warn(message + "; training continues (on_write_error='warn')",
+                          RuntimeWarning, stacklevel=3)
+            return
+        raise CheckpointWriteError(target, message) from error
+
+
+# --- reading ------------------------------------------------------------------------------
+def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The header of a full checkpoint (version, size, sha256, created_ns, epoch, step...),
+    read without loading the payload. Raises CorruptCheckpointError for other files."""
+    source = Path(path)
+    with open(source, "rb") as file:
+        return _read_header(source, file)
+
+
+def _read_header(source: Path, file: Any) -> dict[str, Any]:
+    start = file.read(len(MAGIC))
+    if start != MAGIC:
+        if not start:
+            problem = "is empty (0 bytes)"
+        elif start.startswith(_ZIP_MAGIC):
+            problem = ("is a plain torch.save file, not a hookline checkpoint; read weights "
+                       "files with hookline.checkpoint.load_weights")
+        else:
+            problem = ("is not a hookline checkpoint: it does not start with the "
+                       "HOOKLINE-CHECKPOINT header (random bytes, or another kind of file)")
+        raise CorruptCheckpointError(source, f"checkpoint {source} {problem}")
+    line = file.readline(_MAX_HEADER)
+    try:
+        header = json.loads(line.decode("utf-8"))
+        if not isinstance(header, dict) or not isinstance(header.get("version"), int):
+            raise ValueError("no version")
+    except (UnicodeDecodeError, ValueError):
+        raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
+                                     f"line; the file is corrupt") from None
+    if header["version"] > FORMAT_VERSION:
+        raise CheckpointVersionError(
+            source, f"checkpoint {source} has format version {header['version']}, newer than "
+                    f"this hookline reads (up to {FORMAT_VERSION}): it was written by a newer "
+                    f"hookline; upgrade hookline to load it")
+    if not isinstance(header.get("size"), int) or not isinstance(header.get("sha256"), str):
+        raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
+                                     f"(no size or checksum); the file is corrupt")
+    return header
+
+
+def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
+                    map_location: Any = "cpu") -> dict[str, Any]:
+    """Read and verify a full checkpoint; returns the payload of ``build_checkpoint``.
+
+    Checks, in order, each raising an error that names the file: the magic line (random bytes,
+    another kind of file), the format version (``CheckpointVersionError`` for a newer one),
+    the size (truncated), the SHA-256 checksum (damaged), then unpickles with
+    ``weights_only=True`` (``UnsafeCheckpointError`` if the file holds code-running objects).
+    ``trusted=True`` unpickles everything: only for files you made yourself.
+    """
+    source = Path(path)
+    if source.is_dir():
+        raise IsADirectoryError(f"{source} is a folder; pass a checkpoint file, or use "
+                                f"Trainer(resume='{source}') to pick the newest one in it")
+    with open(source, "rb") as file:
+        header = _read_header(source, file)
+        body = file.read(header["size"])
+        extra = file.read(1)
+    if len(body) < header["size"]:
+        raise CorruptCheckpointError(
+            source, f"checkpoint {source} is truncated: its header announces {header['size']} "
+                    f"bytes of content but only {len(body)} follow (the write was interrupted "
+                    f"or the copy is incomplete)")
+    if extra:
+        raise CorruptCheckpointError(source, f"checkpoint {source} has bytes after its "
+                                     f"announced end; the file is corrupt")
+    if hashlib.sha256(body).hexdigest() != header["sha256"]:
+        raise CorruptCheckpointError(
+            source, f"checkpoint {source} is corrupt: its content does not match the SHA-256 "
+                    f"checksum in its header (it was damaged after it was written)")
+    try:
+        payload = torch.load(io.BytesIO(body), map_location=map_location,
+                             weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise _unpickling_error(source, error, trusted) from None
+    except Exception as error:  # noqa: BLE001 - a verified file that still does not unpickle
+        raise CorruptCheckpointError(source, f"checkpoint {source} could not be unpickled "
+                                     f"({type(error).__name__}: {_first_line(error)})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise CorruptCheckpointError(source, f"checkpoint {source} does not hold a hookline "
+                                     f"payload (no format marker)")
+    if payload.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointVersionError(source, f"checkpoint {source} has payload version "
+                                     f"{payload['version']}, newer than this hookline reads "
+                                     f"(up to {FORMAT_VERSION}); upgrade hookline")
+    return payload
+
+
+def _unpickling_error(source: Path, error: Exception, trusted: bool) -> CheckpointError:
+    if trusted:
+        return CorruptCheckpointError(source, f"checkpoint {source} could not be unpickled "
+                                      f"({_first_line(error)})")
+    return UnsafeCheckpointError(
+        source, f"refused to load {source}: it holds objects that weights-only unpickling "
+                f"does not allow, which could run code when loaded ({_first_line(error)}). "
+                f"hookline never writes such files. If you made this file yourself and trust "
+                f"it, load it with trusted=True (load_checkpoint(path, trusted=True), then "
+                f"Trainer(resume=payload))")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    unsupported = [line for line in lines if "Unsupported global" in line
+                   or "unsupported" in line.lower()]
+    return (unsupported or lines or [type(error).__name__])[0][:300]
+
+
+def check_model_state(model: torch.nn.Module, state: dict[str, Any],
+                      path: str | os.PathLike | None = None) -> None:
+    """Raise CheckpointMismatchError listing missing, unexpected and mis-shaped keys when
+    ``state`` does not fit ``model``."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    shapes = [f"{key} (checkpoint {tuple(state[key].shape)}, model {tuple(own[key].shape)})"
+              for key in own if key in state and isinstance(state[key], torch.Tensor)
+              and isinstance(own[key], torch.Tensor) and state[key].shape != own[key].shape]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    for label, keys in (("shape mismatch", shapes), ("missing in checkpoint", missing),
+                        ("not in model", unexpected)):
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            parts.append(f"{label}: {shown}")
+    where = f"checkpoint {path}" if path is not None else "the checkpoint"
+    raise CheckpointMismatchError(
+        path, f"{where} does not fit this model ({'; '.join(parts)}). It was saved from "
+              f"another model or another configuration of it; resume with the model it was "
+              f"saved from")

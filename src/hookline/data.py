@@ -52,9 +52,18 @@ class ArrayBatches:
         self.size = lengths[0]
         self.batch_size, self.shuffle, self.seed, self.drop_last = (
             batch_size, shuffle, seed, drop_last)
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Give each of ``world`` processes every world-th sample of each epoch's order; the
+        order is padded by wrapping around so every rank runs the same number of steps."""
+        self.rank, self.world = rank, world
+
+    def _samples(self) -> int:
+        return -(-self.size // self.world)  # per rank, padded
 
     def __len__(self) -> int:
-        full, rest = divmod(self.size, self.batch_size)
+        full, rest = divmod(self._samples(), self.batch_size)
         return full if (self.drop_last or not rest) else full + 1
 
     def order(self, epoch: int) -> torch.Tensor | None:
@@ -67,8 +76,13 @@ class ArrayBatches:
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
         """The batches of ``epoch``, starting after the first ``skip``."""
         order = self.order(epoch)
+        if self.world > 1:
+            full = torch.arange(self.size) if order is None else order
+            padded = torch.cat([full, full[:self._samples() * self.world - self.size]])
+            order = padded[self.rank::self.world]
+        samples = self._samples()
         step = self.batch_size
-        stop = self.size - (self.size % step if self.drop_last else 0)
+        stop = samples - (samples % step if self.drop_last else 0)
         tensors = self.tensors
         for start in range(skip * step, stop, step):
             if order is None:

@@ -109,6 +109,8 @@ ALIASES: dict[str, str] = {
     "on_epoch_begin": "on_train_epoch_start",
     "on_epoch_end": "on_fit_epoch_end",
     "on_train_batch_begin": "on_train_batch_start",
+    "on_batch_begin": "on_train_batch_start",  # Keras' legacy spelling
+    "on_batch_end": "on_train_batch_end",
     "on_test_begin": "on_val_start",
     "on_test_end": "on_val_end",
     "on_test_batch_begin": "on_val_batch_start",

@@ -35,6 +35,8 @@ _KERAS_HOOKS: dict[str, tuple[str, str]] = {
     "on_epoch_end": ("on_fit_epoch_end", "epoch_end"),
     "on_train_batch_begin": ("on_train_batch_start", "batch_begin"),
     "on_train_batch_end": ("on_train_batch_end", "train_batch_end"),
+    "on_batch_begin": ("on_train_batch_start", "batch_begin"),  # Keras' legacy names
+    "on_batch_end": ("on_train_batch_end", "train_batch_end"),
     "on_test_begin": ("on_val_start", "plain"),
     "on_test_end": ("on_val_end", "metrics"),
     "on_test_batch_begin": ("on_val_batch_start", "batch_begin"),
@@ -73,6 +75,14 @@ def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
         method(engine.batch_i, logs={"outputs": engine.preds.detach().cpu().numpy()})
 
 
+def _chain(calls: list[Callable[[Any], None]]) -> Callable[[Any], None]:
+    """One handler for two Keras methods on one event (on_batch_end and on_train_batch_end)."""
+    def call(engine: Any) -> None:
+        for fn in calls:
+            fn(engine)
+    return call
+
+
 class Callback:
     """Base class for Keras-style callbacks (the full Keras method set, all no-ops).
 
@@ -105,6 +115,8 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: """Epoch ends."""
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: """Batch."""
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: """Batch."""
+    def on_batch_begin(self, batch: int, logs: dict | None = None) -> None: """Legacy name."""
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: """Legacy name."""
     def on_test_begin(self, logs: dict | None = None) -> None: """Start of evaluation."""
     def on_test_end(self, logs: dict | None = None) -> None: """End of evaluation."""
     def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: """Batch."""
@@ -128,12 +140,13 @@ class Callback:
 
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         """The hookline events this callback listens to, adapted to Keras' signatures."""
-        handlers: dict[str, Callable[[Any], None]] = {}
+        grouped: dict[str, list[Callable[[Any], None]]] = {}
         for name, (event, kind) in _KERAS_HOOKS.items():
             method = self._keras_method(name)
             if method is not None:
-                handlers[event] = self._adapter(kind, method)
-        return handlers
+                grouped.setdefault(event, []).append(self._adapter(kind, method))
+        return {event: calls[0] if len(calls) == 1 else _chain(calls)
+                for event, calls in grouped.items()}
 
     def _adapter(self, kind: str, method: Callable[..., Any]) -> Callable[[Any], None]:
         def call(engine: Any) -> None:
@@ -318,8 +331,13 @@ class Model:
             verbose: int = 1, callbacks: Sequence[Any] | None = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
-            **trainer_options: Any) -> History:
-        """Train like Keras' ``fit``; returns the History (also ``model.history``)."""
+            resume: Any = None, **trainer_options: Any) -> History:
+        """Train like Keras' ``fit``; returns the History (also ``model.history``).
+
+        ``resume`` continues an interrupted run exactly from a full checkpoint: True (the
+        newest in the checkpoint callbacks' folders), a file or a folder (see
+        ``Trainer(resume=...)``); ``BackupAndRestore`` in ``callbacks`` does it automatically.
+        """
         if self.loss is None:
             raise ValueError("the model has no loss: pass loss= to Model(...) or compile()")
         train_data, val_data = _split_validation(x, y, validation_split, validation_data)
@@ -331,7 +349,7 @@ class Model:
                           callbacks=self._callback_list(callbacks), device=self.device,
                           precision=self.precision, verbose=verbose,
                           initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
-                          **trainer_options)
+                          resume=resume, **trainer_options)
         self._torch_optimizer = trainer.optimizer
         self._trainer, self._engine = trainer, trainer
         self._stop_training = False
@@ -372,7 +390,9 @@ class Model:
         self._engine = predictor
         self._trainer = None
         results = predictor(x)
-        outputs = [getattr(item, "output", item) for item in results]
+        # a callback may have paired each result with extra data (zip(results, frames))
+        firsts = [item[0] if isinstance(item, tuple) else item for item in results]
+        outputs = [getattr(item, "output", item) for item in firsts]
         return torch.stack(outputs).numpy() if outputs else np.empty((0,))
 
     def __call__(self, x: Any, **options: Any) -> Any:

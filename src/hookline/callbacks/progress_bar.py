@@ -1,14 +1,18 @@
-"""ProgressBar: Keras' verbose modes on top of tqdm, readable in CI logs too."""
+"""ProgressBar: Keras' verbose modes with a tqdm or rich bar, readable in CI logs too."""
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from hookline.callback import Callback
 
 __all__ = ["ProgressBar", "format_metrics"]
+
+_FLAVOURS = ("tqdm", "rich")
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -19,71 +23,176 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return " - ".join(parts)
 
 
-class ProgressBar(Callback):
-    """Show training progress.
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
-    ``verbose=0`` prints nothing; ``1`` shows a tqdm bar per epoch on a terminal and one line
-    per epoch otherwise (so CI logs stay readable); ``2`` prints one line per epoch. The bar
-    counts batches without reading the loss, so it adds no device sync per step.
+
+class ProgressBar(Callback):
+    """Show training progress the way Keras' ``verbose`` does.
+
+    Args:
+        verbose: 0 prints nothing; 1 (or "auto") shows a bar per epoch on a terminal and one
+            line per epoch otherwise (so CI logs and files stay readable); 2 prints one line
+            per epoch.
+        file: where to write (default: ``sys.stdout`` at the time of writing).
+        flavour: "tqdm" or "rich"; None picks tqdm when installed, else rich, else lines. A
+            flavour named explicitly must be installed (``pip install 'hookline[progress]'``).
+
+    The bar counts batches and never reads the loss, so it adds no host-device sync per step;
+    the epoch's metrics appear when the epoch ends. Only in bar mode does it listen to a
+    per-batch event at all.
 
     Example::
 
-        Trainer(..., callbacks=[ProgressBar(verbose=2)], default_callbacks=False)
+        from hookline.callbacks import ProgressBar
+        Trainer(model, loss="mse", train_data=(x, y), default_callbacks=False,
+                callbacks=[ProgressBar(verbose=1, flavour="rich")]).fit()
     """
 
-    order = 95
+    order = 95  # last: it shows the metrics every other callback has added
     on_error = "warn"
+    rank_zero_only = True  # in a distributed run one process writes (or prints)
 
-    def __init__(self, verbose: int = 1, file: TextIO | None = None) -> None:
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        self.verbose = verbose
+    def __init__(self, verbose: int | str = 1, file: TextIO | None = None, *,
+                 flavour: str | None = None) -> None:
+        if verbose == "auto":
+            verbose = 1
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(f"ProgressBar(verbose=...) must be 0, 1, 2 or 'auto', "
+                             f"got {verbose!r}")
+        if flavour is not None and flavour not in _FLAVOURS:
+            raise ValueError(f"ProgressBar(flavour=...) must be 'tqdm', 'rich' or None "
+                             f"(whichever is installed), got {flavour!r}")
+        if flavour is not None and not _installed(flavour):
+            raise ImportError(f"ProgressBar(flavour={flavour!r}) needs the {flavour} package: "
+                              f"pip install 'hookline[progress]'")
+        self.verbose = int(verbose)
         self.file = file
-        self._bar: Any = None
+        self.flavour = flavour or next((name for name in _FLAVOURS if _installed(name)), None)
+        self._bar: _Bar | None = None
         self._started = 0.0
 
     def _stream(self) -> TextIO:
         return self.file or sys.stdout
 
-    def _use_bar(self) -> bool:
-        if self.verbose != 1:
-            return False
+    def _is_terminal(self) -> bool:
+        isatty = getattr(self._stream(), "isatty", None)
         try:
-            import tqdm  # noqa: F401
-        except ImportError:
+            return bool(isatty()) if callable(isatty) else False
+        except ValueError:  # a closed stream
             return False
-        stream = self._stream()
-        return bool(getattr(stream, "isatty", lambda: False)())
 
-    def on_train_epoch_start(self, trainer: Any) -> None:
-        self._started = time.perf_counter()
-        if self._use_bar():
-            from tqdm import tqdm
-            try:
-                total = len(trainer.train_data)
-            except TypeError:
-                total = None
-            self._bar = tqdm(total=total, desc=f"Epoch {trainer.epoch + 1}/{trainer.epochs}",
-                             file=self._stream(), leave=True, unit="batch")
+    def uses_bar(self) -> bool:
+        """Whether a bar is drawn (verbose 1, a terminal, tqdm or rich installed)."""
+        return self.verbose == 1 and self.flavour is not None and self._is_terminal()
 
-    def on_train_batch_end(self, trainer: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def on_fit_epoch_end(self, trainer: Any) -> None:
+    def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         if not self.verbose:
+            return {}
+        handlers: dict[str, Callable[[Any], None]] = {
+            "on_train_epoch_start": self._epoch_start,
+            "on_fit_epoch_end": self._epoch_end,
+            "on_train_end": self._train_end,
+            "teardown": self._close,
+        }
+        if self.uses_bar():
+            handlers["on_train_batch_end"] = self._advance
+        return handlers
+
+    # --- handlers -------------------------------------------------------------------------
+    def _epoch_start(self, trainer: Any) -> None:
+        self._close(trainer)
+        self._started = time.perf_counter()
+        if self.uses_bar():
+            total = _batch_total(trainer)
+            title = f"Epoch {trainer.epoch + 1}/{trainer.epochs}"
+            make = _TqdmBar if self.flavour == "tqdm" else _RichBar
+            done = getattr(trainer, "resume_batch", 0)  # a resumed epoch starts part-way
+            self._bar = make(title, total, self._stream(), done)
+
+    def _advance(self, trainer: Any) -> None:
+        if self._bar is not None:
+            self._bar.advance()
+
+    def _epoch_end(self, trainer: Any) -> None:
+        summary = format_metrics(trainer.metrics)
+        if self._bar is not None:
+            self._bar.close(summary)
+            self._bar = None
             return
         seconds = time.perf_counter() - self._started
-        line = (f"Epoch {trainer.epoch + 1}/{trainer.epochs} - {seconds:.1f}s - "
-                f"{format_metrics(trainer.metrics)}")
-        if self._bar is not None:
-            self._bar.set_postfix_str(format_metrics(trainer.metrics), refresh=True)
-            self._bar.close()
-            self._bar = None
-        else:
-            print(line, file=self._stream(), flush=True)
+        print(f"Epoch {trainer.epoch + 1}/{trainer.epochs} - {seconds:.1f}s - {summary}",
+              file=self._stream(), flush=True)
 
-    def teardown(self, engine: Any) -> None:
+    def _train_end(self, trainer: Any) -> None:
+        self._close(trainer)
+        reason = getattr(trainer, "stop_reason", "")
+        if reason:
+            print(f"Training stopped after epoch {trainer.epoch + 1}: {reason}",
+                  file=self._stream(), flush=True)
+
+    def _close(self, engine: Any) -> None:
         if self._bar is not None:
-            self._bar.close()
+            self._bar.close("")
             self._bar = None
+
+
+def _batch_total(trainer: Any) -> int | None:
+    try:
+        total = len(trainer.train_data)
+    except TypeError:
+        total = None
+    limit = getattr(trainer.args, "steps_per_epoch", None)
+    if limit is not None:
+        total = limit if total is None else min(total, limit)
+    return total
+
+
+class _Bar:
+    """One epoch's bar: ``advance()`` per batch, ``close(summary)`` at the end."""
+
+    def advance(self) -> None:
+        raise NotImplementedError
+
+    def close(self, summary: str) -> None:
+        raise NotImplementedError
+
+
+class _TqdmBar(_Bar):
+    def __init__(self, title: str, total: int | None, stream: TextIO, done: int) -> None:
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, initial=done, desc=title, file=stream, leave=True,
+                        unit="batch", dynamic_ncols=True)
+
+    def advance(self) -> None:
+        self.bar.update(1)
+
+    def close(self, summary: str) -> None:
+        if summary:
+            self.bar.set_postfix_str(summary, refresh=False)
+        self.bar.close()
+
+
+class _RichBar(_Bar):
+    def __init__(self, title: str, total: int | None, stream: TextIO, done: int) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        console = Console(file=stream, force_terminal=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[summary]}"), console=console)
+        self.task = self.progress.add_task(title, total=total, completed=done, summary="")
+        self.progress.start()
+
+    def advance(self) -> None:
+        self.progress.advance(self.task)
+
+    def close(self, summary: str) -> None:
+        self.progress.update(self.task, summary=summary)
+        self.progress.stop()

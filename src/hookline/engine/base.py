@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -11,7 +13,8 @@ import torch
 
 from hookline.callback_list import CallbackList
 
-__all__ = ["Engine", "resolve_device", "resolve_precision", "autocast"]
+__all__ = ["Engine", "Terminated", "autocast", "resolve_device", "resolve_precision",
+           "sigterm_raises"]
 
 T = TypeVar("T")
 
@@ -62,6 +65,47 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived during ``Trainer.fit`` (a scheduler preempting the job, ``kill``).
+
+    It is a KeyboardInterrupt, so code that handles Ctrl-C handles it too and ``except
+    Exception`` does not swallow it; ``on_exception`` fires (an OnExceptionCheckpoint saves),
+    ``teardown`` runs, and it is re-raised. ``signum`` is the signal's number.
+    """
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(f"received {signal.Signals(signum).name} during training")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the block runs, SIGTERM raises ``Terminated`` in the main thread.
+
+    Installed only over the default action (a handler of your own is left alone) and only in
+    the main thread (Python delivers signals there); the previous handler is restored after.
+    A second SIGTERM while the first is being handled is ignored, so the clean-up it started
+    (an on-exception checkpoint) can finish.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if received:
+            return
+        received.append(signum)
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class Engine:

@@ -16,8 +16,11 @@ import torch
 from torch import nn
 
 from hookline.checkpoint import save_weights
-from hookline.data import as_batches, move_to
-from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline import distributed
+from hookline.data import ArrayBatches, as_batches, move_to
+from hookline.engine.base import (
+    Engine, autocast, resolve_device, resolve_precision, sigterm_raises,
+)
 from hookline.engine.validator import Validator
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
 
@@ -54,6 +57,9 @@ class Trainer(Engine):
             val_accuracy when present, else -val_loss, else -loss.
         verbose: 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line
             per epoch; read by the default progress callback.
+        resume: continue a run from a full checkpoint, exactly (mid-epoch included): True (the
+            newest under save_dir and the callbacks' checkpoint folders), a file, a folder, or
+            a loaded checkpoint dict. See ``hookline.resume``.
         default_callbacks: add the defaults (History, progress) from
             ``hookline.callbacks.defaults``; False adds none.
 
@@ -137,7 +143,19 @@ class Trainer(Engine):
         self.save_dir = self.args.save_dir
         self.last_checkpoint: Path | None = None
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
+        self.rank, self.world_size = 0, 1  # set from torch.distributed when fit starts
+        self.forward_model: nn.Module = model  # DistributedDataParallel(model) across ranks
         self._losses: list[torch.Tensor] = []
+        # what a checkpoint records: where fit is ("setup", "train" in the batches,
+        # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
+        # otherwise), the schedulers your own code steps, and the torch RNG state the epoch's
+        # data order was drawn from
+        self.phase = "idle"
+        self.lr_schedulers: list[Any] = []
+        self.epoch_rng_state: torch.Tensor | None = None
+        self.resumed = False
+        self.resumed_from: Path | None = None
+        self._resume_point: Any = None
         if default_callbacks:
             from hookline.callbacks.defaults import default_callbacks as make_defaults
             for callback in make_defaults(self.args):
@@ -166,8 +184,17 @@ class Trainer(Engine):
 
     # --- public runs ----------------------------------------------------------------------
     def fit(self) -> dict[str, float]:
-        """Train for ``epochs``; returns the last epoch's metrics."""
-        return self._run_top_level(self._fit)
+        """Train for ``epochs``; returns the last epoch's metrics.
+
+        SIGTERM during fit raises ``hookline.engine.base.Terminated`` (a KeyboardInterrupt),
+        so on_exception and teardown run before the process ends.
+        """
+        try:
+            with sigterm_raises():
+                return self._run_top_level(self._fit)
+        finally:
+            if self.phase != "done":
+                self.phase = "idle"  # a failed fit: its state is no resume point
 
     def validate(self, data: Any = None) -> dict[str, float]:
         """Evaluate on ``data`` (default: val_data); returns metrics without the val_ prefix."""
@@ -194,10 +221,14 @@ class Trainer(Engine):
     def _fit(self) -> dict[str, float]:
         fire = self.callbacks.fire
         self.stop, self.stop_reason = False, ""
+        self.phase, self.resumed, self._resume_point = "setup", False, None
         if self.args.seeded:
             _seed_everything(self.args.seed)
         fire("on_pretrain_routine_start", self)
         self._setup()
+        if self.args.resume:
+            from hookline.resume import resume_trainer
+            resume_trainer(self, self.args.resume)
         fire("on_pretrain_routine_end", self)
         fire("on_train_start", self)
         for epoch in range(self.start_epoch, self.epochs):
@@ -207,12 +238,27 @@ class Trainer(Engine):
             if self.stop:
                 break
         fire("on_train_end", self)
+        self.phase = "done"
         return self.metrics
 
     def _setup(self) -> None:
         self.model.to(self.device)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)
+        self.forward_model = self.model
+        if distributed.is_distributed():
+            self._setup_distributed()
+
+    def _setup_distributed(self) -> None:
+        """One process per rank (torchrun): shard array data, average gradients with DDP, and
+        call rank-zero-only callbacks on rank 0 alone."""
+        from torch.nn.parallel import DistributedDataParallel
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
+        self.callbacks.set_rank(self.rank)
+        if isinstance(self.train_data, ArrayBatches):
+            self.train_data.shard(self.rank, self.world_size)
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        self.forward_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
     def _train_epoch(self, epoch: int) -> None:
         fire, handlers = self.callbacks.fire, self.callbacks.handlers
@@ -221,20 +267,31 @@ class Trainer(Engine):
         on_after_loss = handlers["on_after_loss"]
         on_after_backward = handlers["on_after_backward"]
         on_batch_end = handlers["on_train_batch_end"]
-        model, loss_fn, device = self.model, self.loss_fn, self.device
+        model, loss_fn, device = self.forward_model, self.loss_fn, self.device
         move, amp = device.type != "cpu", autocast(device, self.precision)
+        # ranks must run the same number of steps: a stop asked mid-epoch waits for its end
+        alone = self.world_size == 1
         accumulate, scaler, metric_set = self.args.accumulate, self.scaler, self.train_metric_set
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
-        skip, self.resume_batch = self.resume_batch, 0
         self._losses = losses = []
         self.skip_rest_of_epoch = False
         if metric_set is not None:
             metric_set.reset()
         model.train()
-        fire("on_train_epoch_start", self)
+        self.phase = "train"
+        fire("on_train_epoch_start", self)  # resume_batch > 0 here: a resumed partial epoch
+        skip, self.resume_batch = self.resume_batch, 0
+        resume, self._resume_point = self._resume_point, None
+        if resume is None:
+            self.epoch_rng_state = torch.get_rng_state()  # a DataLoader shuffles from it
+            batches = self.train_data.epoch(epoch, skip)
+        else:
+            batches = resume.continue_epoch(self, epoch)
+            if batches is None:
+                return  # the checkpoint was taken after this epoch's batches
         seen = skip
-        for batch_i, batch in enumerate(self.train_data.epoch(epoch, skip), start=skip):
+        for batch_i, batch in enumerate(batches, start=skip):
             if limit is not None and batch_i >= limit:
                 break
             self.batch_i, self.batch = batch_i, batch
@@ -263,7 +320,7 @@ class Trainer(Engine):
                 metric_set.update(preds, y, None)
             if on_batch_end:
                 fire("on_train_batch_end", self)
-            if self.stop or self.skip_rest_of_epoch:
+            if (self.stop or self.skip_rest_of_epoch) and alone:
                 break
         if seen == skip and skip == 0:
             raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
@@ -313,9 +370,12 @@ class Trainer(Engine):
 
     def _end_epoch(self) -> None:
         fire = self.callbacks.fire
+        self.phase = "epoch_end"
         self.metrics = metrics = {"loss": float(self.tloss)} if self._losses else {}
         if self.train_metric_set is not None:
             metrics.update(self.train_metric_set.compute(with_loss=False))
+        if self.world_size > 1:
+            self.metrics = metrics = distributed.all_mean(metrics)  # every rank logs the same
         fire("on_train_epoch_end", self)
         if self.validator.data is not None:
             values = self.validator.run()
@@ -325,9 +385,12 @@ class Trainer(Engine):
             self.best_fitness is None or self.fitness > self.best_fitness)
         if improved:
             self.best_fitness = self.fitness
-        if self.save_dir is not None:
+        if self.save_dir is not None and self.rank == 0:
             self._save_weights(best=improved)
+        self.phase = "epoch_done"
         fire("on_fit_epoch_end", self)
+        if self.world_size > 1 and distributed.any_rank(self.stop) and not self.stop:
+            self.request_stop("another rank asked to stop")
 
     def _fitness(self, metrics: dict[str, float]) -> float | None:
         name = self.args.fitness

@@ -1,0 +1,133 @@
+"""BackupAndRestore: back a run up as it trains; after a crash, the same script continues it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from hookline.callback import Callback
+from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
+
+__all__ = ["BackupAndRestore"]
+
+
+class BackupAndRestore(Callback):
+    """Keras' ``BackupAndRestore``: full checkpoints in ``backup_dir``, resumed automatically.
+
+    When a fit starts and ``backup_dir`` holds a backup (the run was interrupted: a crash, a
+    kill, a preempted job), training continues from it exactly, mid-epoch included: weights,
+    optimizer, random generators, data position and every callback's state are restored. When
+    the fit ends normally the backups are deleted (``delete_checkpoint=True``), so running the
+    script again starts a new run.
+
+    Args:
+        backup_dir: folder of the backups: ``latest.ckpt`` and the one before, kept as
+            ``previous.ckpt`` in case the latest is damaged.
+        save_freq: ``"epoch"`` (after every epoch) or N (after every N training batches).
+        delete_checkpoint: delete the backups when the fit ends without an exception.
+        background: write in a background thread (the loop only waits for the serialisation
+            to memory; the next backup waits for the previous write).
+        on_write_error: a failed write (disk full) leaves the previous backup intact and is
+            reported at the next backup or when the fit ends: ``"raise"`` stops training,
+            ``"warn"`` warns and trains on.
+
+    It runs late (order 200) so a backup holds what every other callback did at the same
+    event. An explicit ``Trainer(resume=...)`` takes precedence over its backups.
+
+    Example::
+
+        Trainer(model, loss="cross_entropy", train_data=(x, y), epochs=100,
+                callbacks=[BackupAndRestore("runs/backup", save_freq=500)]).fit()
+    """
+
+    order = 200
+    on_error = "raise"  # a backup guards the run: failing silently would lose it
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq: Literal["epoch"] | int = "epoch",
+                 delete_checkpoint: bool = True, *, background: bool = True,
+                 on_write_error: Literal["raise", "warn"] = "raise") -> None:
+        if not isinstance(backup_dir, (str, os.PathLike)) or not str(backup_dir):
+            raise TypeError(f"BackupAndRestore(backup_dir=...) must be a folder path, got "
+                            f"{backup_dir!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(
+                save_freq, int) or save_freq < 1):
+            raise ValueError(f"BackupAndRestore(save_freq={save_freq!r}) is not allowed; use "
+                             f"'epoch' or a number of training batches >= 1")
+        self.backup_dir = Path(backup_dir)
+        self.save_freq = save_freq
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._writer = CheckpointWriter(background=background, on_error=on_write_error)
+        self._batches = 0
+        self._armed: tuple[Any, Any] | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The folder ``Trainer(resume=True)`` also searches."""
+        return self.backup_dir
+
+    @property
+    def latest(self) -> Path:
+        return self.backup_dir / "latest.ckpt"
+
+    @property
+    def previous(self) -> Path:
+        return self.backup_dir / "previous.ckpt"
+
+    @property
+    def state_key(self) -> str:
+        return f"BackupAndRestore[{self.backup_dir}]"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"batches": self._batches} if self.save_freq != "epoch" else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._batches = int(state.get("batches", 0))
+
+    def hookline_handlers(self) -> dict[str, Any]:
+        handlers = {"on_pretrain_routine_start": self.on_pretrain_routine_start,
+                    "on_train_end": self.on_train_end, "teardown": self.teardown}
+        if self.save_freq == "epoch":
+            handlers["on_fit_epoch_end"] = self.on_fit_epoch_end
+        else:
+            handlers["on_train_batch_end"] = self.on_train_batch_end
+        return handlers
+
+    # --- events ---------------------------------------------------------------------------
+    def on_pretrain_routine_start(self, trainer: Any) -> None:
+        self._batches = 0
+        for path in (self.latest, self.previous):
+            remove_stale_temps(path)  # left by a process killed mid-write
+        if not trainer.args.resume and (self.latest.exists() or self.previous.exists()):
+            # the engine resumes once set-up is done: from the newest good backup here
+            self._armed = (trainer, trainer.args.resume)
+            trainer.args.resume = self.backup_dir
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        self._batches += 1
+        if self._batches >= self.save_freq:  # type: ignore[operator]
+            self._batches = 0
+            self.backup(trainer)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        self.backup(trainer)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self._writer.wait()
+        if self.delete_checkpoint:
+            for path in (self.latest, self.previous):
+                path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.backup_dir.rmdir()  # only when nothing else is in it
+
+    def teardown(self, engine: Any) -> None:
+        if self._armed is not None:
+            trainer, resume = self._armed
+            trainer.args.resume = resume
+            self._armed = None
+        self._writer.wait()
+
+    def backup(self, trainer: Any) -> None:
+        """Write a backup now (in the background; the previous one becomes previous.ckpt)."""
+        self._writer.save(build_checkpoint(trainer), self.latest, previous=self.previous)

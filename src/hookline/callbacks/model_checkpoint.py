@@ -1,0 +1,418 @@
+"""ModelCheckpoint: save the model during training, keeping the best k and the last."""
+
+from __future__ import annotations
+
+import io
+import math
+import string
+import time
+import warnings
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hookline.callback import Callback
+from hookline.callbacks.monitor import Monitor, config_key
+from hookline.checkpoint import atomic_write_bytes
+
+__all__ = ["ModelCheckpoint", "checkpoint_payload"]
+
+_EXTENSIONS = (".pt", ".pth", ".ckpt", ".bin")
+
+
+def checkpoint_payload(trainer: Any, weights_only: bool) -> dict[str, Any]:
+    """What a checkpoint file holds; the one place that decides the format.
+
+    Weights-only files hold the model's ``state_dict`` under ``"model"`` (the layout of
+    ``hookline.checkpoint.save_weights``) plus epoch, step and metrics. Full files add the
+    optimizer, the fitness and every stateful callback's state, so a run can resume from them.
+    """
+    payload: dict[str, Any] = {
+        "model": trainer.model.state_dict(),
+        "epoch": trainer.epoch,
+        "step": trainer.step,
+        "metrics": dict(trainer.metrics),
+    }
+    if not weights_only:
+        payload.update({
+            "optimizer": trainer.optimizer.state_dict(),
+            "fitness": trainer.fitness,
+            "best_fitness": trainer.best_fitness,
+            "callbacks": trainer.callbacks.state_dict(),
+        })
+    return payload
+
+
+def _template_fields(template: str, owner: str, option: str) -> list[str]:
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"{owner}({option}={template!r}) is not a valid template ({error}); "
+                         f"write fields as {{epoch}}, {{step}} or {{val_loss:.2f}} and double "
+                         f"literal braces") from None
+    fields = []
+    for _, field, _, _ in parsed:
+        if field is None:
+            continue
+        if not field:
+            raise ValueError(f"{owner}({option}={template!r}) has an empty field {{}}; name "
+                             f"what to insert: {{epoch}}, {{step}} or a metric")
+        fields.append(field)
+    return fields
+
+
+class ModelCheckpoint(Callback):
+    """Save checkpoints during training: every epoch, the best ``save_top_k``, and/or the last.
+
+    Where files go: ``filepath`` (Keras; a template used as given, e.g.
+    ``"ckpt/model-{epoch:02d}-{val_loss:.2f}.pt"``) or ``dirpath`` + ``filename`` (Lightning;
+    ``filename`` gets ``.pt`` unless it ends in .pt/.pth/.ckpt/.bin). Templates may use
+    ``{epoch}`` (0-based, as ``trainer.epoch``), ``{step}`` (optimizer steps) and any metric of
+    ``trainer.metrics``. With neither, files go to ``<trainer save_dir>/checkpoints``.
+
+    Args:
+        monitor: the metric that ranks checkpoints; None ranks by recency (latest is best).
+        mode: "min", "max" or "auto" (inferred from the metric's name).
+        save_best_only: Keras' switch: keep only the best (``save_top_k=1``; monitor defaults
+            to "val_loss").
+        save_top_k: how many checkpoints to keep (-1 all, 0 none); files pushed out of the top
+            k are deleted. Default: 1 with ``save_best_only``, else -1.
+        save_last: also write ``last.pt`` beside them at every save.
+        save_weights_only: only the model's weights; otherwise the optimizer, epoch, step and
+            the callbacks' state too, enough to resume.
+        every_n_epochs / every_n_train_steps / train_time_interval: when to save (one of
+            them; default every epoch). ``train_time_interval`` is a timedelta or seconds.
+        initial_value_threshold: a checkpoint is only kept if it beats this value.
+        auto_insert_metric_name: Lightning's "epoch=3-val_loss=0.12" spelling of fields.
+        save_freq: Keras' trigger: "epoch", or an integer n for ``every_n_train_steps=n``.
+        verbose: print each save.
+
+    After each save it fires ``on_model_save``. It exposes ``best_model_path``,
+    ``best_model_score``, ``best_k_models`` (path -> score), ``last_model_path``. Writes are
+    atomic. Errors raise by default (``on_error="raise"``): a checkpoint guards data.
+
+    Example::
+
+        checkpoint = ModelCheckpoint(dirpath="ckpt", filename="model-{epoch:02d}-{val_loss:.3f}",
+                                     monitor="val_loss", save_top_k=2, save_last=True)
+        Trainer(model, loss="cross_entropy", train_data=(x, y), val_data=(xv, yv), epochs=10,
+                callbacks=[checkpoint]).fit()
+        print(checkpoint.best_model_path, checkpoint.best_model_score)
+    """
+
+    order = 50
+    on_error = "raise"
+    rank_zero_only = True  # in a distributed run one process writes (or prints)
+
+    def __init__(self, filepath: str | Path | None = None, *, dirpath: str | Path | None = None,
+                 filename: str | None = None, monitor: str | None = None, mode: str = "auto",
+                 save_best_only: bool = False, save_top_k: int | None = None,
+                 save_last: bool = False, save_weights_only: bool = False,
+                 every_n_epochs: int | None = None, every_n_train_steps: int | None = None,
+                 train_time_interval: timedelta | float | None = None,
+                 initial_value_threshold: float | None = None,
+                 auto_insert_metric_name: bool = False, save_freq: str | int | None = None,
+                 verbose: int = 0) -> None:
+        owner = "ModelCheckpoint"
+        if save_freq is not None:  # Keras' spelling of the two triggers
+            if save_freq == "epoch":
+                every_n_epochs = 1 if every_n_epochs is None else every_n_epochs
+            elif isinstance(save_freq, int) and not isinstance(save_freq, bool) \
+                    and every_n_train_steps is None:
+                every_n_train_steps = save_freq
+            else:
+                raise ValueError(f"{owner}(save_freq={save_freq!r}) is not allowed; use "
+                                 f"'epoch' or a number of optimizer steps (or "
+                                 f"every_n_train_steps=, not both)")
+        if filepath is not None and (dirpath is not None or filename is not None):
+            raise ValueError(f"{owner}(filepath={str(filepath)!r}) cannot be combined with "
+                             f"dirpath= or filename=: pass either filepath (Keras) or dirpath "
+                             f"and filename (Lightning)")
+        if save_best_only and monitor is None:
+            monitor = "val_loss"  # Keras' default monitor
+        if save_top_k is None:
+            save_top_k = 1 if save_best_only else -1
+        if isinstance(save_top_k, bool) or not isinstance(save_top_k, int) or save_top_k < -1:
+            raise ValueError(f"{owner}(save_top_k={save_top_k!r}) is not allowed; use -1 (keep "
+                             f"all), 0 (keep none) or a positive number of checkpoints to keep")
+        if save_best_only and save_top_k != 1:
+            raise ValueError(f"{owner}(save_best_only=True, save_top_k={save_top_k}) "
+                             f"contradict each other; save_best_only means save_top_k=1")
+        triggers = {"every_n_epochs": every_n_epochs, "every_n_train_steps": every_n_train_steps,
+                    "train_time_interval": train_time_interval}
+        given = [name for name, value in triggers.items() if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"{owner}({', '.join(f'{n}={triggers[n]!r}' for n in given)}): "
+                             f"choose one of every_n_epochs, every_n_train_steps and "
+                             f"train_time_interval")
+        for name in ("every_n_epochs", "every_n_train_steps"):
+            value = triggers[name]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):
+                raise ValueError(f"{owner}({name}={value!r}) is not allowed; {name} must be "
+                                 f"an integer >= 1")
+        interval = train_time_interval
+        if isinstance(interval, (int, float)) and not isinstance(interval, bool):
+            interval = timedelta(seconds=interval)
+        if interval is not None and (not isinstance(interval, timedelta)
+                                     or interval.total_seconds() <= 0):
+            raise ValueError(f"{owner}(train_time_interval={train_time_interval!r}) is not "
+                             f"allowed; pass a positive timedelta or number of seconds")
+        train_time_interval = interval
+        self.monitor = Monitor(monitor, mode=mode, owner=owner) if monitor is not None else None
+        if initial_value_threshold is not None and self.monitor is None:
+            raise ValueError(f"{owner}(initial_value_threshold={initial_value_threshold!r}) "
+                             f"needs monitor= to compare against")
+        if filepath is not None:
+            self.template = str(filepath)
+            self.dirpath: Path | None = Path(self.template).parent
+            self._given_dirpath: str | None = None
+        else:
+            template = filename if filename is not None else "epoch={epoch}-step={step}"
+            if not template.endswith(_EXTENSIONS):
+                template += ".pt"
+            self._given_dirpath = str(dirpath) if dirpath is not None else None
+            self.dirpath = Path(dirpath) if dirpath is not None else None
+            self.template = template
+        self.fields = _template_fields(self.template, owner,
+                                       "filepath" if filepath is not None else "filename")
+        self.filepath = filepath
+        self.save_top_k = save_top_k
+        self.save_best_only = bool(save_best_only)
+        self.save_last = bool(save_last)
+        self.save_weights_only = bool(save_weights_only)
+        if every_n_epochs is None and every_n_train_steps is None and train_time_interval is None:
+            every_n_epochs = 1
+        self.every_n_epochs = every_n_epochs
+        self.every_n_train_steps = every_n_train_steps
+        self.train_time_interval = train_time_interval
+        self.initial_value_threshold = initial_value_threshold
+        self.auto_insert_metric_name = bool(auto_insert_metric_name)
+        self.verbose = verbose
+        self._loaded = False
+        self._reset()
+
+    @property
+    def mode(self) -> str | None:
+        return self.monitor.mode if self.monitor is not None else None
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        """The folder files go to (None until a run resolves the default); where
+        ``Trainer(resume=True)`` looks for checkpoints besides save_dir."""
+        return self.dirpath
+
+    @property
+    def state_key(self) -> str:
+        return config_key(
+            "ModelCheckpoint", monitor=self.monitor.name if self.monitor else None,
+            mode=self.mode, template=self.template, dirpath=self._given_dirpath,
+            every_n_epochs=self.every_n_epochs, every_n_train_steps=self.every_n_train_steps,
+            train_time_interval=self.train_time_interval)
+
+    def _reset(self) -> None:
+        self.best_k_models: dict[str, float] = {}
+        self.best_model_path = ""
+        self.best_model_score: float | None = None
+        self.kth_best_model_path = ""
+        self.kth_value: float | None = None
+        self.last_model_path = ""
+        self._saves = 0
+        self._last_step_saved = -1
+        self._last_time = time.monotonic()
+        self._warned_missing = False
+
+    # --- events: only the per-batch hook the configuration needs is subscribed -----------
+    def hookline_handlers(self) -> dict[str, Any]:
+        handlers: dict[str, Any] = {"on_train_start": self.on_train_start}
+        if self.every_n_epochs is not None:
+            handlers["on_fit_epoch_end"] = self.on_fit_epoch_end
+        else:
+            handlers["on_train_batch_end"] = self.on_train_batch_end
+        return handlers
+
+    def on_train_start(self, trainer: Any) -> None:
+        if not self._loaded:
+            self._reset()
+        self._loaded = False
+        self._last_time = time.monotonic()
+        if self.dirpath is None:
+            if trainer.save_dir is None:
+                raise ValueError("ModelCheckpoint needs a folder: pass dirpath= or filepath=, "
+                                 "or give the Trainer save_dir= (checkpoints then go to "
+                                 "<save_dir>/checkpoints)")
+            self.dirpath = Path(trainer.save_dir) / "checkpoints"
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        if (trainer.epoch + 1) % self.every_n_epochs == 0:
+            self.save(trainer, at_epoch_end=True)
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        step = trainer.step
+        if step == 0 or step == self._last_step_saved:
+            return  # no optimizer step yet, or none since the last save (accumulation)
+        if self.every_n_train_steps is not None:
+            if step % self.every_n_train_steps:
+                return
+        elif time.monotonic() - self._last_time < self.train_time_interval.total_seconds():
+            return
+        self.save(trainer, at_epoch_end=False)
+
+    # --- saving ---------------------------------------------------------------------------
+    def save(self, trainer: Any, *, at_epoch_end: bool = True) -> None:
+        """Save now by this callback's rules (top-k ranking, last), then fire on_model_save."""
+        self._last_step_saved = trainer.step
+        self._last_time = time.monotonic()
+        self._saves += 1
+        score = self._score(trainer, at_epoch_end)
+        saved = False
+        if score is not None and self._qualifies(score):
+            path = self.format_path(trainer, strict=at_epoch_end)
+            if path is not None:
+                # the ranking is updated first so the file holds this callback's new state
+                evicted = self._admit(path, score)
+                self._write(trainer, path)
+                for old in evicted:
+                    Path(old).unlink(missing_ok=True)
+                saved = True
+        if self.save_last:
+            last = self.dirpath / "last.pt"
+            self.last_model_path = str(last)
+            self._write(trainer, last)
+            saved = True
+        if saved:
+            trainer.run_callbacks("on_model_save")
+
+    def _score(self, trainer: Any, at_epoch_end: bool) -> float | None:
+        if self.save_top_k == 0:
+            return None
+        if self.monitor is None:
+            return float(self._saves)  # rank by recency: the newest is the best
+        name = self.monitor.name
+        if not at_epoch_end and name not in trainer.metrics:
+            return None  # mid-epoch, before the first validation: nothing to rank by yet
+        value = self.monitor.read(trainer)
+        return value
+
+    def _qualifies(self, score: float) -> bool:
+        if math.isnan(score):
+            return False
+        if self.monitor is not None and self.initial_value_threshold is not None and \
+                not self.monitor.is_better(score, float(self.initial_value_threshold)):
+            return False
+        if self.save_top_k == -1 or len(self.best_k_models) < self.save_top_k:
+            return True
+        return self._better(score, self.kth_value)
+
+    def _better(self, score: float, reference: float | None) -> bool:
+        if reference is None:
+            return True
+        if self.monitor is None:
+            return score > reference
+        return self.monitor.is_better(score, reference)
+
+    def format_path(self, trainer: Any, *, strict: bool = True) -> Path | None:
+        """The file name for the current epoch and step. A field that is not available raises
+        a ValueError naming it (or, mid-epoch before the first validation, returns None)."""
+        values: dict[str, Any] = dict(trainer.metrics)
+        values.update(epoch=trainer.epoch, step=trainer.step)
+        missing = [field for field in self.fields if field not in values]
+        if missing and not strict:
+            if not self._warned_missing:
+                self._warned_missing = True
+                warnings.warn(f"ModelCheckpoint skipped a mid-epoch save: its template "
+                              f"{self.template!r} names {missing[0]!r}, not available yet "
+                              f"(metrics so far: {sorted(trainer.metrics)})", RuntimeWarning,
+                              stacklevel=2)
+            return None
+        if missing:
+            raise ValueError(
+                f"ModelCheckpoint's template {self.template!r} names {missing[0]!r}, which is "
+                f"not among the values available at this save: epoch, step and the metrics "
+                f"{sorted(trainer.metrics)}. Use one of them (validation metrics need "
+                f"val_data).")
+        template = self.template
+        if self.auto_insert_metric_name:
+            template = _insert_names(template)
+        name = template.format(**values)
+        return self.dirpath / name if self.filepath is None else Path(name)
+
+    def _write(self, trainer: Any, path: Path) -> Path:
+        buffer = io.BytesIO()
+        torch.save(checkpoint_payload(trainer, self.save_weights_only), buffer)
+        atomic_write_bytes(buffer.getvalue(), path)
+        trainer.last_checkpoint = path
+        if self.verbose:
+            print(f"Epoch {trainer.epoch}: saved checkpoint {path}")
+        return path
+
+    def _admit(self, path: Path, score: float) -> list[str]:
+        """Enter ``path`` in the top k; returns the files pushed out (to delete once the new
+        file is written)."""
+        key = str(path)
+        self.best_k_models.pop(key, None)  # the same name again: it is about to be overwritten
+        self.best_k_models[key] = score
+        evicted = []
+        if self.save_top_k != -1:
+            while len(self.best_k_models) > self.save_top_k:
+                worst = self._worst_key()
+                del self.best_k_models[worst]
+                if worst != key:
+                    evicted.append(worst)
+        self._rank()
+        return evicted
+
+    def _worst_key(self) -> str:
+        worst = None
+        for key, score in self.best_k_models.items():
+            if worst is None or self._better(self.best_k_models[worst], score):
+                worst = key
+        assert worst is not None
+        return worst
+
+    def _rank(self) -> None:
+        if not self.best_k_models:
+            return
+        best = None
+        for key, score in self.best_k_models.items():
+            if best is None or self._better(score, self.best_k_models[best]):
+                best = key
+        self.best_model_path = best or ""
+        self.best_model_score = self.best_k_models[best] if best else None
+        self.kth_best_model_path = self._worst_key()
+        self.kth_value = self.best_k_models[self.kth_best_model_path]
+
+    # --- state ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_k_models": dict(self.best_k_models), "best_model_path":
+                self.best_model_path, "best_model_score": self.best_model_score,
+                "last_model_path": self.last_model_path, "saves": self._saves,
+                "last_step_saved": self._last_step_saved,
+                "dirpath": str(self.dirpath) if self.dirpath is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_k_models = {str(k): float(v) for k, v in state["best_k_models"].items()}
+        self.last_model_path = str(state["last_model_path"])
+        self._saves = int(state["saves"])
+        self._last_step_saved = int(state["last_step_saved"])
+        if self.dirpath is None and state.get("dirpath"):
+            self.dirpath = Path(state["dirpath"])
+        self._rank()
+        self._loaded = True
+
+
+def _insert_names(template: str) -> str:
+    """``{epoch}-{val_loss:.2f}`` -> ``epoch={epoch}-val_loss={val_loss:.2f}`` (Lightning)."""
+    out = []
+    for literal, field, spec, conversion in string.Formatter().parse(template):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is not None and literal.endswith(f"{field}="):
+            out.append(f"{{{field}{'!' + conversion if conversion else ''}"
+                       f"{':' + spec if spec else ''}}}")
+        elif field is not None:
+            conv = f"!{conversion}" if conversion else ""
+            fmt = f":{spec}" if spec else ""
+            out.append(f"{field}={{{field}{conv}{fmt}}}")
+    return "".join(out)

@@ -1,0 +1,70 @@
+"""Rank helpers over torch.distributed, so callbacks and the engine can agree across processes.
+
+hookline does not launch processes: start them with ``torchrun`` (gloo on CPU, NCCL on GPU)
+and call ``torch.distributed.init_process_group`` (or let ``init_from_env()`` do it). When a
+process group is initialised, the Trainer shards array data per rank, wraps the model in
+DistributedDataParallel, averages epoch metrics over ranks, calls rank-zero-only callbacks
+(loggers, checkpoint writers) on rank 0 alone, and agrees on stopping: if any rank asks to stop,
+every rank stops after the same epoch, so none is left waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["all_mean", "any_rank", "init_from_env", "is_distributed", "rank", "world_size"]
+
+
+def is_distributed() -> bool:
+    """Whether a process group with more than one process is running."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's rank (0 when not distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """The number of processes (1 when not distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def init_from_env(backend: str | None = None) -> bool:
+    """Initialise the process group from torchrun's environment; False when not under torchrun."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return False
+    if not dist.is_initialized():
+        chosen = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend=chosen)
+    return True
+
+
+def _device() -> torch.device:
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on at least one (a collective: all must call)."""
+    if not is_distributed():
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=_device())
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def all_mean(values: dict[str, float]) -> dict[str, float]:
+    """The mean of each value over ranks (a collective: every rank passes the same keys)."""
+    if not is_distributed() or not values:
+        return values
+    keys = list(values)  # every rank built the dict in the same order
+    tensor = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64,
+                          device=_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    tensor /= dist.get_world_size()
+    return {key: float(value) for key, value in zip(keys, tensor.tolist())}

@@ -1,0 +1,120 @@
+"""MLflowLogger: the run's options as params and every epoch's metrics in an MLflow run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from hookline.callback import Callback
+from hookline.loggers._optional import require
+from hookline.loggers._params import run_params
+
+__all__ = ["MLflowLogger"]
+
+_MAX_PARAM_CHARS = 6000  # MLflow rejects longer param values
+
+
+class MLflowLogger(Callback):
+    """Log a fit to MLflow through ``mlflow.tracking.MlflowClient`` (no global active run).
+
+    Args:
+        experiment_name: the experiment, created when missing.
+        run_name: the run's name (MLflow makes one up when None).
+        tracking_uri: where runs are stored, e.g. ``"sqlite:///mlflow.db"`` or
+            ``"http://127.0.0.1:5000"`` (default: MLflow's own, ``MLFLOW_TRACKING_URI``).
+        tags: tags set on a new run.
+        log_params: log ``trainer.args`` (epochs, batch_size, lr, seed...) as params when the
+            run is created.
+        run_id: continue an existing run instead of creating one.
+
+    Every epoch, each numeric value of ``trainer.metrics`` is logged with ``step=epoch``
+    (0-based). The run ends ``FINISHED`` when training ends, ``FAILED`` when an exception
+    ends it (``KILLED`` on Ctrl-C). ``run_id`` is part of ``state_dict()``, so a resumed fit
+    logs into the same run. ``on_error="warn"``: a failing tracker never ends a run.
+
+    Example::
+
+        from hookline.loggers import MLflowLogger
+        logger = MLflowLogger("digits", run_name="mlp", tracking_uri="sqlite:///mlflow.db")
+        Trainer(model, loss="cross_entropy", train_data=(x, y), callbacks=[logger]).fit()
+        logger.run_id  # open it in `mlflow ui --backend-store-uri sqlite:///mlflow.db`
+    """
+
+    order = 80  # after the callbacks that add metrics
+    on_error = "warn"
+    rank_zero_only = True  # in a distributed run one process writes (or prints)
+
+    def __init__(self, experiment_name: str = "hookline", *, run_name: str | None = None,
+                 tracking_uri: str | None = None, tags: dict[str, str] | None = None,
+                 log_params: bool = True, run_id: str | None = None) -> None:
+        if not isinstance(experiment_name, str) or not experiment_name:
+            raise ValueError(f"MLflowLogger(experiment_name=...) must be a non-empty string, "
+                             f"got {experiment_name!r}")
+        if tags is not None and not isinstance(tags, dict):
+            raise TypeError(f"MLflowLogger(tags=...) must be a dict of strings, got {tags!r}")
+        self.experiment_name = experiment_name
+        self.run_name = run_name
+        self.tracking_uri = tracking_uri
+        self.tags = {str(key): str(value) for key, value in (tags or {}).items()}
+        self.log_params = log_params
+        self.run_id = run_id
+        self.client: Any = None
+        self._active = False
+
+    @property
+    def state_key(self) -> str:
+        return f"MLflowLogger[{self.experiment_name}]"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id} if self.run_id else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run_id = state.get("run_id") or self.run_id
+
+    def on_train_start(self, trainer: Any) -> None:
+        tracking = require("mlflow.tracking", extra="mlflow", feature="MLflowLogger")
+        self.client = client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        if self.run_id is not None:
+            client.update_run(self.run_id, status="RUNNING")
+        else:
+            experiment = client.get_experiment_by_name(self.experiment_name)
+            experiment_id = experiment.experiment_id if experiment is not None \
+                else client.create_experiment(self.experiment_name)
+            run = client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
+            self.run_id = run.info.run_id
+            if self.log_params:
+                self._log_params(trainer)
+        self._active = True
+
+    def _log_params(self, trainer: Any) -> None:
+        from mlflow.entities import Param
+        params = [Param(name, str(value)[:_MAX_PARAM_CHARS])
+                  for name, value in run_params(trainer.args).items()]
+        for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(self.run_id, params=params[start:start + 100])
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        if not self._active:
+            return
+        from mlflow.entities import Metric
+        now = int(time.time() * 1000)
+        metrics = [Metric(name, float(value), now, trainer.epoch)
+                   for name, value in trainer.metrics.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self._end("FINISHED")
+
+    def teardown(self, engine: Any) -> None:
+        error = getattr(engine, "exception", None)
+        if error is None:
+            self._end("FINISHED")
+        else:
+            self._end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+    def _end(self, status: str) -> None:
+        if self._active:
+            self._active = False
+            self.client.set_terminated(self.run_id, status=status)

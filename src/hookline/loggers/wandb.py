@@ -1,0 +1,109 @@
+"""WandbLogger: the run's options as config and every epoch's metrics in a W&B run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hookline.callback import Callback
+from hookline.loggers._optional import require
+from hookline.loggers._params import run_params
+
+__all__ = ["WandbLogger"]
+
+_MODES = ("offline", "online", "disabled", "shared")
+
+
+class WandbLogger(Callback):
+    """Log a fit to Weights & Biases, offline unless told otherwise.
+
+    Args:
+        project: the W&B project.
+        name: the run's display name (W&B makes one up when None).
+        mode: "offline" (the default here, whatever ``WANDB_MODE`` says: nothing leaves the
+            machine; upload later with ``wandb sync``), "online", "disabled" or "shared".
+        dir: the folder holding W&B's ``wandb/`` run folders (default: the trainer's save_dir,
+            else W&B's default, the working directory).
+        entity, group, tags: passed to ``wandb.init``.
+        log_params: put ``trainer.args`` into the run's config.
+        id: continue the run with this id (``resume="allow"``).
+
+    Every epoch, ``{"epoch": epoch, **numeric metrics}`` is logged at ``step=epoch``
+    (0-based). The run is finished when training ends (exit code 1 when an exception ended
+    it). The run id is part of ``state_dict()``, so a resumed fit continues the same run.
+    ``on_error="warn"``: a failing tracker never ends a run.
+
+    Example::
+
+        from hookline.loggers import WandbLogger
+        logger = WandbLogger("digits", name="mlp")  # offline: see ./wandb/offline-run-*
+        Trainer(model, loss="cross_entropy", train_data=(x, y), callbacks=[logger]).fit()
+    """
+
+    order = 80  # after the callbacks that add metrics
+    on_error = "warn"
+    rank_zero_only = True  # in a distributed run one process writes (or prints)
+
+    def __init__(self, project: str = "hookline", *, name: str | None = None,
+                 mode: str | None = None, dir: str | os.PathLike | None = None,
+                 entity: str | None = None, group: str | None = None,
+                 tags: list[str] | None = None, log_params: bool = True,
+                 id: str | None = None) -> None:  # wandb.init's names
+        if mode is not None and mode not in _MODES:
+            raise ValueError(f"WandbLogger(mode={mode!r}) must be one of {_MODES} or None "
+                             f"(offline)")
+        if not isinstance(project, str) or not project:
+            raise ValueError(f"WandbLogger(project=...) must be a non-empty string, "
+                             f"got {project!r}")
+        self.project = project
+        self.name = name
+        self.mode = mode or "offline"
+        self.dir = Path(dir) if dir is not None else None
+        self.entity, self.group = entity, group
+        self.tags = list(tags) if tags is not None else None
+        self.log_params = log_params
+        self.run_id = id
+        self.run: Any = None
+
+    @property
+    def state_key(self) -> str:
+        return f"WandbLogger[{self.project}]"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id} if self.run_id else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run_id = state.get("run_id") or self.run_id
+
+    def on_train_start(self, trainer: Any) -> None:
+        self._finish(0)
+        wandb = require("wandb", extra="wandb", feature="WandbLogger")
+        folder = self.dir if self.dir is not None else getattr(trainer, "save_dir", None)
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=self.project, name=self.name, mode=self.mode, entity=self.entity,
+            group=self.group, tags=self.tags,
+            dir=str(folder) if folder is not None else None,
+            config=run_params(trainer.args) if self.log_params else None,
+            id=self.run_id, resume="allow" if self.run_id else None)
+        self.run_id = self.run.id
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        if self.run is None:
+            return
+        values = {name: value for name, value in trainer.metrics.items()
+                  if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        self.run.log({"epoch": trainer.epoch, **values}, step=trainer.epoch)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self._finish(0)
+
+    def teardown(self, engine: Any) -> None:
+        self._finish(0 if getattr(engine, "exception", None) is None else 1)
+
+    def _finish(self, exit_code: int) -> None:
+        if self.run is not None:
+            run, self.run = self.run, None
+            run.finish(exit_code=exit_code)

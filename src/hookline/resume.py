@@ -1,0 +1,327 @@
+"""Restoring a Trainer from a full checkpoint, kept out of the Trainer class.
+
+``Trainer(resume=...)`` calls ``resume_trainer`` once set-up is done (model on its device, grad
+scaler built) and before ``on_pretrain_routine_end``; ``resume`` may be:
+
+* ``True``: the newest usable checkpoint under ``save_dir`` and the folders that checkpoint
+  callbacks declare (their ``checkpoint_dir``); when there is none, a warning and a fresh start;
+* a file: that checkpoint; a folder: the newest usable checkpoint in it;
+* a payload dict (from ``load_checkpoint(path, trusted=True)``, the opt-in for files that need
+  full unpickling).
+
+A resume is exact: the run continues at the recorded position, mid-epoch included, with the
+same remaining batches in the same order and the same random generators, so its final weights
+are bitwise equal to an uninterrupted run's. When the newest checkpoint is corrupt, the previous
+good one is used, with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hookline.checkpoint import (
+    MAGIC,
+    CheckpointMismatchError,
+    CorruptCheckpointError,
+    check_model_state,
+    load_checkpoint,
+    read_checkpoint_info,
+)
+from hookline.rng import set_rng_state
+
+__all__ = ["ResumePoint", "checkpoint_folders", "find_checkpoints", "load_latest", "restore",
+           "resume_trainer"]
+
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def resume_trainer(trainer: Any, resume: Any) -> Path | None:
+    """Apply ``Trainer(resume=...)``; returns the checkpoint used (None when none was)."""
+    if resume is None or resume is False:
+        return None
+    if isinstance(resume, dict):
+        restore(trainer, resume)
+        return None
+    if resume is True:
+        folders = checkpoint_folders(trainer)
+        found = load_latest(folders)
+        if found is None:
+            where = ", ".join(str(folder) for folder in folders) or (
+                "nowhere: the Trainer has no save_dir and no callback declares a "
+                "checkpoint_dir")
+            warnings.warn(f"resume=True found no checkpoint (looked in {where}); training "
+                          f"starts from scratch", RuntimeWarning, stacklevel=3)
+            return None
+    elif isinstance(resume, (str, os.PathLike)):
+        path = Path(resume)
+        if path.is_dir():
+            found = load_latest([path])
+            if found is None:
+                warnings.warn(f"resume={str(resume)!r}: no checkpoint in that folder yet; "
+                              f"training starts from scratch", RuntimeWarning, stacklevel=3)
+                return None
+        elif not path.exists():
+            raise FileNotFoundError(
+                f"resume={str(resume)!r}: no such file or folder. Pass a checkpoint file "
+                f"written by BackupAndRestore, ModelCheckpoint or OnExceptionCheckpoint, a "
+                f"folder of them, or resume=True for the newest one under save_dir")
+        else:
+            found = (path, load_checkpoint(path))
+    else:
+        raise TypeError(f"resume must be True, a path or a loaded checkpoint dict, got "
+                        f"{type(resume).__name__}: {resume!r}")
+    path, payload = found
+    restore(trainer, payload, source=path)
+    trainer.resumed_from = path
+    return path
+
+
+def checkpoint_folders(trainer: Any) -> list[Path]:
+    """Where ``resume=True`` looks: save_dir, then each callback's ``checkpoint_dir``."""
+    folders: list[Path] = []
+    if trainer.save_dir is not None:
+        folders.append(Path(trainer.save_dir))
+    for callback in trainer.callbacks:
+        folder = getattr(callback, "checkpoint_dir", None)
+        if isinstance(folder, (str, os.PathLike)):
+            folders.append(Path(folder))
+    unique: list[Path] = []
+    for folder in folders:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def find_checkpoints(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """Full checkpoints under ``folders`` (recursively), newest first.
+
+    Files are recognised by their header, not their name (among .ckpt/.pt/.pth/.bin files);
+    plain torch.save weights files are left out. A file whose header cannot be read is kept
+    (ordered by its modification time) so that loading it reports why it is unusable.
+    """
+    found: dict[Path, int] = {}
+    for folder in folders:
+        root = Path(folder)
+        if not root.is_dir():
+            continue
+        for directory, subfolders, files in os.walk(root):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            for name in files:
+                if name.startswith(".") or not name.endswith(CHECKPOINT_SUFFIXES):
+                    continue
+                path = Path(directory) / name
+                order = _newness(path)
+                if order is not None:
+                    found[path] = order
+    return sorted(found, key=lambda path: found[path], reverse=True)
+
+
+def _newness(path: Path) -> int | None:
+    try:
+        with open(path, "rb") as file:
+            start = file.read(len(MAGIC))
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    if start.startswith(b"PK\x03\x04"):
+        return None  # a torch.save weights file: not a resumable checkpoint
+    if start != MAGIC:
+        return mtime
+    try:
+        created = read_checkpoint_info(path).get("created_ns")
+    except Exception:  # noqa: BLE001 - unreadable: ordered by mtime, reported when loaded
+        return mtime
+    return created if isinstance(created, int) else mtime
+
+
+def load_latest(folders: Iterable[str | os.PathLike], *,
+                trusted: bool = False) -> tuple[Path, dict[str, Any]] | None:
+    """The newest usable checkpoint under ``folders`` and its payload, or None if there is
+    none. A corrupt one is skipped with a warning naming it and the reason (the previous
+    good one is used); when every one is corrupt, CorruptCheckpointError lists them."""
+    candidates = find_checkpoints(folders)
+    problems = []
+    for path in candidates:
+        try:
+            payload = load_checkpoint(path, trusted=trusted)
+        except CorruptCheckpointError as error:
+            problems.append(str(error))
+            warnings.warn(f"{error}; falling back to the previous checkpoint", RuntimeWarning,
+                          stacklevel=3)
+            continue
+        return path, payload
+    if problems:
+        raise CorruptCheckpointError(None, "no usable checkpoint to resume from: "
+                                     + "; ".join(problems))
+    return None
+
+
+# --- applying a payload -------------------------------------------------------------------
+def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> None:
+    """Put ``trainer`` in the state ``payload`` (from ``build_checkpoint``) recorded.
+
+    Call it after set-up (model on its device, grad scaler built) and before
+    ``on_train_start``; the epoch loop then continues at the recorded position.
+    """
+    name = f"checkpoint {source}" if source is not None else "the checkpoint"
+    run = payload["run"]
+    check_model_state(trainer.model, payload["model"], source)
+    _check_data(trainer, payload.get("data") or {}, name, source)
+    trainer.model.load_state_dict(payload["model"])
+    try:
+        trainer.optimizer.load_state_dict(payload["optimizer"])
+    except (ValueError, KeyError) as error:
+        raise CheckpointMismatchError(
+            source, f"{name}: the optimizer state does not fit this optimizer ({error}); "
+                    f"resume with the optimizer and parameter groups it was saved with") from None
+    _restore_schedulers(trainer, payload.get("lr_schedulers") or [], name, source)
+    _restore_scaler(trainer, payload.get("scaler"), name)
+    for parameter_name, parameter in trainer.model.named_parameters():
+        grad = run["grads"].get(parameter_name)
+        parameter.grad = grad.to(parameter.device) if grad is not None else None
+    states = payload.get("callbacks") or {}
+    trainer.callbacks.load_state_dict(states)
+    unclaimed = set(states) - {key for key, _ in trainer.callbacks._keyed()}
+    if unclaimed:
+        warnings.warn(f"{name} holds state for callbacks this run does not have "
+                      f"({', '.join(sorted(unclaimed))}); it is ignored", RuntimeWarning,
+                      stacklevel=3)
+    trainer.step = run["step"]
+    trainer.metrics = dict(run["metrics"])
+    trainer.fitness, trainer.best_fitness = run["fitness"], run["best_fitness"]
+    trainer.stop_reason = run["stop_reason"]
+    if not run.get("exact", True):
+        warnings.warn(f"{name} is not an exact resume point: {run.get('note')}",
+                      RuntimeWarning, stacklevel=3)
+    batches_complete = run["phase"] != "train" or run["stop"] or run["skip_rest_of_epoch"]
+    if run["phase"] in ("idle", "setup"):
+        # saved outside an epoch (before any training): start that epoch from its beginning
+        trainer.start_epoch, trainer.resume_batch = run["epoch"], 0
+        trainer._resume_point = None
+    elif run["phase"] == "epoch_done":
+        # the whole epoch (validation and on_fit_epoch_end included) was done
+        trainer.start_epoch = trainer.epochs if run["stop"] else run["epoch"] + 1
+        trainer.resume_batch = 0
+        trainer.stop = False
+        trainer._resume_point = None
+    else:
+        trainer.start_epoch = run["epoch"]
+        trainer.resume_batch = run["batches_done"]
+        trainer.stop = bool(run["stop"])
+        trainer._resume_point = ResumePoint(
+            batches_done=run["batches_done"], batches_complete=bool(batches_complete),
+            losses=run["epoch_losses"], train_metrics=run.get("train_metrics"),
+            rng=payload["rng"], epoch_rng=run.get("epoch_rng"))
+    trainer.epoch = trainer.start_epoch
+    trainer.resumed = True
+    set_rng_state(payload["rng"])
+
+
+def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> None:
+    data = trainer.train_data
+    if saved.get("kind") == "arrays" and hasattr(data, "tensors"):
+        now = {"size": data.size, "batch_size": data.batch_size, "shuffle": data.shuffle,
+               "drop_last": data.drop_last, "world": getattr(data, "world", 1)}
+        changed = [f"{key} {saved.get(key, 1)} then, {value} now" for key, value in now.items()
+                   if saved.get(key, 1 if key == "world" else None) != value]
+        if changed:
+            raise CheckpointMismatchError(
+                source, f"{name}: train_data is not what it was ({'; '.join(changed)}); an "
+                        f"exact resume needs the same data and batch_size")
+        # an unseeded Trainer draws a new seed per process: the order must follow the saved one
+        data.seed = saved["seed"]
+        trainer.args.seed = saved["seed"]
+    elif saved.get("kind") == "iterable" and saved.get("batches") is not None:
+        try:
+            length = len(data)
+        except TypeError:
+            return
+        if length != saved["batches"]:
+            raise CheckpointMismatchError(
+                source, f"{name}: train_data has {length} batches per epoch but had "
+                        f"{saved['batches']}; an exact resume needs the same data")
+
+
+def _restore_schedulers(trainer: Any, states: list[Any], name: str, source: Any) -> None:
+    schedulers = list(getattr(trainer, "lr_schedulers", ()))
+    if len(schedulers) != len(states):
+        raise CheckpointMismatchError(
+            source, f"{name} holds {len(states)} LR scheduler state(s) but "
+                    f"trainer.lr_schedulers has {len(schedulers)}; register the same "
+                    f"schedulers before resuming")
+    for scheduler, state in zip(schedulers, states, strict=True):
+        scheduler.load_state_dict(state)
+
+
+def _restore_scaler(trainer: Any, state: dict[str, Any] | None, name: str) -> None:
+    scaler = getattr(trainer, "scaler", None)
+    if state is not None and scaler is not None:
+        scaler.load_state_dict(state)
+    elif state is not None or scaler is not None:
+        warnings.warn(f"{name} was saved with{'out' if state is None else ''} a grad scaler "
+                      f"(fp16) but this run uses {'one' if scaler is not None else 'none'}; "
+                      f"the scaler starts fresh", RuntimeWarning, stacklevel=4)
+
+
+@dataclass
+class ResumePoint:
+    """The part of a resume applied when its epoch starts: the epoch's losses so far, the
+    running train metrics, and the data stream positioned after the batches already done
+    with every random generator as it was at that point."""
+
+    batches_done: int
+    batches_complete: bool
+    losses: torch.Tensor
+    train_metrics: dict[str, Any] | None
+    rng: dict[str, Any]
+    epoch_rng: torch.Tensor | None
+
+    def continue_epoch(self, trainer: Any, epoch: int) -> Iterator[Any] | None:
+        """The remaining batches of ``epoch`` (None when its batches were all done)."""
+        trainer._losses.extend(self.losses.to(trainer.device).unbind(0))
+        _load_metric_set(trainer.train_metric_set, self.train_metrics, trainer.device)
+        epoch_rng = self.epoch_rng if self.epoch_rng is not None else self.rng["torch"]
+        trainer.epoch_rng_state = epoch_rng
+        if self.batches_complete:
+            set_rng_state(self.rng)
+            return None
+        data, skip = trainer.train_data, self.batches_done
+        if skip == 0:
+            # nothing of this epoch was trained: replay it from its start
+            set_rng_state({**self.rng, "torch": epoch_rng})
+            return iter(data.epoch(epoch))
+        if hasattr(data, "order"):  # arrays: the order is a pure function of (seed, epoch)
+            set_rng_state(self.rng)
+            return iter(data.epoch(epoch, skip))
+        # a DataLoader draws its shuffle from torch's generator when it is iterated: replay
+        # that from the epoch's start, skip the batches done, then restore the generators
+        torch.set_rng_state(epoch_rng)
+        batches = iter(data.epoch(epoch))
+        for done in range(skip):
+            if next(batches, _END) is _END:
+                raise CheckpointMismatchError(
+                    None, f"train_data yielded only {done} batches in epoch {epoch}, but the "
+                          f"checkpoint had done {skip}; an exact resume needs the same data")
+        set_rng_state(self.rng)
+        return batches
+
+
+_END = object()
+
+
+def _load_metric_set(metric_set: Any, state: dict[str, Any] | None, device: Any) -> None:
+    if metric_set is None or state is None or len(state["sums"]) != len(metric_set._sums):
+        return
+
+    def moved(value: Any) -> Any:
+        return value.to(device) if isinstance(value, torch.Tensor) else value
+    metric_set._sums = [moved(value) for value in state["sums"]]
+    metric_set._loss_sum = moved(state["loss_sum"])
+    metric_set.count = state["count"]

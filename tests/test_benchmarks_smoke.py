@@ -1,0 +1,56 @@
+"""The benchmark suite's smoke run: a few steps of hookline and the raw loop, end to end.
+
+Timings are not checked against any target (CI machines are noisy); only that the suite runs
+and reports a finite, positive figure in every expected row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXPECTED_RUNS = {("raw", "bare"), ("raw", "typical"), ("hookline", "bare"),
+                 ("hookline", "typical")}
+
+
+def _table_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 8 and (cells[0], cells[1]) in EXPECTED_RUNS:
+            rows[(cells[0], cells[1])] = cells
+    return rows
+
+
+def _number(cell: str) -> float:
+    return float(cell.rstrip("x").replace(",", ""))
+
+
+def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke",
+                           "--json", str(out)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    rows = _table_rows(done.stdout)
+    assert set(rows) == EXPECTED_RUNS, done.stdout
+    for key, cells in rows.items():
+        steps_per_s, overhead, ratio, cpu_ratio, rss = (_number(c) for c in cells[2:7])
+        assert steps_per_s > 0 and ratio > 0 and cpu_ratio > 0 and rss > 0, (key, cells)
+        assert math.isfinite(overhead), (key, cells)
+
+    summary = json.loads(out.read_text())
+    assert {(r["framework"], r["variant"]) for r in summary["rows"]} == EXPECTED_RUNS
+    for row in summary["rows"]:
+        assert row["steps"] > 0, row
+        assert all(math.isfinite(row[k]) and row[k] > 0
+                   for k in ("steps_per_s", "ratio", "cpu_ratio", "peak_rss_mb")), row
+    hookline_import = summary["imports"]["hookline"]["seconds"]
+    assert math.isfinite(hookline_import) and hookline_import > 0
+    dispatch = summary["dispatch_us"]
+    assert len(dispatch) == 4 and all(math.isfinite(v) and v > 0 for v in dispatch.values())

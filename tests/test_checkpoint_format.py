@@ -1,0 +1,291 @@
+"""The full-checkpoint format: contents, version and checksum, clear errors for bad files,
+atomic writes that survive a full disk, and the background writer."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import hookline
+from hookline.callbacks import BackupAndRestore
+from hookline.checkpoint import (
+    FORMAT_VERSION,
+    MAGIC,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    CheckpointWriteError,
+    CheckpointWriter,
+    CorruptCheckpointError,
+    build_checkpoint,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint_info,
+    save_weights,
+    write_checkpoint,
+)
+from hookline.resume import restore
+from hookline.testing import tiny_data, tiny_model
+
+
+class Counter(hookline.Callback):
+    """A stateful callback whose key includes its configuration."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.count = name, 0
+
+    @property
+    def state_key(self) -> str:
+        return f"Counter[{self.name}]"
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        self.count += 1 if self.name == "one" else 10
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.count = state["count"]
+
+
+def make_trainer(callbacks: list[Any] = (), epochs: int = 1, model: Any = None,
+                 **options: Any) -> hookline.Trainer:
+    x, y = tiny_data(32)
+    return hookline.Trainer(model or tiny_model(), loss="cross_entropy", train_data=(x, y),
+                            epochs=epochs, batch_size=8, seed=3, callbacks=list(callbacks),
+                            verbose=0, device="cpu", **options)
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    trainer = make_trainer()
+    trainer.fit()
+    return write_checkpoint(build_checkpoint(trainer), tmp_path / "run.ckpt")
+
+
+def test_a_checkpoint_holds_everything_a_run_needs(tmp_path: Path) -> None:
+    trainer = make_trainer([Counter("one")])
+    scheduler = torch.optim.lr_scheduler.StepLR(trainer.optimizer, step_size=1)
+    trainer.lr_schedulers.append(scheduler)
+    trainer.add_callback("on_train_epoch_end", lambda t: scheduler.step())
+    trainer.fit()
+    path = write_checkpoint(build_checkpoint(trainer), tmp_path / "run.ckpt")
+    payload = load_checkpoint(path)
+    assert set(payload) >= {"model", "optimizer", "lr_schedulers", "scaler", "rng", "run",
+                            "data", "callbacks", "version"}
+    assert payload["version"] == FORMAT_VERSION
+    assert payload["optimizer"]["state"]  # Adam moments, not just hyper-parameters
+    assert payload["lr_schedulers"][0]["last_epoch"] == 1
+    assert set(payload["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert payload["run"]["epoch"] == 0 and payload["run"]["step"] == 4
+    assert payload["run"]["phase"] == "epoch_done" and payload["run"]["batches_done"] == 4
+    assert payload["data"] == {"kind": "arrays", "size": 32, "batch_size": 8, "shuffle": True,
+                               "seed": 3, "drop_last": False, "world": 1}
+    assert payload["callbacks"]["Counter[one]"] == {"count": 4}
+    assert payload["callbacks"]["History"]["epoch"] == [0]
+    header = read_checkpoint_info(path)
+    assert header["version"] == FORMAT_VERSION and len(header["sha256"]) == 64
+    assert path.read_bytes().startswith(MAGIC)
+
+
+def test_two_instances_of_one_class_keep_separate_state() -> None:
+    trainer = make_trainer([Counter("one"), Counter("ten")])
+    trainer.fit()
+    states = build_checkpoint(trainer)["callbacks"]
+    assert states["Counter[one]"] == {"count": 4} and states["Counter[ten]"] == {"count": 40}
+    # registered in the other order, each instance still gets its own state back
+    ten, one = Counter("ten"), Counter("one")
+    make_trainer([ten, one]).callbacks.load_state_dict(states)
+    assert (one.count, ten.count) == (4, 40)
+
+
+def test_a_truncated_file_is_named_as_truncated(saved: Path) -> None:
+    data = saved.read_bytes()
+    saved.write_bytes(data[:len(data) - 100])
+    with pytest.raises(CorruptCheckpointError, match=rf"{saved}.*is truncated.*bytes"):
+        load_checkpoint(saved)
+
+
+def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "noise.ckpt"
+    path.write_bytes(os.urandom(4096))
+    with pytest.raises(CorruptCheckpointError, match=rf"{path} is not a hookline checkpoint"):
+        load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match="is empty"):
+        load_checkpoint(path)
+
+
+def test_a_damaged_byte_fails_the_checksum(saved: Path) -> None:
+    data = bytearray(saved.read_bytes())
+    data[-50] ^= 0xFF
+    saved.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match=rf"{saved} is corrupt.*SHA-256"):
+        load_checkpoint(saved)
+
+
+def test_a_newer_format_version_asks_for_an_upgrade(saved: Path) -> None:
+    data = saved.read_bytes()
+    header_end = data.index(b"\n", len(MAGIC)) + 1
+    header = json.loads(data[len(MAGIC):header_end])
+    header["version"] = FORMAT_VERSION + 1
+    saved.write_bytes(MAGIC + json.dumps(header).encode() + b"\n" + data[header_end:])
+    with pytest.raises(CheckpointVersionError,
+                       match=rf"{saved} has format version {FORMAT_VERSION + 1}.*upgrade"):
+        load_checkpoint(saved)
+
+
+def test_another_models_checkpoint_lists_the_mismatched_keys(saved: Path) -> None:
+    wider = make_trainer(model=tiny_model(hidden=32))
+    with pytest.raises(CheckpointMismatchError) as caught:
+        restore(wider, load_checkpoint(saved), source=saved)
+    message = str(caught.value)
+    assert str(saved) in message
+    assert "0.weight (checkpoint (16, 8), model (32, 8))" in message
+    assert "2.weight" in message and "0.bias" in message
+
+
+def test_a_weights_file_is_told_apart_from_a_full_checkpoint(tmp_path: Path) -> None:
+    path = save_weights(tiny_model(), tmp_path / "weights.pt")
+    with pytest.raises(CorruptCheckpointError, match="plain torch.save file.*load_weights"):
+        load_checkpoint(path)
+    assert set(load_weights(path)) == {"model"}
+
+
+def test_state_that_would_need_full_unpickling_is_refused_when_saving(tmp_path: Path) -> None:
+    class Careless(hookline.Callback):
+        def on_train_epoch_end(self, trainer: Any) -> None:
+            pass
+
+        def state_dict(self) -> dict[str, Any]:
+            return {"where": Path("somewhere")}
+
+    trainer = make_trainer([Careless()])
+    trainer.fit()
+    with pytest.raises(TypeError, match=r"checkpoint\['callbacks'\]\['[\w.<>]*Careless'\]"
+                                        r"\['where'\] is a pathlib.*PosixPath.*str\(path\)"):
+        write_checkpoint(build_checkpoint(trainer), tmp_path / "run.ckpt")
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
+
+
+def enospc_after(monkeypatch: pytest.MonkeyPatch, name: str, calls: int = 0) -> list[int]:
+    """Make os.<name> fail with ENOSPC after ``calls`` successful calls."""
+    real = getattr(os, name)
+    seen = [0]
+
+    def failing(*args: Any) -> Any:
+        seen[0] += 1
+        if seen[0] > calls:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args)
+    monkeypatch.setattr(os, name, failing)
+    return seen
+
+
+@pytest.mark.parametrize(("failing", "calls"), [("write", 1), ("replace", 0)])
+def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path: Path, saved: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   failing: str, calls: int) -> None:
+    before = saved.read_bytes()
+    trainer = make_trainer(epochs=2)
+    trainer.fit()
+    enospc_after(monkeypatch, failing, calls=calls)  # e.g. the magic line gets out, then full
+    with pytest.raises(OSError, match="No space left"):
+        write_checkpoint(build_checkpoint(trainer), saved)
+    monkeypatch.undo()
+    assert saved.read_bytes() == before
+    assert load_checkpoint(saved)["run"]["epoch"] == 0
+    assert [p.name for p in saved.parent.iterdir()] == [saved.name]  # the temp file is gone
+
+
+def test_a_background_write_error_surfaces_at_the_next_save(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = make_trainer()
+    trainer.fit()
+    writer = CheckpointWriter()
+    writer.save(build_checkpoint(trainer), tmp_path / "a.ckpt")
+    writer.wait()
+    enospc_after(monkeypatch, "write")
+    writer.save(build_checkpoint(trainer), tmp_path / "a.ckpt")  # returns: the write is queued
+    with pytest.raises(CheckpointWriteError, match=r"a\.ckpt could not be written.*No space "
+                                                   r"left.*previous checkpoint is intact"):
+        writer.save(build_checkpoint(trainer), tmp_path / "a.ckpt")
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "a.ckpt")["run"]["step"] == 4
+
+
+def test_the_writer_writes_in_another_thread_one_write_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = make_trainer()
+    trainer.fit()
+    real_write = os.write
+    active, worst, threads = [0], [0], set()
+    lock = threading.Lock()
+
+    def slow_write(fd: int, data: Any) -> int:
+        with lock:
+            active[0] += 1
+            worst[0] = max(worst[0], active[0])
+        threads.add(threading.current_thread().name)
+        time.sleep(0.01)
+        try:
+            return real_write(fd, data)
+        finally:
+            with lock:
+                active[0] -= 1
+    monkeypatch.setattr(os, "write", slow_write)
+    first, second = CheckpointWriter(), CheckpointWriter()
+    started = time.perf_counter()
+    first.save(build_checkpoint(trainer), tmp_path / "same.ckpt")
+    assert time.perf_counter() - started < 0.02  # the loop did not wait for the disk
+    assert first.busy
+    for _ in range(3):  # two writers, one file: writes queue up, never overlap
+        first.save(build_checkpoint(trainer), tmp_path / "same.ckpt")
+        second.save(build_checkpoint(trainer), tmp_path / "same.ckpt")
+    first.wait()
+    second.wait()
+    assert worst[0] == 1
+    assert threads == {"hookline-checkpoint-writer"}
+    load_checkpoint(tmp_path / "same.ckpt")
+
+
+@pytest.mark.parametrize("policy", ["raise", "warn"])
+def test_training_stops_or_continues_on_a_full_disk_by_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str) -> None:
+    backup = BackupAndRestore(tmp_path / "backup", delete_checkpoint=False,
+                              on_write_error=policy, background=False)
+    trainer = make_trainer([backup], epochs=4)
+    trainer.add_callback("on_train_epoch_start",
+                         lambda t: t.epoch == 2 and enospc_after(monkeypatch, "write"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if policy == "raise":
+            with pytest.raises(CheckpointWriteError, match="could not be written"):
+                trainer.fit()
+            assert trainer.epoch == 2  # stopped at the first save after the failed write
+        else:
+            trainer.fit()
+            assert trainer.epoch == 3
+            assert any("training continues" in str(w.message) for w in caught)
+    monkeypatch.undo()
+    assert load_checkpoint(backup.latest)["run"]["epoch"] == 1  # the last good backup
+
+
+def test_each_backup_keeps_the_one_before(tmp_path: Path) -> None:
+    backup = BackupAndRestore(tmp_path, delete_checkpoint=False)
+    make_trainer([backup], epochs=3).fit()
+    assert load_checkpoint(backup.latest)["run"]["epoch"] == 2
+    assert load_checkpoint(backup.previous)["run"]["epoch"] == 1
+
+
+def test_load_weights_reads_a_full_checkpoints_model(saved: Path) -> None:
+    state = load_weights(saved)["model"]
+    assert set(state) == set(tiny_model().state_dict())

@@ -1,0 +1,160 @@
+"""MLflowLogger (read back with MlflowClient) and WandbLogger (offline run files read back)."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+
+import pytest
+
+from hookline import Trainer
+from hookline.callbacks import History, LambdaCallback
+from hookline.loggers import MLflowLogger, WandbLogger
+from hookline.testing import tiny_data, tiny_model
+
+
+def _fit(callbacks, *, epochs=3, initial_epoch=0, save_dir=None):
+    trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
+                      val_data=tiny_data(16, seed=1), epochs=epochs, batch_size=16, seed=7,
+                      verbose=0, initial_epoch=initial_epoch, save_dir=save_dir,
+                      callbacks=callbacks)
+    trainer.fit()
+    return trainer
+
+
+# --- MLflow ---------------------------------------------------------------------------------
+pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning")
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory):
+    """One SQLite store for the module: creating its tables takes a few seconds."""
+    return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(tracking_uri=uri)
+
+
+def test_mlflow_logs_params_and_every_epochs_metrics_at_step_epoch(tracking_uri):
+    logger = MLflowLogger("exp-a", run_name="first", tracking_uri=tracking_uri,
+                          tags={"team": "hookline"})
+    trainer = _fit([logger])
+    history = trainer.callbacks.find(History)[0].history
+    client = _client(tracking_uri)
+    run = client.get_run(logger.run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == "first"
+    assert client.get_experiment(run.info.experiment_id).name == "exp-a"
+    assert run.data.tags["team"] == "hookline"
+    assert run.data.params["epochs"] == "3" and run.data.params["seed"] == "7"
+    assert run.data.params["batch_size"] == "16"
+    for name in ("loss", "val_loss", "val_accuracy"):
+        points = sorted(client.get_metric_history(logger.run_id, name), key=lambda m: m.step)
+        assert [m.step for m in points] == [0, 1, 2]
+        assert [m.value for m in points] == pytest.approx(history[name])
+
+
+def test_mlflow_resume_continues_the_same_run(tracking_uri):
+    first = MLflowLogger("exp-b", tracking_uri=tracking_uri)
+    _fit([first], epochs=2)
+    resumed = MLflowLogger("exp-b", tracking_uri=tracking_uri)
+    resumed.load_state_dict(first.state_dict())
+    _fit([resumed], epochs=4, initial_epoch=2)
+    assert resumed.run_id == first.run_id
+    steps = [m.step for m in _client(tracking_uri).get_metric_history(first.run_id, "loss")]
+    assert sorted(steps) == [0, 1, 2, 3]
+
+
+def test_mlflow_marks_a_crashed_run_failed(tracking_uri):
+    def crash(trainer):
+        if trainer.epoch == 1:
+            raise RuntimeError("boom")
+
+    logger = MLflowLogger("exp-c", tracking_uri=tracking_uri)
+    with pytest.raises(RuntimeError, match="boom"):
+        _fit([logger, LambdaCallback(on_train_epoch_end=crash)])
+    assert _client(tracking_uri).get_run(logger.run_id).info.status == "FAILED"
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"experiment_name": ""}, ValueError, "experiment_name"),
+    ({"tags": ["a"]}, TypeError, "tags"),
+])
+def test_mlflow_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MLflowLogger(**kwargs)
+
+
+# --- Weights & Biases (offline only) --------------------------------------------------------
+def _wandb_records(path):
+    """Records of a W&B run file: LevelDB's log format (32 KiB blocks of CRC, length and type
+    headers) after W&B's 7-byte file header, each record a ``wandb_internal_pb2.Record``."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, position, parts = path.read_bytes(), 32768, 7, []
+    assert data[:4] == b":W&B"
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if length == 0 and kind == 0:  # the padding at the end of a block
+            position += left
+            continue
+        parts.append(data[position + 7:position + 7 + length])
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last part of a split one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(parts))
+            parts = []
+            yield record
+
+
+def _finished_records(path, timeout=30.0):
+    """The run file's records once W&B's service has written its final ``exit`` record:
+    ``run.finish()`` can return before the service has flushed the file."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = list(_wandb_records(path))
+        except Exception:  # noqa: BLE001 - a record still being written: read again
+            records = []
+        if any(record.WhichOneof("record_type") == "exit" for record in records):
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} got no exit record within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_wandb_offline_run_holds_the_config_and_history(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = WandbLogger("hookline-tests", name="tiny")
+    trainer = _fit([logger], save_dir=tmp_path)
+    assert logger.mode == "offline" and logger.run is None  # finished
+    history = trainer.callbacks.find(History)[0].history
+    [run_file] = (tmp_path / "wandb").glob(f"offline-run-*-{logger.run_id}/run-*.wandb")
+    rows, config = [], {}
+    for record in _finished_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item})
+        elif kind == "run":
+            config = {item.key: json.loads(item.value_json) for item in record.run.config.update}
+    assert [row["epoch"] for row in rows] == [0, 1, 2]
+    assert [row["_step"] for row in rows] == [0, 1, 2]
+    for name in ("loss", "val_loss", "val_accuracy"):
+        assert [row[name] for row in rows] == pytest.approx(history[name])
+    assert config["epochs"] == 3 and config["seed"] == 7
+    assert logger.state_dict() == {"run_id": logger.run_id}
+
+
+def test_wandb_bad_options():
+    with pytest.raises(ValueError, match="mode='cloud'"):
+        WandbLogger(mode="cloud")
+    with pytest.raises(ValueError, match="project"):
+        WandbLogger(project="")

@@ -1,0 +1,291 @@
+"""ModelCheckpoint: files left on disk, templates, triggers, payloads, options and state."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+import torch
+
+import hookline
+from hookline import LambdaCallback
+from hookline.callbacks import ModelCheckpoint
+from hookline.testing import RecordingCallback, tiny_data, tiny_model
+
+NAN = math.nan
+
+
+def scripted(values, name="val_loss"):
+    def write(trainer):
+        trainer.metrics[name] = values[trainer.epoch]
+    callback = LambdaCallback(on_fit_epoch_end=write)
+    callback.order = -100
+    return callback
+
+
+def fit(callbacks, epochs, *, samples=16, batch_size=16, **options):
+    x, y = tiny_data(samples=samples)
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               batch_size=batch_size, epochs=epochs, callbacks=callbacks,
+                               default_callbacks=False, verbose=0, device="cpu", seed=0,
+                               **options)
+    trainer.fit()
+    return trainer
+
+
+def files(folder):
+    return sorted(path.name for path in folder.iterdir()) if folder.exists() else []
+
+
+# (options, monitored val_loss sequence (val_accuracy when the monitor says so), files left)
+CASES = {
+    "top-2 by val_loss": (
+        dict(filename="m-{epoch}", monitor="val_loss", save_top_k=2),
+        [5, 1, 4, 2, 3], ["m-1.pt", "m-3.pt"]),
+    "top-k -1 keeps all": (
+        dict(filename="m-{epoch}", monitor="val_loss", save_top_k=-1),
+        [5, 1, 4], ["m-0.pt", "m-1.pt", "m-2.pt"]),
+    "default keeps every epoch": (
+        dict(filename="m-{epoch}"), [5, 1, 4], ["m-0.pt", "m-1.pt", "m-2.pt"]),
+    "top-k 0 with save_last keeps only last": (
+        dict(filename="m-{epoch}", monitor="val_loss", save_top_k=0, save_last=True),
+        [5, 1, 4], ["last.pt"]),
+    "top-1 plus last": (
+        dict(filename="m-{epoch}", monitor="val_loss", save_top_k=1, save_last=True),
+        [5, 1, 4], ["last.pt", "m-1.pt"]),
+    "metric template": (
+        dict(filename="model-{epoch:02d}-{val_loss:.2f}", monitor="val_loss", save_top_k=1),
+        [5, 3, 4, 1.234, 2], ["model-03-1.23.pt"]),
+    "Lightning's auto_insert_metric_name": (
+        dict(filename="{epoch}-{val_loss:.1f}", monitor="val_loss", save_top_k=1,
+             auto_insert_metric_name=True),
+        [5, 2, 4], ["epoch=1-val_loss=2.0.pt"]),
+    "mode auto: max for accuracy": (
+        dict(filename="m-{epoch}", monitor="val_accuracy", save_top_k=2),
+        [0.5, 0.9, 0.7, 0.8], ["m-1.pt", "m-3.pt"]),
+    "initial_value_threshold": (
+        dict(filename="m-{epoch}", monitor="val_loss", save_top_k=-1,
+             initial_value_threshold=3.5), [5, 3, 4, 1, 2], ["m-1.pt", "m-3.pt", "m-4.pt"]),
+    "no monitor: the latest k": (
+        dict(filename="m-{epoch}", save_top_k=2), [5, 1, 4, 2, 3], ["m-3.pt", "m-4.pt"]),
+    "every_n_epochs": (
+        dict(filename="m-{epoch}", every_n_epochs=2), [5, 1, 4, 2, 3], ["m-1.pt", "m-3.pt"]),
+    "NaN metric is never kept": (
+        dict(filename="m-{epoch}", monitor="val_loss", save_top_k=-1), [5, NAN, 4],
+        ["m-0.pt", "m-2.pt"]),
+    "a name without epoch is overwritten": (
+        dict(filename="best", monitor="val_loss", save_top_k=1), [5, 1, 4], ["best.pt"]),
+    "extensions are kept": (
+        dict(filename="m-{epoch}.ckpt", save_top_k=1), [5, 1], ["m-1.ckpt"]),
+}
+
+
+@pytest.mark.parametrize("options, values, expected", CASES.values(), ids=CASES.keys())
+def test_files_left_on_disk(tmp_path, options, values, expected):
+    monitor = options.get("monitor") or "val_loss"
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, **options)
+    fit([scripted(values, monitor), checkpoint], epochs=len(values))
+    assert files(tmp_path) == expected
+    assert set(checkpoint.best_k_models) == {str(tmp_path / name) for name in expected
+                                             if name != "last.pt"}
+
+
+def test_keras_save_best_only_with_filepath(tmp_path):
+    checkpoint = ModelCheckpoint(tmp_path / "best.pt", save_best_only=True)  # monitors val_loss
+    fit([scripted([5, 1, 4, 3]), checkpoint], epochs=4)
+    assert files(tmp_path) == ["best.pt"]
+    saved = torch.load(tmp_path / "best.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["metrics"]["val_loss"] == 1
+    assert checkpoint.best_model_path == str(tmp_path / "best.pt")
+    assert checkpoint.best_model_score == 1
+
+
+def test_keras_filepath_template_with_metrics(tmp_path):
+    checkpoint = ModelCheckpoint(str(tmp_path / "model-{epoch:02d}-{val_loss:.2f}.pt"),
+                                 monitor="val_loss", save_top_k=2, save_last=True)
+    fit([scripted([0.5, 0.25, 0.75]), checkpoint], epochs=3)
+    assert files(tmp_path) == ["last.pt", "model-00-0.50.pt", "model-01-0.25.pt"]
+    assert checkpoint.last_model_path == str(tmp_path / "last.pt")
+    assert checkpoint.best_model_path == str(tmp_path / "model-01-0.25.pt")
+    assert checkpoint.kth_value == 0.5
+
+
+def test_best_and_kth_are_exposed(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_accuracy",
+                                 save_top_k=3)
+    fit([scripted([0.1, 0.5, 0.3, 0.4], "val_accuracy"), checkpoint], epochs=4)
+    assert checkpoint.best_model_score == 0.5
+    assert checkpoint.best_model_path.endswith("m-1.pt")
+    assert checkpoint.kth_best_model_path.endswith("m-2.pt") and checkpoint.kth_value == 0.3
+    assert checkpoint.best_k_models == {str(tmp_path / "m-1.pt"): 0.5,
+                                        str(tmp_path / "m-2.pt"): 0.3,
+                                        str(tmp_path / "m-3.pt"): 0.4}
+
+
+def test_full_and_weights_only_payloads(tmp_path):
+    full = ModelCheckpoint(dirpath=tmp_path / "full", filename="m")
+    light = ModelCheckpoint(dirpath=tmp_path / "light", filename="m", save_weights_only=True)
+    trainer = fit([full, light], epochs=2, samples=32)
+    loaded = torch.load(tmp_path / "full" / "m.pt", weights_only=True)  # safe loading works
+    assert {"model", "optimizer", "epoch", "step", "metrics", "callbacks"} <= set(loaded)
+    assert loaded["epoch"] == 1 and loaded["step"] == 4
+    assert loaded["optimizer"]["state"], "the optimizer's moments must be saved to resume"
+    assert any(key.startswith("ModelCheckpoint") for key in loaded["callbacks"])
+    for name, tensor in trainer.model.state_dict().items():
+        assert torch.equal(loaded["model"][name], tensor)
+    weights = torch.load(tmp_path / "light" / "m.pt", weights_only=True)
+    assert "optimizer" not in weights and "callbacks" not in weights
+    assert weights["epoch"] == 1 and set(weights["model"]) == set(loaded["model"])
+    model = tiny_model()
+    model.load_state_dict(weights["model"])  # the same layout as hookline.checkpoint
+
+
+def test_every_n_train_steps(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}", every_n_train_steps=2)
+    fit([checkpoint], epochs=3, samples=48)  # 3 steps per epoch, 9 in all
+    assert files(tmp_path) == ["s-2.pt", "s-4.pt", "s-6.pt", "s-8.pt"]
+
+
+def test_keras_save_freq(tmp_path):
+    fit([ModelCheckpoint(dirpath=tmp_path / "n", filename="s-{step}", save_freq=3)], epochs=2,
+        samples=48)
+    fit([ModelCheckpoint(dirpath=tmp_path / "e", filename="e-{epoch}", save_freq="epoch")],
+        epochs=2)
+    assert files(tmp_path / "n") == ["s-3.pt", "s-6.pt"]
+    assert files(tmp_path / "e") == ["e-0.pt", "e-1.pt"]
+    with pytest.raises(ValueError, match=r"save_freq='batch'.*'epoch' or a number"):
+        ModelCheckpoint(dirpath=tmp_path, save_freq="batch")
+
+
+def test_every_n_train_steps_counts_optimizer_steps_not_batches(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}", every_n_train_steps=1)
+    fit([checkpoint], epochs=1, samples=64, accumulate=2)  # 4 batches, 2 optimizer steps
+    assert files(tmp_path) == ["s-1.pt", "s-2.pt"]
+
+
+def test_step_saves_with_a_monitor_wait_for_the_metric(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}", monitor="val_loss",
+                                 save_top_k=1, every_n_train_steps=1)
+    fit([scripted([3, 1, 2]), checkpoint], epochs=3, samples=32)
+    # epoch 0 has no val_loss yet; steps 3-4 rank by epoch 0's 3, steps 5-6 by epoch 1's 1
+    assert files(tmp_path) == ["s-5.pt"]
+
+
+@pytest.mark.parametrize("interval, expected", [
+    (timedelta(hours=1), []), (1e-6, ["s-1.pt", "s-2.pt", "s-3.pt", "s-4.pt"])])
+def test_train_time_interval(tmp_path, interval, expected):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}",
+                                 train_time_interval=interval)
+    fit([checkpoint], epochs=2, samples=32)
+    assert files(tmp_path) == expected
+
+
+def test_per_batch_hooks_only_when_configured():
+    assert "on_train_batch_end" not in ModelCheckpoint(dirpath="x").hookline_handlers()
+    assert "on_fit_epoch_end" in ModelCheckpoint(dirpath="x").hookline_handlers()
+    steps = ModelCheckpoint(dirpath="x", every_n_train_steps=5).hookline_handlers()
+    assert "on_train_batch_end" in steps and "on_fit_epoch_end" not in steps
+
+
+def test_on_model_save_fires_after_each_save(tmp_path):
+    saves = []
+    recorder = LambdaCallback(on_model_save=lambda t: saves.append(
+        (t.epoch, t.last_checkpoint.name, t.last_checkpoint.exists())))
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
+                                 save_top_k=1)
+    fit([scripted([3, 4, 1]), checkpoint, recorder], epochs=3)
+    assert saves == [(0, "m-0.pt", True), (2, "m-2.pt", True)]  # epoch 1 was not saved
+
+
+def test_template_naming_a_missing_metric_fails_at_first_save(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}-{val_f1:.2f}")
+    recorder = RecordingCallback(events=("on_train_epoch_start",))
+    with pytest.raises(ValueError, match=r"names 'val_f1', which is not among.*\['loss'\]"):
+        fit([checkpoint, recorder], epochs=3)
+    assert len(recorder.events) == 1 and files(tmp_path) == []  # raised at epoch 0's save
+
+
+def test_missing_monitor_raises(tmp_path):
+    with pytest.raises(ValueError, match="monitors 'val_loss', which is not among"):
+        fit([ModelCheckpoint(dirpath=tmp_path, monitor="val_loss", save_top_k=1)], epochs=1)
+
+
+def test_default_folder_is_under_save_dir(tmp_path):
+    checkpoint = ModelCheckpoint(filename="m-{epoch}")
+    fit([checkpoint], epochs=1, save_dir=tmp_path)
+    assert files(tmp_path / "checkpoints") == ["m-0.pt"]
+
+
+def test_no_folder_at_all_is_a_clear_error():
+    with pytest.raises(ValueError, match="pass dirpath= or filepath=, or give the Trainer"):
+        fit([ModelCheckpoint()], epochs=1)
+
+
+def test_writes_leave_no_temporary_files(tmp_path):
+    fit([ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", save_top_k=2,
+                         save_last=True)], epochs=4)
+    assert files(tmp_path) == ["last.pt", "m-2.pt", "m-3.pt"]  # no .m-*.tmp left behind
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(dirpath="d", save_top_k=-2), r"save_top_k=-2.*-1 \(keep all\), 0"),
+    (dict(dirpath="d", mode="up", monitor="val_loss"), r"mode='up'"),
+    (dict(filepath="a.pt", dirpath="d"), r"either filepath .* or dirpath and filename"),
+    (dict(dirpath="d", every_n_epochs=2, every_n_train_steps=3), r"choose one of"),
+    (dict(dirpath="d", every_n_epochs=0), r"every_n_epochs=0.*integer >= 1"),
+    (dict(dirpath="d", train_time_interval=-5), r"train_time_interval=.*positive"),
+    (dict(dirpath="d", filename="m-{epoch"), r"not a valid template"),
+    (dict(dirpath="d", filename="m-{}"), r"empty field"),
+    (dict(dirpath="d", save_best_only=True, save_top_k=3), r"contradict"),
+    (dict(dirpath="d", initial_value_threshold=1.0), r"needs monitor="),
+    (dict(dirpath="d", monitor="val_thing"), r"cannot tell whether 'val_thing'"),
+])
+def test_bad_options_raise_at_construction(options, message):
+    with pytest.raises(ValueError, match=message):
+        ModelCheckpoint(**options)
+
+
+def test_state_key_differs_by_monitor_and_both_are_saved(tmp_path):
+    by_loss = ModelCheckpoint(dirpath=tmp_path / "a", monitor="val_loss", save_top_k=1)
+    by_acc = ModelCheckpoint(dirpath=tmp_path / "b", monitor="val_accuracy", save_top_k=1)
+    assert by_loss.state_key != by_acc.state_key
+    trainer = fit([scripted([2, 1]), scripted([0.1, 0.2], "val_accuracy"), by_loss, by_acc],
+                  epochs=2)
+    states = trainer.callbacks.state_dict()
+    assert states[by_loss.state_key]["best_model_score"] == 1
+    assert states[by_acc.state_key]["best_model_score"] == 0.2
+
+
+def test_resumed_state_continues_top_k(tmp_path):
+    first = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
+                            save_top_k=2)
+    fit([scripted([3, 1, 2]), first], epochs=3)
+    assert files(tmp_path) == ["m-1.pt", "m-2.pt"]
+    resumed = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
+                              save_top_k=2)
+    resumed.load_state_dict(first.state_dict())
+    fit([scripted([9, 9, 9, 2.5, 1.5]), resumed], epochs=5, initial_epoch=3)
+    # 2.5 does not enter the loaded top 2 (1, 2); 1.5 pushes out the file of 2
+    assert files(tmp_path) == ["m-1.pt", "m-4.pt"]
+    assert resumed.best_model_path == str(tmp_path / "m-1.pt")
+
+
+def test_instance_reused_without_loading_starts_over(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
+                                 save_top_k=1)
+    fit([scripted([1, 2]), checkpoint], epochs=2)
+    fit([scripted([5, 4]), checkpoint], epochs=2)
+    assert checkpoint.best_model_score == 4  # the first run's 1 is not carried over
+
+
+def test_a_saved_checkpoint_holds_its_own_ranking(tmp_path):
+    """Resuming from a file must not forget that file: state is updated before writing."""
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
+                                 save_top_k=1, save_last=True)
+    fit([scripted([3, 1]), checkpoint], epochs=2)
+    for name in ("m-1.pt", "last.pt"):
+        state = torch.load(tmp_path / name, weights_only=True)["callbacks"][checkpoint.state_key]
+        assert state["best_k_models"] == {str(tmp_path / "m-1.pt"): 1}
+        assert state["best_model_path"] == str(tmp_path / "m-1.pt")
+        assert state["last_model_path"] == str(tmp_path / "last.pt")

@@ -1,0 +1,159 @@
+"""RemoteMonitor against a real HTTP server on 127.0.0.1: payloads, headers and failures."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+import warnings
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+import pytest
+
+from hookline import Trainer
+from hookline.callbacks import History, RemoteMonitor
+from hookline.testing import tiny_data, tiny_model
+
+
+class Server:
+    """An HTTP server in a thread that records every POST and answers with ``status``."""
+
+    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
+        self.requests: list[dict] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.requests.append({"path": self.path, "headers": dict(self.headers),
+                                       "body": body})
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                except OSError:  # the client gave up waiting (the timeout test)
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.root = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                 "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _fit(monitor, *, epochs=3):
+    trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
+                      val_data=tiny_data(16, seed=1), epochs=epochs, batch_size=16, seed=0,
+                      verbose=0, callbacks=[monitor])
+    trainer.fit()
+    return trainer
+
+
+def test_every_epoch_posts_its_logs_as_json_with_the_given_headers():
+    with Server() as server:
+        monitor = RemoteMonitor(server.root, "/publish/epoch/end/",
+                                headers={"X-Token": "secret"}, timeout=5)
+        trainer = _fit(monitor)
+    history = trainer.callbacks.find(History)[0].history
+    assert monitor.sent == 3
+    payloads = [json.loads(request["body"]) for request in server.requests]
+    assert [p["epoch"] for p in payloads] == [0, 1, 2]
+    assert [p["event"] for p in payloads] == ["on_fit_epoch_end"] * 3
+    assert [p["val_loss"] for p in payloads] == history["val_loss"]
+    assert [p["step"] for p in payloads] == [2, 4, 6]
+    request = server.requests[0]
+    assert request["path"] == "/publish/epoch/end/"
+    assert request["headers"]["X-Token"] == "secret"
+    assert request["headers"]["Content-Type"] == "application/json"
+
+
+def test_keras_form_encoding_and_chosen_events():
+    with Server() as server:
+        monitor = RemoteMonitor(server.root + "/hook", "", events=["on_train_end"],
+                                send_as_json=False, field="logs")
+        trainer = _fit(monitor)
+    assert len(server.requests) == 1 and server.requests[0]["path"] == "/hook"
+    form = parse_qs(server.requests[0]["body"].decode())
+    payload = json.loads(form["logs"][0])
+    assert payload["event"] == "on_train_end" and payload["loss"] == trainer.metrics["loss"]
+
+
+def test_keras_alias_and_a_custom_payload_with_nan_sent_as_null():
+    with Server() as server:
+        monitor = RemoteMonitor(server.root, events="on_epoch_end",
+                                payload_fn=lambda engine, event: {"x": math.nan,
+                                                                  "e": engine.epoch})
+        _fit(monitor, epochs=2)
+    assert monitor.events == ("on_fit_epoch_end",)
+    assert [json.loads(r["body"]) for r in server.requests] == [{"x": None, "e": 0},
+                                                                {"x": None, "e": 1}]
+
+
+def _failing_fit(monitor):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _fit(monitor)
+    assert trainer.callbacks.find(History)[0].epoch == [0, 1, 2]  # training completed
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert any("RemoteMonitor" in message for message in messages), messages
+    return messages
+
+
+def test_a_server_error_warns_and_never_stops_training():
+    with Server(status=500) as server:
+        messages = _failing_fit(RemoteMonitor(server.root))
+    assert len(server.requests) == 3  # it kept trying every epoch
+    assert any("500" in message for message in messages)
+
+
+def test_an_unreachable_server_warns_and_never_stops_training():
+    with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    messages = _failing_fit(RemoteMonitor(f"http://127.0.0.1:{port}", timeout=1))
+    assert any("failed 3 time(s)" in message for message in messages)
+
+
+def test_a_slow_server_times_out_and_training_goes_on():
+    with Server(delay=1.0) as server:
+        started = time.perf_counter()
+        _failing_fit(RemoteMonitor(server.root, timeout=0.2))
+        assert time.perf_counter() - started < 2.5  # three sends of at most ~0.2 s each
+    assert len(server.requests) == 3
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"root": "ftp://127.0.0.1"}, ValueError, "http"),
+    ({"root": "127.0.0.1:9000"}, ValueError, "http"),
+    ({"root": 9000}, TypeError, "strings"),
+    ({"timeout": 0}, ValueError, "timeout"),
+    ({"timeout": "5"}, ValueError, "timeout"),
+    ({"events": ["on_epoch_ned"]}, ValueError, "Did you mean on_epoch_end"),
+    ({"events": []}, ValueError, "at least one event"),
+    ({"payload_fn": "json"}, TypeError, "payload_fn"),
+])
+def test_bad_options_fail_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        RemoteMonitor(**kwargs)

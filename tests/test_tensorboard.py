@@ -1,0 +1,138 @@
+"""TensorBoard logger, read back with TensorBoard's own EventAccumulator."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+import torch
+
+from hookline import Trainer
+from hookline.callbacks import History, LambdaCallback
+from hookline.loggers import TensorBoard
+from hookline.testing import tiny_data, tiny_model
+
+
+def _read(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def _fit(callbacks, *, epochs=3, save_dir=None):
+    add_lr = LambdaCallback(on_fit_epoch_end=lambda t: t.metrics.update(
+        lr=t.optimizer.param_groups[0]["lr"]))
+    add_lr.order = -10  # an LR monitor's place: before the loggers
+    trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(64),
+                      val_data=tiny_data(16, seed=1), epochs=epochs, batch_size=16, seed=0,
+                      verbose=0, lr=0.01, save_dir=save_dir, callbacks=[add_lr, *callbacks])
+    trainer.fit()
+    return trainer
+
+
+def test_epoch_and_step_scalars_read_back_equal_the_history(tmp_path):
+    trainer = _fit([TensorBoard(tmp_path / "tb", log_every_n_steps=5)])
+    history = trainer.callbacks.find(History)[0].history
+    events = _read(tmp_path / "tb")
+    scalars = set(events.Tags()["scalars"])
+    assert {"epoch/loss", "epoch/val_loss", "epoch/val_accuracy", "epoch/lr"} <= scalars
+    for name in ("loss", "val_loss", "val_accuracy", "lr"):
+        logged = events.Scalars(f"epoch/{name}")
+        assert [event.step for event in logged] == [0, 1, 2]
+        assert [event.value for event in logged] == pytest.approx(history[name], rel=1e-6)
+    # 3 epochs of 4 batches = 12 optimizer steps; every 5th is logged
+    assert [event.step for event in events.Scalars("step/loss")] == [5, 10]
+    assert [event.value for event in events.Scalars("step/lr")] == pytest.approx([0.01] * 2)
+    assert not events.Tags()["histograms"] and not events.Tags()["graph"]
+
+
+def test_the_loss_is_read_only_at_logged_steps():
+    class CountingLoss:
+        reads = 0
+
+        def detach(self):
+            return self
+
+        def __float__(self):
+            CountingLoss.reads += 1
+            return 0.5
+
+    class Writer:
+        def __init__(self):
+            self.scalars = []
+
+        def add_scalar(self, tag, value, step):
+            self.scalars.append((tag, value, step))
+
+    class Engine:
+        loss = CountingLoss()
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        step = 0
+
+    logger = TensorBoard(log_every_n_steps=4)
+    logger.writer = Writer()
+    engine = Engine()
+    for step in (0, 1, 1, 2, 3, 4, 4, 4, 5, 6, 7, 8):  # repeats: accumulation batches
+        engine.step = step
+        logger.hookline_handlers()["on_train_batch_end"](engine)
+    assert CountingLoss.reads == 2
+    assert [s for s in logger.writer.scalars if s[0] == "step/loss"] == [
+        ("step/loss", 0.5, 4), ("step/loss", 0.5, 8)]
+
+
+def test_no_per_batch_hook_when_step_logging_is_off():
+    assert "on_train_batch_end" not in TensorBoard(log_every_n_steps=0).hookline_handlers()
+
+
+def test_histograms_and_graph_when_asked(tmp_path):
+    trainer = _fit([TensorBoard(log_every_n_steps=0, histogram_freq=2, write_graph=True)],
+                   save_dir=tmp_path)
+    events = _read(tmp_path / "tensorboard")  # the default folder under save_dir
+    histograms = events.Tags()["histograms"]
+    assert set(histograms) == {f"weights/{name}" for name, _ in
+                               trainer.model.named_parameters()}
+    assert [event.step for event in events.Histograms("weights/0.weight")] == [0, 2]
+    assert events.Tags()["graph"]
+    assert "step/loss" not in events.Tags()["scalars"]
+    assert trainer.model.training  # tracing in eval mode left the mode as it was
+
+
+def test_a_model_that_cannot_be_traced_only_loses_its_graph(tmp_path):
+    class Untraceable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = tiny_model()
+
+        def forward(self, x):
+            if torch.jit.is_tracing():
+                raise RuntimeError("no tracing here")
+            return self.inner(x)
+
+    trainer = Trainer(Untraceable(), loss="cross_entropy", train_data=tiny_data(32), epochs=2,
+                      batch_size=16, verbose=0, callbacks=[TensorBoard(tmp_path, write_graph=True)])
+    with pytest.warns(RuntimeWarning, match="could not trace the model"):
+        trainer.fit()
+    assert [e.step for e in _read(tmp_path).Scalars("epoch/loss")] == [0, 1]
+
+
+def test_a_missing_tensorboard_warns_with_the_extra_and_training_goes_on(monkeypatch,
+                                                                          tmp_path):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = _fit([TensorBoard(tmp_path)], epochs=2)
+    assert trainer.epoch == 1
+    assert any("pip install 'hookline[tensorboard]'" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"log_every_n_steps": -1}, "log_every_n_steps"),
+    ({"log_every_n_steps": 2.5}, "log_every_n_steps"),
+    ({"histogram_freq": "1"}, "histogram_freq"),
+    ({"histogram_freq": True}, "histogram_freq"),
+])
+def test_bad_options_fail_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TensorBoard(**kwargs)
