@@ -126,3 +126,14 @@ def test_bad_options(options, error, message):
 def test_numpy_object_arrays_are_rejected():
     with pytest.raises(TypeError, match="dtype=object"):
         trainer(train_data=(np.array([{}, {}], dtype=object), np.array([0, 1])))
+
+
+def test_loss_returning_a_python_float():
+    with pytest.raises(TypeError, match="the loss must return a scalar tensor, got float"):
+        trainer(loss=lambda preds, targets: 1.0).fit()
+
+
+def test_training_batch_that_is_not_a_pair():
+    x, _ = tiny_data(samples=8)
+    with pytest.raises(ValueError, match=r"a training batch must be \(x, y\); got Tensor"):
+        trainer(train_data=[x[:2], x[2:4], x[4:6], x[6:]]).fit()  # batches of x only

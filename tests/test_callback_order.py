@@ -23,17 +23,11 @@ from hookline.callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from hookline.testing import tiny_data, tiny_model
+from hookline.checkpoint import load_checkpoint
+from hookline.testing import ScriptedMetrics, tiny_data, tiny_model
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "callbacks.md"
 
-
-def scripted(values, name="val_loss"):
-    def write(trainer):
-        trainer.metrics[name] = values[trainer.epoch]
-    callback = LambdaCallback(on_fit_epoch_end=write)
-    callback.order = -100
-    return callback
 
 
 def fit(callbacks, epochs, *, loss="cross_entropy", samples=16):
@@ -61,23 +55,26 @@ def test_lr_monitor_values_are_final_before_the_readers(tmp_path):
 def test_checkpoint_of_the_stopping_epoch_is_written(tmp_path):
     stopper = EarlyStopping(patience=1)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", save_last=True)
-    trainer = fit([checkpoint, stopper, scripted([3, 2, 4, 5, 6])], epochs=5)  # stops at 2
+    trainer = fit([checkpoint, stopper, ScriptedMetrics({"val_loss": [3, 2, 4, 5, 6]})],
+                  epochs=5)  # stops at 2
     assert stopper.stopped_epoch == 2 and trainer.epoch == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "m-0.pt", "m-1.pt",
                                                           "m-2.pt"]
-    last = torch.load(tmp_path / "last.pt", weights_only=True)
-    assert last["epoch"] == 2
-    # EarlyStopping (order 30) decided before ModelCheckpoint (order 50) saved, so the
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert last["run"]["epoch"] == 2 and last["run"]["stop"]
+    # EarlyStopping (order 30) decided before ModelCheckpoint (order 150) saved, so the
     # checkpoint holds its final counters: a resume from it does not repeat the decision
     early = next(v for k, v in last["callbacks"].items() if k.startswith("EarlyStopping"))
     assert early["stopped_epoch"] == 2 and early["wait"] == 1
+    # History (order 90) recorded the stopping epoch before the save
+    assert last["callbacks"]["History"]["epoch"] == [0, 1, 2]
 
 
 def test_checkpoint_holds_the_reduced_lr_and_plateau_counters(tmp_path):
     plateau = ReduceLROnPlateau(factor=0.5, patience=1)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}")
-    fit([checkpoint, plateau, scripted([1.0, 1.0])], epochs=2)
-    saved = torch.load(tmp_path / "m-1.pt", weights_only=True)
+    fit([checkpoint, plateau, ScriptedMetrics({"val_loss": [1.0, 1.0]})], epochs=2)
+    saved = load_checkpoint(tmp_path / "m-1.pt")
     assert saved["optimizer"]["param_groups"][0]["lr"] == 0.0005
     state = next(v for k, v in saved["callbacks"].items() if k.startswith("ReduceLROnPlateau"))
     assert state["num_reductions"] == 1
@@ -96,8 +93,8 @@ def test_two_stoppers_both_take_effect_and_the_first_reason_is_kept():
     grab = LambdaCallback(on_train_start=lambda t: setattr(poison, "trainer", t))
     terminate = TerminateOnNaN()
     stopper = EarlyStopping(patience=1)
-    trainer = fit([grab, stopper, terminate, scripted([3, 2, 2.5, 2.5])], epochs=4,
-                  loss=poison)
+    trainer = fit([grab, stopper, terminate, ScriptedMetrics({"val_loss": [3, 2, 2.5, 2.5]})],
+                  epochs=4, loss=poison)
     assert trainer.epoch == 2
     assert terminate.stopped_epoch == 2 and stopper.stopped_epoch == 2
     assert stopper.stopping_reason.startswith("val_loss did not improve")
@@ -107,8 +104,9 @@ def test_two_stoppers_both_take_effect_and_the_first_reason_is_kept():
 def test_two_early_stoppers_on_one_epoch_keep_the_first_registered_reason():
     by_loss = EarlyStopping(patience=1)
     by_acc = EarlyStopping(monitor="val_accuracy", patience=1)
-    trainer = fit([by_acc, by_loss, scripted([1, 2, 3]), scripted([0.5, 0.4, 0.3],
-                                                                  "val_accuracy")], epochs=3)
+    trainer = fit([by_acc, by_loss, ScriptedMetrics({"val_loss": [1, 2, 3],
+                                                     "val_accuracy": [0.5, 0.4, 0.3]})],
+                  epochs=3)
     assert by_loss.stopped_epoch == by_acc.stopped_epoch == 1
     assert trainer.stop_reason == f"EarlyStopping: {by_acc.stopping_reason}"
     assert "val_accuracy" in trainer.stop_reason
@@ -125,7 +123,7 @@ def test_resolved_order_at_the_epochs_end():
                  if ": " in line)
     fit_end = re.findall(r"(\w+)\(order=", lines["on_fit_epoch_end"])
     assert fit_end == ["ReduceLROnPlateau", "LRSchedulerCallback", "EarlyStopping",
-                       "ModelCheckpoint", "History", "ProgressBar"]
+                       "History", "ProgressBar", "ModelCheckpoint"]
     epoch_end = re.findall(r"(\w+)\(order=", lines["on_train_epoch_end"])
     assert epoch_end[0] == "LearningRateMonitor"
     assert re.findall(r"(\w+)\(order=", lines["on_train_epoch_start"])[0] == \

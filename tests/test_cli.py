@@ -69,3 +69,75 @@ def test_console_script_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "hookline.cli", "trian"], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "Did you mean train?" in result.stderr
+
+
+class Interrupt(Exception):
+    pass
+
+
+CRASH = {"after": None}
+
+
+def crashing_cnn():
+    """digits_cnn whose training forward raises after CRASH["after"] batches (a crash)."""
+    from hookline.demo import digits_cnn
+    model = digits_cnn()
+    seen = [0]
+
+    def count(module, inputs):
+        if module.training:
+            seen[0] += 1
+            if CRASH["after"] is not None and seen[0] > CRASH["after"]:
+                raise Interrupt(f"training batch {seen[0]}")
+    model.register_forward_pre_hook(count)
+    return model
+
+
+def train(npz, run, *words):
+    return main(["train", f"data={npz}", f"save_dir={run}", "batch_size=16", "verbose=0",
+                 "plots=False", *words])
+
+
+def csv_epochs(run):
+    lines = (run / "results.csv").read_text().strip().splitlines()
+    return [int(line.split(",")[0]) for line in lines[1:]]
+
+
+def final_weights(run):
+    from hookline.checkpoint import load_weights
+    return load_weights(run / "weights" / "last.pt")["model"]
+
+
+def assert_same(weights, expected):
+    import torch
+    assert [name for name in expected if not torch.equal(weights[name], expected[name])] == []
+
+
+def test_resume_true_extends_a_finished_run(tmp_path, npz):
+    run, reference = tmp_path / "run", tmp_path / "reference"
+    assert train(npz, run, "epochs=2") == 0
+    assert train(npz, run, "epochs=4", "resume=True") == 0
+    assert csv_epochs(run) == [0, 1, 2, 3]  # continued at epoch 2: no epoch twice
+    assert train(npz, reference, "epochs=4") == 0
+    assert_same(final_weights(run), final_weights(reference))  # as if never interrupted
+
+
+def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_path, npz):
+    from hookline.checkpoint import read_checkpoint_info
+    run, reference = tmp_path / "run", tmp_path / "reference"
+    model = "model=test_cli:crashing_cnn"
+    CRASH["after"] = 10  # 4 batches per epoch: dies in epoch 2, after 2 backups
+    try:
+        with pytest.raises(Interrupt):
+            train(npz, run, model, "epochs=4")
+    finally:
+        CRASH["after"] = None
+    assert csv_epochs(run) == [0, 1]
+    assert train(npz, run, model, "epochs=4", "resume=True") == 0
+    assert csv_epochs(run) == [0, 1, 2, 3]
+    assert train(npz, reference, "epochs=4") == 0
+    assert_same(final_weights(run), final_weights(reference))
+    # without resume= the same command is a new run: old backups are not resumed
+    assert train(npz, run, model, "epochs=1") == 0
+    assert csv_epochs(run) == [0]
+    assert read_checkpoint_info(run / "backup" / "latest.ckpt")["epoch"] == 0

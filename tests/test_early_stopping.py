@@ -12,18 +12,10 @@ import hookline
 from hookline import LambdaCallback
 from hookline.callbacks import EarlyStopping
 from hookline.callbacks.monitor import infer_mode
-from hookline.testing import tiny_data, tiny_model
+from hookline.testing import ScriptedMetrics, tiny_data, tiny_model
 
 NAN = math.nan
 
-
-def scripted(values, name="val_loss"):
-    """Write ``values[epoch]`` into trainer.metrics before the callbacks under test read it."""
-    def write(trainer):
-        trainer.metrics[name] = values[trainer.epoch]
-    callback = LambdaCallback(on_fit_epoch_end=write)
-    callback.order = -100
-    return callback
 
 
 class WeightsPerEpoch(LambdaCallback):
@@ -96,7 +88,7 @@ CASES = {
 def test_stop_epoch_table(options, values, stopped_epoch, best_epoch):
     monitor = options.get("monitor", "val_loss")
     stopper = EarlyStopping(**options)
-    trainer = fit([scripted(values, monitor), stopper], epochs=len(values))
+    trainer = fit([ScriptedMetrics({monitor: values}), stopper], epochs=len(values))
     assert stopper.stopped_epoch == stopped_epoch
     assert stopper.best_epoch == best_epoch
     epochs_run = stopped_epoch + 1 if stopped_epoch else len(values)
@@ -117,7 +109,7 @@ def test_stopping_reasons_name_the_cause():
              (dict(baseline=0.5, patience=1), [2, 1.5], "did not beat baseline=0.5")]
     for options, values, expected in cases:
         stopper = EarlyStopping(**options)
-        fit([scripted(values), stopper], epochs=len(values))
+        fit([ScriptedMetrics({"val_loss": values}), stopper], epochs=len(values))
         assert expected in stopper.stopping_reason, (options, stopper.stopping_reason)
     assert stopper.best == 1.5
 
@@ -139,7 +131,8 @@ RESTORE_CASES = {
                          ids=RESTORE_CASES.keys())
 def test_restored_weights_epoch_table(options, values, restored_epoch):
     weights = WeightsPerEpoch()
-    trainer = fit([scripted(values), weights, EarlyStopping(**options)], epochs=len(values))
+    trainer = fit([ScriptedMetrics({"val_loss": values}), weights, EarlyStopping(**options)],
+                  epochs=len(values))
     assert same_weights(trainer.model, weights.weights[restored_epoch])
     later = [e for e in weights.weights if e != restored_epoch]
     assert not any(same_weights(trainer.model, weights.weights[e]) for e in later)
@@ -154,7 +147,7 @@ def test_best_weights_restored_when_training_fails():
     weights = WeightsPerEpoch()
     model = tiny_model()
     with pytest.raises(RuntimeError, match="boom at epoch 3"):
-        fit([scripted([5, 1, 3, 4, 5]), weights, EarlyStopping(patience=9,
+        fit([ScriptedMetrics({"val_loss": [5, 1, 3, 4, 5]}), weights, EarlyStopping(patience=9,
                                                                  restore_best_weights=True),
              failing], epochs=5, model=model)
     assert same_weights(model, weights.weights[1])
@@ -163,7 +156,7 @@ def test_best_weights_restored_when_training_fails():
 def test_restore_does_not_touch_standalone_validation_after_fit():
     weights = WeightsPerEpoch()
     stopper = EarlyStopping(patience=9, restore_best_weights=True)
-    trainer = fit([scripted([5, 1, 3]), weights, stopper], epochs=3)
+    trainer = fit([ScriptedMetrics({"val_loss": [5, 1, 3]}), weights, stopper], epochs=3)
     with torch.no_grad():
         for parameter in trainer.model.parameters():
             parameter.add_(1.0)
@@ -270,9 +263,9 @@ def test_state_includes_best_weights_when_restoring():
 
 def test_instance_reused_across_fits_starts_over():
     stopper = EarlyStopping(patience=1)
-    fit([scripted([3, 4, 4]), stopper], epochs=3)
+    fit([ScriptedMetrics({"val_loss": [3, 4, 4]}), stopper], epochs=3)
     assert stopper.stopped_epoch == 1
-    fit([scripted([3, 2, 1]), stopper], epochs=3)
+    fit([ScriptedMetrics({"val_loss": [3, 2, 1]}), stopper], epochs=3)
     assert stopper.stopped_epoch == 0 and stopper.best == 1 and stopper.best_epoch == 2
 
 
@@ -281,7 +274,7 @@ def test_state_key_depends_on_configuration():
             EarlyStopping(monitor="val_accuracy").state_key,
             EarlyStopping(monitor="val_loss", mode="max").state_key}
     assert len(keys) == 3
-    trainer = fit([scripted([3, 2]), scripted([0.1, 0.2], "val_accuracy"),
+    trainer = fit([ScriptedMetrics({"val_loss": [3, 2], "val_accuracy": [0.1, 0.2]}),
                    EarlyStopping(), EarlyStopping(monitor="val_accuracy")], epochs=2)
     states = trainer.callbacks.state_dict()
     saved = [key for key in states if key.startswith("EarlyStopping")]
@@ -290,7 +283,7 @@ def test_state_key_depends_on_configuration():
 
 
 def test_verbose_says_why_and_what_was_restored(capsys):
-    fit([scripted([3, 4, 4]), EarlyStopping(patience=1, verbose=1,
+    fit([ScriptedMetrics({"val_loss": [3, 4, 4]}), EarlyStopping(patience=1, verbose=1,
                                             restore_best_weights=True)], epochs=3)
     out = capsys.readouterr().out
     assert "Epoch 1: early stopping: val_loss did not improve" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -11,26 +12,21 @@ import torch
 import hookline
 from hookline import LambdaCallback
 from hookline.callbacks import (
+    BackupAndRestore,
     LearningRateMonitor,
     LearningRateScheduler,
     LRSchedulerCallback,
+    OnExceptionCheckpoint,
     ReduceLROnPlateau,
     TorchScheduler,
     one_cycle,
     warmup_cosine,
 )
 from hookline.callbacks.lr_scheduler import WarmupCosine
-from hookline.testing import tiny_data, tiny_model
+from hookline.testing import ScriptedMetrics, tiny_data, tiny_model
 
 NAN = math.nan
 
-
-def scripted(values, name="val_loss"):
-    def write(trainer):
-        trainer.metrics[name] = values[trainer.epoch]
-    callback = LambdaCallback(on_fit_epoch_end=write)
-    callback.order = -100
-    return callback
 
 
 class Rates(LambdaCallback):
@@ -145,7 +141,7 @@ PLATEAU_CASES = {
 def test_reduce_lr_on_plateau_table(options, values, expected):
     rates = Rates()
     plateau = ReduceLROnPlateau(**options)
-    fit([scripted(values, options.get("monitor", "val_loss")), plateau, rates],
+    fit([ScriptedMetrics({options.get("monitor", "val_loss"): values}), plateau, rates],
         epochs=len(values), lr=8.0)
     assert close(rates.after_epoch, expected), rates.after_epoch
     assert close(rates.during, [8.0] + expected[:-1])  # a reduction applies from the next epoch
@@ -159,7 +155,7 @@ def test_reduce_lr_on_plateau_min_lr_per_group():
     x, y = tiny_data(samples=16)
     plateau = ReduceLROnPlateau(factor=0.5, patience=0, min_lr=[0.5, 0.125])
     hookline.Trainer(model, optimizer=optimizer, loss="cross_entropy", train_data=(x, y),
-                     epochs=5, callbacks=[scripted([1.0] * 5), plateau],
+                     epochs=5, callbacks=[ScriptedMetrics({"val_loss": [1.0] * 5}), plateau],
                      default_callbacks=False, verbose=0, device="cpu").fit()
     assert [g["lr"] for g in optimizer.param_groups] == [0.5, 0.125]
 
@@ -169,7 +165,7 @@ def test_reduce_lr_on_plateau_state_resumes_counters():
     plateau.load_state_dict({"best": 0.5, "wait": 2, "cooldown_counter": 0,
                              "num_reductions": 1})
     rates = Rates()
-    fit([scripted([0.6, 0.6]), plateau, rates], epochs=2, lr=1.0)
+    fit([ScriptedMetrics({"val_loss": [0.6, 0.6]}), plateau, rates], epochs=2, lr=1.0)
     assert rates.after_epoch == [0.5, 0.5]  # the loaded wait=2 reached 3 at the first epoch
     assert plateau.state_dict() == {"best": 0.5, "wait": 0, "cooldown_counter": 1,
                                     "num_reductions": 2}
@@ -197,7 +193,8 @@ def test_reduce_lr_on_plateau_bad_options(options, message):
 
 def test_reduce_lr_on_plateau_min_lr_list_must_match_groups():
     with pytest.raises(ValueError, match=r"gives 2 values but the optimizer has 1 param group"):
-        fit([scripted([1.0]), ReduceLROnPlateau(min_lr=[0.1, 0.2])], epochs=1)
+        fit([ScriptedMetrics({"val_loss": [1.0]}), ReduceLROnPlateau(min_lr=[0.1, 0.2])],
+            epochs=1)
 
 
 # --- torch schedulers -------------------------------------------------------------------------
@@ -223,13 +220,14 @@ def test_torch_plateau_scheduler_gets_the_monitored_metric():
     sched = LRSchedulerCallback(
         lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0),
         monitor="val_accuracy")
-    fit([scripted([0.9, 0.8, 0.7], "val_accuracy"), sched, rates], epochs=3, lr=1.0)
+    fit([ScriptedMetrics({"val_accuracy": [0.9, 0.8, 0.7]}), sched, rates], epochs=3, lr=1.0)
     # torch's plateau defaults to mode="min": falling accuracy is an improvement to it
     assert rates.after_epoch == [1.0, 1.0, 1.0]
     rates = Rates()
     sched = LRSchedulerCallback(
         lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0))
-    fit([scripted([0.9, 0.95, 0.97]), sched, rates], epochs=3, lr=1.0)  # val_loss by default
+    # val_loss by default
+    fit([ScriptedMetrics({"val_loss": [0.9, 0.95, 0.97]}), sched, rates], epochs=3, lr=1.0)
     assert rates.after_epoch == [1.0, 0.5, 0.25]
 
 
@@ -383,3 +381,69 @@ def test_lr_monitor_key_and_no_extras_by_default():
     fit([LearningRateMonitor(), history], epochs=1)
     assert set(history.history) == {"loss", "lr"}
     assert LearningRateMonitor().state_key != LearningRateMonitor(log_momentum=True).state_key
+
+
+# --- a real resume applies each epoch's schedule once ---------------------------------------
+class Interrupt(Exception):
+    pass
+
+
+def crash_at(event, n):
+    """Raise at the n-th firing of ``event`` (before BackupAndRestore could back it up)."""
+    seen = [0]
+
+    def count(trainer):
+        seen[0] += 1
+        if seen[0] == n:
+            raise Interrupt(f"{event} #{n}")
+    return LambdaCallback(**{event: count})
+
+
+def run_with(schedule, extra=(), **options):
+    """Four epochs of three batches; the rate of every epoch and step is recorded."""
+    rates = Rates()
+    trainer = fit([ScriptedMetrics({"val_loss": [1.0] * 4}), schedule(), rates, *extra],
+                  epochs=4, samples=48, lr=1.0, **options)
+    return trainer, rates
+
+
+RESUMED_SCHEDULES = {
+    "LearningRateScheduler": lambda: LearningRateScheduler(lambda epoch, lr: lr * 0.5),
+    "ReduceLROnPlateau": lambda: ReduceLROnPlateau(factor=0.5, patience=1),
+    "LRSchedulerCallback per epoch": lambda: LRSchedulerCallback(
+        lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)),
+    "a factory that spans the run's total": lambda: LRSchedulerCallback(
+        lambda opt, total: torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1 - t / total),
+        interval="step"),
+}
+
+
+@pytest.mark.parametrize("schedule", RESUMED_SCHEDULES.values(), ids=RESUMED_SCHEDULES.keys())
+def test_a_mid_epoch_resume_keeps_the_rate_of_every_epoch(tmp_path, schedule):
+    expected, expected_rates = run_with(schedule)
+    with pytest.raises(Interrupt):  # backups after batches 2 and 4; dies at batch 6
+        run_with(schedule, [BackupAndRestore(tmp_path, save_freq=2),
+                            crash_at("on_train_batch_end", 6)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every callback's state is claimed by the same key
+        resumed, rates = run_with(schedule, [BackupAndRestore(tmp_path, save_freq=2)])
+    assert resumed.resumed_from == tmp_path / "latest.ckpt"  # epoch 1, after 1 of 3 batches
+    assert close(rates.during, expected_rates.during[1:])  # epochs 1, 2 and 3
+    assert close(rates.steps, expected_rates.steps[4:])
+    for name, tensor in expected.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+def test_a_resume_before_the_epochs_first_batch_does_not_schedule_it_twice(tmp_path):
+    """resume_batch is 0 here; the checkpoint itself says the epoch was already scheduled."""
+    def schedule():
+        return LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    expected, expected_rates = run_with(schedule)
+    with pytest.raises(Interrupt):  # epoch 1's first batch, after its on_train_epoch_start
+        run_with(schedule, [OnExceptionCheckpoint(tmp_path), crash_at("on_train_batch_start",
+                                                                      4)])
+    resumed, rates = run_with(schedule, resume=tmp_path / "on_exception.ckpt")
+    assert close(rates.during, expected_rates.during[1:])
+    assert close(rates.during, [0.25, 0.125, 0.0625])
+    for name, tensor in expected.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from datetime import timedelta
 
 import pytest
@@ -11,17 +12,16 @@ import torch
 import hookline
 from hookline import LambdaCallback
 from hookline.callbacks import ModelCheckpoint
-from hookline.testing import RecordingCallback, tiny_data, tiny_model
+from hookline.checkpoint import (
+    CorruptCheckpointError,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint_info,
+)
+from hookline.testing import RecordingCallback, ScriptedMetrics, tiny_data, tiny_model
 
 NAN = math.nan
 
-
-def scripted(values, name="val_loss"):
-    def write(trainer):
-        trainer.metrics[name] = values[trainer.epoch]
-    callback = LambdaCallback(on_fit_epoch_end=write)
-    callback.order = -100
-    return callback
 
 
 def fit(callbacks, epochs, *, samples=16, batch_size=16, **options):
@@ -85,7 +85,7 @@ CASES = {
 def test_files_left_on_disk(tmp_path, options, values, expected):
     monitor = options.get("monitor") or "val_loss"
     checkpoint = ModelCheckpoint(dirpath=tmp_path, **options)
-    fit([scripted(values, monitor), checkpoint], epochs=len(values))
+    fit([ScriptedMetrics({monitor: values}), checkpoint], epochs=len(values))
     assert files(tmp_path) == expected
     assert set(checkpoint.best_k_models) == {str(tmp_path / name) for name in expected
                                              if name != "last.pt"}
@@ -93,10 +93,10 @@ def test_files_left_on_disk(tmp_path, options, values, expected):
 
 def test_keras_save_best_only_with_filepath(tmp_path):
     checkpoint = ModelCheckpoint(tmp_path / "best.pt", save_best_only=True)  # monitors val_loss
-    fit([scripted([5, 1, 4, 3]), checkpoint], epochs=4)
+    fit([ScriptedMetrics({"val_loss": [5, 1, 4, 3]}), checkpoint], epochs=4)
     assert files(tmp_path) == ["best.pt"]
-    saved = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert saved["epoch"] == 1 and saved["metrics"]["val_loss"] == 1
+    saved = load_checkpoint(tmp_path / "best.pt")
+    assert saved["run"]["epoch"] == 1 and saved["run"]["metrics"]["val_loss"] == 1
     assert checkpoint.best_model_path == str(tmp_path / "best.pt")
     assert checkpoint.best_model_score == 1
 
@@ -104,7 +104,7 @@ def test_keras_save_best_only_with_filepath(tmp_path):
 def test_keras_filepath_template_with_metrics(tmp_path):
     checkpoint = ModelCheckpoint(str(tmp_path / "model-{epoch:02d}-{val_loss:.2f}.pt"),
                                  monitor="val_loss", save_top_k=2, save_last=True)
-    fit([scripted([0.5, 0.25, 0.75]), checkpoint], epochs=3)
+    fit([ScriptedMetrics({"val_loss": [0.5, 0.25, 0.75]}), checkpoint], epochs=3)
     assert files(tmp_path) == ["last.pt", "model-00-0.50.pt", "model-01-0.25.pt"]
     assert checkpoint.last_model_path == str(tmp_path / "last.pt")
     assert checkpoint.best_model_path == str(tmp_path / "model-01-0.25.pt")
@@ -114,7 +114,7 @@ def test_keras_filepath_template_with_metrics(tmp_path):
 def test_best_and_kth_are_exposed(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_accuracy",
                                  save_top_k=3)
-    fit([scripted([0.1, 0.5, 0.3, 0.4], "val_accuracy"), checkpoint], epochs=4)
+    fit([ScriptedMetrics({"val_accuracy": [0.1, 0.5, 0.3, 0.4]}), checkpoint], epochs=4)
     assert checkpoint.best_model_score == 0.5
     assert checkpoint.best_model_path.endswith("m-1.pt")
     assert checkpoint.kth_best_model_path.endswith("m-2.pt") and checkpoint.kth_value == 0.3
@@ -123,22 +123,24 @@ def test_best_and_kth_are_exposed(tmp_path):
                                         str(tmp_path / "m-3.pt"): 0.4}
 
 
-def test_full_and_weights_only_payloads(tmp_path):
+def test_full_files_are_verified_checkpoints_and_weights_only_files_are_not(tmp_path):
     full = ModelCheckpoint(dirpath=tmp_path / "full", filename="m")
     light = ModelCheckpoint(dirpath=tmp_path / "light", filename="m", save_weights_only=True)
     trainer = fit([full, light], epochs=2, samples=32)
-    loaded = torch.load(tmp_path / "full" / "m.pt", weights_only=True)  # safe loading works
-    assert {"model", "optimizer", "epoch", "step", "metrics", "callbacks"} <= set(loaded)
-    assert loaded["epoch"] == 1 and loaded["step"] == 4
+    info = read_checkpoint_info(tmp_path / "full" / "m.pt")  # the header of the format
+    assert info["epoch"] == 1 and info["step"] == 4 and info["phase"] == "epoch_done"
+    loaded = load_checkpoint(tmp_path / "full" / "m.pt")  # checksum verified, safe unpickling
     assert loaded["optimizer"]["state"], "the optimizer's moments must be saved to resume"
     assert any(key.startswith("ModelCheckpoint") for key in loaded["callbacks"])
     for name, tensor in trainer.model.state_dict().items():
         assert torch.equal(loaded["model"][name], tensor)
+    with pytest.raises(CorruptCheckpointError, match="plain torch.save file"):
+        read_checkpoint_info(tmp_path / "light" / "m.pt")
     weights = torch.load(tmp_path / "light" / "m.pt", weights_only=True)
-    assert "optimizer" not in weights and "callbacks" not in weights
+    assert set(weights) == {"model", "epoch", "step", "metrics"}  # save_weights' layout
     assert weights["epoch"] == 1 and set(weights["model"]) == set(loaded["model"])
-    model = tiny_model()
-    model.load_state_dict(weights["model"])  # the same layout as hookline.checkpoint
+    assert torch.equal(load_weights(tmp_path / "full" / "m.pt")["model"]["0.weight"],
+                       weights["model"]["0.weight"])  # load_weights reads both kinds
 
 
 def test_every_n_train_steps(tmp_path):
@@ -167,7 +169,7 @@ def test_every_n_train_steps_counts_optimizer_steps_not_batches(tmp_path):
 def test_step_saves_with_a_monitor_wait_for_the_metric(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}", monitor="val_loss",
                                  save_top_k=1, every_n_train_steps=1)
-    fit([scripted([3, 1, 2]), checkpoint], epochs=3, samples=32)
+    fit([ScriptedMetrics({"val_loss": [3, 1, 2]}), checkpoint], epochs=3, samples=32)
     # epoch 0 has no val_loss yet; steps 3-4 rank by epoch 0's 3, steps 5-6 by epoch 1's 1
     assert files(tmp_path) == ["s-5.pt"]
 
@@ -194,7 +196,7 @@ def test_on_model_save_fires_after_each_save(tmp_path):
         (t.epoch, t.last_checkpoint.name, t.last_checkpoint.exists())))
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
                                  save_top_k=1)
-    fit([scripted([3, 4, 1]), checkpoint, recorder], epochs=3)
+    fit([ScriptedMetrics({"val_loss": [3, 4, 1]}), checkpoint, recorder], epochs=3)
     assert saves == [(0, "m-0.pt", True), (2, "m-2.pt", True)]  # epoch 1 was not saved
 
 
@@ -250,8 +252,8 @@ def test_state_key_differs_by_monitor_and_both_are_saved(tmp_path):
     by_loss = ModelCheckpoint(dirpath=tmp_path / "a", monitor="val_loss", save_top_k=1)
     by_acc = ModelCheckpoint(dirpath=tmp_path / "b", monitor="val_accuracy", save_top_k=1)
     assert by_loss.state_key != by_acc.state_key
-    trainer = fit([scripted([2, 1]), scripted([0.1, 0.2], "val_accuracy"), by_loss, by_acc],
-                  epochs=2)
+    scripted = ScriptedMetrics({"val_loss": [2, 1], "val_accuracy": [0.1, 0.2]})
+    trainer = fit([scripted, by_loss, by_acc], epochs=2)
     states = trainer.callbacks.state_dict()
     assert states[by_loss.state_key]["best_model_score"] == 1
     assert states[by_acc.state_key]["best_model_score"] == 0.2
@@ -260,12 +262,13 @@ def test_state_key_differs_by_monitor_and_both_are_saved(tmp_path):
 def test_resumed_state_continues_top_k(tmp_path):
     first = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
                             save_top_k=2)
-    fit([scripted([3, 1, 2]), first], epochs=3)
+    fit([ScriptedMetrics({"val_loss": [3, 1, 2]}), first], epochs=3)
     assert files(tmp_path) == ["m-1.pt", "m-2.pt"]
     resumed = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
                               save_top_k=2)
     resumed.load_state_dict(first.state_dict())
-    fit([scripted([9, 9, 9, 2.5, 1.5]), resumed], epochs=5, initial_epoch=3)
+    fit([ScriptedMetrics({"val_loss": [9, 9, 9, 2.5, 1.5]}), resumed], epochs=5,
+        initial_epoch=3)
     # 2.5 does not enter the loaded top 2 (1, 2); 1.5 pushes out the file of 2
     assert files(tmp_path) == ["m-1.pt", "m-4.pt"]
     assert resumed.best_model_path == str(tmp_path / "m-1.pt")
@@ -274,8 +277,8 @@ def test_resumed_state_continues_top_k(tmp_path):
 def test_instance_reused_without_loading_starts_over(tmp_path):
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
                                  save_top_k=1)
-    fit([scripted([1, 2]), checkpoint], epochs=2)
-    fit([scripted([5, 4]), checkpoint], epochs=2)
+    fit([ScriptedMetrics({"val_loss": [1, 2]}), checkpoint], epochs=2)
+    fit([ScriptedMetrics({"val_loss": [5, 4]}), checkpoint], epochs=2)
     assert checkpoint.best_model_score == 4  # the first run's 1 is not carried over
 
 
@@ -283,9 +286,76 @@ def test_a_saved_checkpoint_holds_its_own_ranking(tmp_path):
     """Resuming from a file must not forget that file: state is updated before writing."""
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
                                  save_top_k=1, save_last=True)
-    fit([scripted([3, 1]), checkpoint], epochs=2)
+    fit([ScriptedMetrics({"val_loss": [3, 1]}), checkpoint], epochs=2)
     for name in ("m-1.pt", "last.pt"):
-        state = torch.load(tmp_path / name, weights_only=True)["callbacks"][checkpoint.state_key]
+        state = load_checkpoint(tmp_path / name)["callbacks"][checkpoint.state_key]
         assert state["best_k_models"] == {str(tmp_path / "m-1.pt"): 1}
         assert state["best_model_path"] == str(tmp_path / "m-1.pt")
         assert state["last_model_path"] == str(tmp_path / "last.pt")
+
+
+# --- resuming from ModelCheckpoint's files --------------------------------------------------
+class Interrupt(Exception):
+    pass
+
+
+def crash_at_batch(n):
+    """Raise at the n-th training batch's end, before ModelCheckpoint could save there."""
+    seen = [0]
+
+    def count(trainer):
+        seen[0] += 1
+        if seen[0] == n:
+            raise Interrupt(f"batch {n}")
+    return LambdaCallback(on_train_batch_end=count)
+
+
+def run(callbacks, **options):
+    """Four epochs of three shuffled batches, with validation and History."""
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(48),
+                               val_data=tiny_data(16, seed=1), batch_size=16, epochs=4,
+                               callbacks=callbacks, verbose=0, device="cpu", seed=0, **options)
+    trainer.fit()
+    return trainer
+
+
+def history(trainer):
+    return trainer.callbacks.find(hookline.History)[0]
+
+
+@pytest.mark.parametrize("options, resume_from, first_epoch", [
+    ({"filename": "m-{epoch}"}, "m-1.pt", 2),  # after epoch 1's end
+    ({"filename": "s-{step}", "every_n_train_steps": 2}, "s-4.pt", 1),  # mid-epoch 1
+], ids=["epoch", "mid-epoch"])
+def test_resume_from_a_checkpoint_file_is_exact(tmp_path, options, resume_from, first_epoch):
+    expected = run([])
+    with pytest.raises(Interrupt):
+        run([ModelCheckpoint(dirpath=tmp_path, **options), crash_at_batch(8)])  # in epoch 2
+    epochs = RecordingCallback(capture=("epoch",), events=("on_train_epoch_start",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact, and every callback's state is claimed
+        resumed = run([ModelCheckpoint(dirpath=tmp_path, **options), epochs],
+                      resume=tmp_path / resume_from)
+    assert [snapshot["epoch"] for _, snapshot in epochs.records] == list(range(first_epoch, 4))
+    for name, tensor in expected.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    # History (order 90) is saved in the file with the epoch it was written at, so no epoch
+    # is lost or repeated
+    assert history(resumed).epoch == [0, 1, 2, 3]
+    assert history(resumed).history == history(expected).history
+
+
+def test_resume_true_finds_the_newest_file_in_checkpoint_dir(tmp_path):
+    folder = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        run([ModelCheckpoint(dirpath=folder, filename="m-{epoch}", save_last=True),
+             ModelCheckpoint(dirpath=folder / "weights", save_weights_only=True),
+             crash_at_batch(8)])
+    epochs = RecordingCallback(capture=("epoch",), events=("on_train_epoch_start",))
+    resumed = run([ModelCheckpoint(dirpath=folder, filename="m-{epoch}", save_last=True),
+                   ModelCheckpoint(dirpath=folder / "weights", save_weights_only=True),
+                   epochs], resume=True)
+    assert resumed.resumed_from == folder / "last.pt"  # weights-only files are not candidates
+    assert [snapshot["epoch"] for _, snapshot in epochs.records] == [2, 3]
+    for name, tensor in run([]).model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name

@@ -330,7 +330,7 @@ class CallbackList:
     def state_dict(self) -> dict[str, Any]:
         """Every stateful callback's state, under a key unique within this list."""
         states: dict[str, Any] = {}
-        for key, owner in self._keyed():
+        for key, owner in self.keyed():
             state = owner.state_dict()
             if state:
                 states[key] = state
@@ -338,11 +338,12 @@ class CallbackList:
 
     def load_state_dict(self, states: dict[str, Any]) -> None:
         """Give each callback the state saved under its key (missing keys are left alone)."""
-        for key, owner in self._keyed():
+        for key, owner in self.keyed():
             if key in states:
                 owner.load_state_dict(states[key])
 
-    def _keyed(self) -> list[tuple[str, Any]]:
+    def keyed(self) -> list[tuple[str, Any]]:
+        """``(state key, callback)`` for every stateful callback, keys unique in this list."""
         seen: dict[str, int] = {}
         keyed = []
         for entry in sorted(self._entries, key=lambda e: e.index):

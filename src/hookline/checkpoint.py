@@ -31,7 +31,7 @@ import json
 import numbers
 import os
 import pickle
-import tempfile
+import secrets
 import threading
 import time
 import warnings
@@ -114,8 +114,7 @@ def atomic_write_bytes(data: bytes | memoryview | Sequence[bytes | memoryview],
     target.parent.mkdir(parents=True, exist_ok=True)
     chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else list(data)
     with _lock_for(target):
-        handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                             dir=target.parent)
+        handle, temp_name = _create_temp(target)
         try:
             try:
                 for chunk in chunks:
@@ -134,6 +133,23 @@ def atomic_write_bytes(data: bytes | memoryview | Sequence[bytes | memoryview],
     return target
 
 
+def _create_temp(target: Path) -> tuple[int, str]:
+    """Create and open a new temporary file beside ``target`` (``.name.<random>.tmp``).
+
+    Its mode is what any new file gets (0o666 less the umask, applied by the kernel), where
+    ``tempfile.mkstemp`` would give 0o600: the file is renamed into place, so a results.png or
+    a CSV rewritten on resume must stay readable like the files the user makes."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = os.path.join(target.parent, f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {target}: 100 random "
+                          f"names were taken; remove the stale .{target.name}.*.tmp files")
+
+
 def _write_all(handle: int, chunk: bytes | bytearray | memoryview) -> None:
     view = memoryview(chunk).cast("B")
     while view:
@@ -147,8 +163,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     success it is fsynced and renamed over ``path``, on failure removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
-                                         dir=target.parent)
+    handle, temp_name = _create_temp(target)
     os.close(handle)
     try:
         yield Path(temp_name)
@@ -238,7 +253,7 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
     uninterrupted run (the note is shown on resume).
     """
     rng = get_rng_state() if rng is None else rng
-    losses = list(getattr(trainer, "_losses", ()))
+    losses = list(getattr(trainer, "epoch_losses", ()))
     phase = getattr(trainer, "phase", "train")
     phase = "epoch_done" if phase == "done" else phase  # after fit: its last epoch was done
     grads = {}
@@ -263,7 +278,7 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
             "step": int(trainer.step),
             "epoch_losses": torch.stack(losses) if losses else torch.empty(0),
             "epoch_rng": getattr(trainer, "epoch_rng_state", None),
-            "train_metrics": _metric_set_state(getattr(trainer, "train_metric_set", None)),
+            "train_metrics": _train_metric_state(getattr(trainer, "train_metric_set", None)),
             "metrics": {str(key): _plain(value) for key, value in trainer.metrics.items()},
             "fitness": _plain(trainer.fitness),
             "best_fitness": _plain(trainer.best_fitness),
@@ -292,13 +307,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _metric_set_state(metric_set: Any) -> dict[str, Any] | None:
-    """The running sums of the training metrics (so a mid-epoch resume logs the same values);
-    None when there are none, or when torchmetrics objects keep their own state."""
-    if metric_set is None or any(getattr(metric_set, "_stateful", ())):
-        return None
-    return {"sums": list(metric_set._sums), "loss_sum": metric_set._loss_sum,
-            "count": int(metric_set.count)}
+def _train_metric_state(metric_set: Any) -> dict[str, Any] | None:
+    return metric_set.state_dict() if metric_set is not None else None
 
 
 def _data_fingerprint(trainer: Any) -> dict[str, Any]:

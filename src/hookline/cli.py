@@ -8,6 +8,11 @@ Tasks: ``demo``, ``train``, ``val``, ``predict``, ``export``, ``events``. Exampl
     hookline val model=digits_cnn weights=runs/exp/weights/best.pt data=digits
     hookline predict model=digits_cnn weights=runs/exp/weights/best.pt source=digits
     hookline export model=digits_cnn weights=runs/exp/weights/best.pt format=onnx
+
+``train`` backs the run up in ``<save_dir>/backup`` after every epoch and keeps the backup when
+it ends. ``resume=True`` continues from the newest checkpoint under save_dir: after a crash, or
+to extend a finished run (``epochs=`` larger). Give the same options as the run it continues
+(model, data, batch_size...) plus ``resume=True``; without ``resume`` a run starts anew.
 """
 
 from __future__ import annotations
@@ -142,7 +147,12 @@ def _train_callbacks(options: dict[str, Any]) -> list[Any]:
     from hookline import callbacks, loggers
     save_dir = Path(options["save_dir"])
     chosen: list[Any] = [callbacks.CSVLogger(save_dir / "results.csv",
-                                             append=bool(options["resume"]))]
+                                             append=bool(options["resume"])),
+                         # kept when the run ends so that resume=True can also extend it;
+                         # a run that is not resuming clears it (auto_resume=False)
+                         callbacks.BackupAndRestore(save_dir / "backup",
+                                                    delete_checkpoint=False,
+                                                    auto_resume=False)]
     if options["patience"] is not None:
         chosen.append(callbacks.EarlyStopping(monitor="val_loss",
                                               patience=int(options["patience"])))
@@ -154,7 +164,11 @@ def _train_callbacks(options: dict[str, Any]) -> list[Any]:
 
 
 def _task_train(options: dict[str, Any]) -> None:
+    import torch
+
     from hookline import Trainer
+    if options["seed"] is not None:
+        torch.manual_seed(options["seed"])  # the model's initial weights follow seed= too
     model = _build_model(options["model"])
     _load_weights(model, options["weights"])
     train, val = _load_data(options["data"], options["val_split"], options["seed"])

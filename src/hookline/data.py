@@ -84,6 +84,15 @@ class ArrayBatches:
         step = self.batch_size
         stop = samples - (samples % step if self.drop_last else 0)
         tensors = self.tensors
+        if len(tensors) == 2:  # (x, y), the common case, without a generator per batch
+            x, y = tensors
+            for start in range(skip * step, stop, step):
+                if order is None:
+                    yield x[start:start + step], y[start:start + step]
+                else:
+                    index = order[start:start + step]
+                    yield x[index], y[index]
+            return
         for start in range(skip * step, stop, step):
             if order is None:
                 yield tuple(tensor[start:start + step] for tensor in tensors)

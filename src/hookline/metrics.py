@@ -162,12 +162,35 @@ class MetricSet:
         size = len(preds) if preds.dim() else 1
         self.count += size
         if loss is not None:
-            self._loss_sum = self._loss_sum + loss.detach().float() * size
+            self._loss_sum = _accumulate(self._loss_sum, loss, size)
+        if not self.metrics:
+            return
+        if preds.requires_grad:
+            preds = preds.detach()
         for i, ((_, metric), stateful) in enumerate(zip(self.metrics, self._stateful)):
             if stateful:
-                metric.update(preds.detach(), targets)
+                metric.update(preds, targets)
             else:
-                self._sums[i] = self._sums[i] + metric(preds.detach(), targets).detach() * size
+                self._sums[i] = _accumulate(self._sums[i], metric(preds, targets), size)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """The running sums (so a mid-epoch resume logs the same epoch values); None when a
+        torchmetrics object keeps its own state."""
+        if any(self._stateful):
+            return None
+        return {"sums": [_snapshot(total) for total in self._sums],
+                "loss_sum": _snapshot(self._loss_sum), "count": self.count}
+
+    def load_state_dict(self, state: dict[str, Any] | None, device: Any = None) -> None:
+        """Restore ``state_dict()``'s sums (moved to ``device``); a mismatch is ignored."""
+        if state is None or len(state["sums"]) != len(self._sums):
+            return
+
+        def moved(value: Any) -> Any:
+            return value.to(device) if isinstance(value, torch.Tensor) and device else value
+        self._sums = [moved(value) for value in state["sums"]]
+        self._loss_sum = moved(state["loss_sum"])
+        self.count = int(state["count"])
 
     def compute(self, with_loss: bool = True) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -177,3 +200,18 @@ class MetricSet:
         for (name, metric), stateful, total in zip(self.metrics, self._stateful, self._sums):
             values[name] = float(metric.compute()) if stateful else float(total) / count
         return values
+
+
+def _accumulate(total: torch.Tensor | float, value: torch.Tensor,
+                weight: int) -> torch.Tensor:
+    """``total + value * weight``: one in-place kernel after the first batch, never a graph."""
+    if value.requires_grad:
+        value = value.detach()
+    if isinstance(total, float):  # the first batch of the epoch
+        return value.float() * weight
+    return total.add_(value, alpha=weight)
+
+
+def _snapshot(total: torch.Tensor | float) -> torch.Tensor | float:
+    """A copy of a running sum that later in-place additions do not change."""
+    return total.clone() if isinstance(total, torch.Tensor) else total

@@ -188,7 +188,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
         parameter.grad = grad.to(parameter.device) if grad is not None else None
     states = payload.get("callbacks") or {}
     trainer.callbacks.load_state_dict(states)
-    unclaimed = set(states) - {key for key, _ in trainer.callbacks._keyed()}
+    unclaimed = set(states) - {key for key, _ in trainer.callbacks.keyed()}
     if unclaimed:
         warnings.warn(f"{name} holds state for callbacks this run does not have "
                       f"({', '.join(sorted(unclaimed))}); it is ignored", RuntimeWarning,
@@ -285,7 +285,7 @@ class ResumePoint:
 
     def continue_epoch(self, trainer: Any, epoch: int) -> Iterator[Any] | None:
         """The remaining batches of ``epoch`` (None when its batches were all done)."""
-        trainer._losses.extend(self.losses.to(trainer.device).unbind(0))
+        trainer.epoch_losses.extend(self.losses.to(trainer.device).unbind(0))
         _load_metric_set(trainer.train_metric_set, self.train_metrics, trainer.device)
         epoch_rng = self.epoch_rng if self.epoch_rng is not None else self.rng["torch"]
         trainer.epoch_rng_state = epoch_rng
@@ -317,11 +317,5 @@ _END = object()
 
 
 def _load_metric_set(metric_set: Any, state: dict[str, Any] | None, device: Any) -> None:
-    if metric_set is None or state is None or len(state["sums"]) != len(metric_set._sums):
-        return
-
-    def moved(value: Any) -> Any:
-        return value.to(device) if isinstance(value, torch.Tensor) else value
-    metric_set._sums = [moved(value) for value in state["sums"]]
-    metric_set._loss_sum = moved(state["loss_sum"])
-    metric_set.count = state["count"]
+    if metric_set is not None:
+        metric_set.load_state_dict(state, device)

@@ -1,11 +1,13 @@
 """A test kit for hookline and for users testing their own callbacks.
 
-``RecordingCallback`` records every event it sees, ``tiny_model`` and ``tiny_data`` give a
-seconds-fast classification problem.
+``RecordingCallback`` records every event it sees, ``ScriptedMetrics`` feeds chosen metric
+values to the callbacks under test, ``tiny_model`` and ``tiny_data`` give a seconds-fast
+classification problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -14,7 +16,7 @@ from torch import nn
 from hookline.callback import Callback
 from hookline.events import EVENTS
 
-__all__ = ["RecordingCallback", "tiny_data", "tiny_model"]
+__all__ = ["RecordingCallback", "ScriptedMetrics", "tiny_data", "tiny_model"]
 
 
 class RecordingCallback(Callback):
@@ -40,6 +42,47 @@ class RecordingCallback(Callback):
             return record
         return {event.name: recorder(event.name) for event in EVENTS
                 if self.only is None or event.name in self.only}
+
+
+class ScriptedMetrics(Callback):
+    """Write chosen values into ``trainer.metrics`` at every epoch's end, before anything reads
+    them: test a callback that reacts to a metric (a stopper, a checkpoint policy, an LR
+    schedule) without training until the metric happens to behave.
+
+    ``values`` maps a metric name to one value per epoch; at ``on_fit_epoch_end`` the value of
+    ``trainer.epoch`` (0-based; a run with ``initial_epoch`` or a resume reads further along)
+    is written. Its order (-100) puts it before every built-in reader. NaN is allowed.
+
+    Example::
+
+        stopper = EarlyStopping(patience=1)
+        Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(), epochs=4,
+                callbacks=[ScriptedMetrics({"val_loss": [3, 2, 2.5, 2.5]}), stopper]).fit()
+        assert stopper.stopped_epoch == 2
+    """
+
+    order = -100
+
+    def __init__(self, values: Mapping[str, Sequence[float]]) -> None:
+        if not isinstance(values, Mapping) or not all(
+                isinstance(name, str) and isinstance(series, Sequence)
+                and not isinstance(series, str) for name, series in values.items()):
+            raise TypeError(f"ScriptedMetrics(values=...) must map metric names to one value "
+                            f"per epoch, e.g. {{'val_loss': [3, 2, 4]}}; got {values!r}")
+        self.values = {name: list(series) for name, series in values.items()}
+
+    def hookline_handlers(self) -> dict[str, Any]:
+        return {"on_fit_epoch_end": self.write}
+
+    def write(self, trainer: Any) -> None:
+        """Put this epoch's values into ``trainer.metrics``."""
+        epoch = trainer.epoch
+        for name, series in self.values.items():
+            if epoch >= len(series):
+                raise IndexError(f"ScriptedMetrics has {len(series)} values for {name!r} but "
+                                 f"the run reached epoch {epoch} (0-based); give one value "
+                                 f"per epoch the run trains")
+            trainer.metrics[name] = series[epoch]
 
 
 def tiny_model(inputs: int = 8, classes: int = 3, hidden: int = 16, seed: int = 0) -> nn.Module:

@@ -32,6 +32,12 @@ class BackupAndRestore(Callback):
         on_write_error: a failed write (disk full) leaves the previous backup intact and is
             reported at the next backup or when the fit ends: ``"raise"`` stops training,
             ``"warn"`` warns and trains on.
+        auto_resume: ``True`` (Keras): a fit that finds backups continues from them.
+            ``False``: backups are only written, and a fit continues from them when asked
+            (``Trainer(resume=True)`` searches ``backup_dir``); a fit that is not resuming
+            deletes the old backups when it starts, so they are never taken for its own.
+            With ``delete_checkpoint=False`` this lets a finished run be extended later
+            (``resume=True`` with more ``epochs``), as ``hookline train`` does.
 
     It runs late (order 200) so a backup holds what every other callback did at the same
     event. An explicit ``Trainer(resume=...)`` takes precedence over its backups.
@@ -47,7 +53,8 @@ class BackupAndRestore(Callback):
 
     def __init__(self, backup_dir: str | os.PathLike, save_freq: Literal["epoch"] | int = "epoch",
                  delete_checkpoint: bool = True, *, background: bool = True,
-                 on_write_error: Literal["raise", "warn"] = "raise") -> None:
+                 on_write_error: Literal["raise", "warn"] = "raise",
+                 auto_resume: bool = True) -> None:
         if not isinstance(backup_dir, (str, os.PathLike)) or not str(backup_dir):
             raise TypeError(f"BackupAndRestore(backup_dir=...) must be a folder path, got "
                             f"{backup_dir!r}")
@@ -58,6 +65,7 @@ class BackupAndRestore(Callback):
         self.backup_dir = Path(backup_dir)
         self.save_freq = save_freq
         self.delete_checkpoint = bool(delete_checkpoint)
+        self.auto_resume = bool(auto_resume)
         self._writer = CheckpointWriter(background=background, on_error=on_write_error)
         self._batches = 0
         self._armed: tuple[Any, Any] | None = None
@@ -99,10 +107,15 @@ class BackupAndRestore(Callback):
         self._batches = 0
         for path in (self.latest, self.previous):
             remove_stale_temps(path)  # left by a process killed mid-write
-        if not trainer.args.resume and (self.latest.exists() or self.previous.exists()):
+        if trainer.args.resume or not (self.latest.exists() or self.previous.exists()):
+            return
+        if self.auto_resume:
             # the engine resumes once set-up is done: from the newest good backup here
             self._armed = (trainer, trainer.args.resume)
             trainer.args.resume = self.backup_dir
+        else:
+            for path in (self.latest, self.previous):  # another run's: this one starts anew
+                path.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self._batches += 1

@@ -53,8 +53,10 @@ class LearningRateScheduler(Callback):
 
     Keras' semantics: ``epoch`` is 0-based (``trainer.epoch``), ``lr`` the current rate, and the
     returned rate is used for the whole epoch. A one-argument ``schedule(epoch)`` works too.
-    With several param groups the schedule is applied to each group's own rate. It keeps no
-    state of its own: the rate lives in the optimizer, which a checkpoint saves.
+    With several param groups the schedule is applied to each group's own rate. The rate lives
+    in the optimizer, which a checkpoint saves; this callback only remembers the last epoch it
+    set, so that a resume inside an epoch (``on_train_epoch_start`` fires again for it) does
+    not apply ``schedule`` to that epoch twice (``lr * 0.9`` would become ``lr * 0.81``).
 
     Args:
         schedule: the function; it must return a finite number >= 0.
@@ -76,14 +78,34 @@ class LearningRateScheduler(Callback):
         self.schedule = schedule
         self.verbose = verbose
         self._two_args = _positional_arity(schedule) >= 2
+        self._applied_epoch: int | None = None  # the epoch whose rate is in the optimizer
+        self._loaded = False
 
     @property
     def state_key(self) -> str:
         return config_key("LearningRateScheduler",
                           schedule=getattr(self.schedule, "__qualname__", repr(self.schedule)))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"applied_epoch": self._applied_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        applied = state.get("applied_epoch")
+        self._applied_epoch = int(applied) if applied is not None else None
+        self._loaded = True
+
+    def on_train_start(self, trainer: Any) -> None:
+        if not self._loaded:
+            self._applied_epoch = None  # a new fit: every epoch is scheduled afresh
+        self._loaded = False
+
     def on_train_epoch_start(self, trainer: Any) -> None:
         epoch = trainer.epoch
+        # A resume into this epoch restored the optimizer with the rate already set for it:
+        # after some of its batches (resume_batch > 0), or before any (the checkpoint records
+        # that this epoch was scheduled).
+        if getattr(trainer, "resume_batch", 0) > 0 or epoch == self._applied_epoch:
+            return
         for index, group in enumerate(trainer.optimizer.param_groups):
             lr = get_lr(group)
             new = self.schedule(epoch, lr) if self._two_args else self.schedule(epoch)
@@ -97,6 +119,7 @@ class LearningRateScheduler(Callback):
             if self.verbose:
                 print(f"Epoch {epoch}: LearningRateScheduler set the learning rate of group "
                       f"{index} to {float(new):.6g}")
+        self._applied_epoch = epoch
 
 
 class LRSchedulerCallback(Callback):
@@ -106,7 +129,8 @@ class LRSchedulerCallback(Callback):
         scheduler: a scheduler built on the trainer's optimizer, or a factory called at
             ``on_train_start`` as ``f(optimizer)`` or ``f(optimizer, total)``, where ``total``
             is how many times the scheduler will step in this run (useful for one-cycle and
-            cosine schedules). A factory gives a fresh scheduler for every fit.
+            cosine schedules; a resumed run gets the total of the run it continues, saved in
+            the checkpoint). A factory gives a fresh scheduler for every fit.
         interval: "step" (after every ``frequency`` optimizer steps, at ``on_params_update``)
             or "epoch" (after every ``frequency`` epochs, at ``on_fit_epoch_end``, after
             validation).
@@ -144,12 +168,15 @@ class LRSchedulerCallback(Callback):
         if self.scheduler is not None:
             self._check_kind(self.scheduler)
         self.count = 0
+        self._total: int | None = None  # the total the factory was given
         self._pending: dict[str, Any] | None = None
 
     @property
     def state_key(self) -> str:
-        kind = type(self.scheduler).__name__ if self.scheduler is not None else \
-            getattr(self._factory, "__qualname__", "factory")
+        # from the configuration only: a factory's scheduler exists from on_train_start, but
+        # a resume looks the state up by this key before that
+        kind = getattr(self._factory, "__qualname__", "factory") if self._factory is not None \
+            else type(self.scheduler).__name__
         return config_key("LRSchedulerCallback", scheduler=kind, interval=self.interval,
                           frequency=self.frequency)
 
@@ -173,8 +200,16 @@ class LRSchedulerCallback(Callback):
     def on_train_start(self, trainer: Any) -> None:
         if self._factory is not None:
             build = self._factory
-            scheduler = build(trainer.optimizer, self.total(trainer)) \
-                if _positional_arity(build) >= 2 else build(trainer.optimizer)
+            # building a scheduler sets the rate of its step 0; a resume restored the optimizer
+            # with the rate of the step it continues, which is put back after the build
+            restored = [get_lr(group) for group in trainer.optimizer.param_groups]
+            if _positional_arity(build) >= 2:
+                # a resumed run rebuilds the schedule of the run it continues, not of its rest
+                saved = (self._pending or {}).get("total")
+                self._total = int(saved) if saved is not None else self.total(trainer)
+                scheduler = build(trainer.optimizer, self._total)
+            else:
+                scheduler = build(trainer.optimizer)
             self._check_kind(scheduler)
             self.scheduler = scheduler
         elif self.scheduler.optimizer is not trainer.optimizer:
@@ -185,6 +220,9 @@ class LRSchedulerCallback(Callback):
             self.scheduler.load_state_dict(self._pending["scheduler"])
             self.count = int(self._pending["count"])
             self._pending = None
+            if self._factory is not None:
+                for group, lr in zip(trainer.optimizer.param_groups, restored):
+                    set_lr(group, lr)
         else:
             self.count = 0
 
@@ -227,7 +265,8 @@ class LRSchedulerCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         if self.scheduler is None:
             return dict(self._pending) if self._pending else {}
-        return {"scheduler": self.scheduler.state_dict(), "count": self.count}
+        return {"scheduler": self.scheduler.state_dict(), "count": self.count,
+                "total": self._total}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Applied at on_train_start, once the scheduler exists and is checked.

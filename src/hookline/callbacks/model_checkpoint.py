@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import string
 import time
@@ -11,38 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from hookline.callback import Callback
 from hookline.callbacks.monitor import Monitor, config_key
-from hookline.checkpoint import atomic_write_bytes
+from hookline.checkpoint import build_checkpoint, save_weights, write_checkpoint
 
-__all__ = ["ModelCheckpoint", "checkpoint_payload"]
+__all__ = ["ModelCheckpoint"]
 
 _EXTENSIONS = (".pt", ".pth", ".ckpt", ".bin")
-
-
-def checkpoint_payload(trainer: Any, weights_only: bool) -> dict[str, Any]:
-    """What a checkpoint file holds; the one place that decides the format.
-
-    Weights-only files hold the model's ``state_dict`` under ``"model"`` (the layout of
-    ``hookline.checkpoint.save_weights``) plus epoch, step and metrics. Full files add the
-    optimizer, the fitness and every stateful callback's state, so a run can resume from them.
-    """
-    payload: dict[str, Any] = {
-        "model": trainer.model.state_dict(),
-        "epoch": trainer.epoch,
-        "step": trainer.step,
-        "metrics": dict(trainer.metrics),
-    }
-    if not weights_only:
-        payload.update({
-            "optimizer": trainer.optimizer.state_dict(),
-            "fitness": trainer.fitness,
-            "best_fitness": trainer.best_fitness,
-            "callbacks": trainer.callbacks.state_dict(),
-        })
-    return payload
 
 
 def _template_fields(template: str, owner: str, option: str) -> list[str]:
@@ -80,8 +54,9 @@ class ModelCheckpoint(Callback):
         save_top_k: how many checkpoints to keep (-1 all, 0 none); files pushed out of the top
             k are deleted. Default: 1 with ``save_best_only``, else -1.
         save_last: also write ``last.pt`` beside them at every save.
-        save_weights_only: only the model's weights; otherwise the optimizer, epoch, step and
-            the callbacks' state too, enough to resume.
+        save_weights_only: only the model's weights (``hookline.checkpoint.save_weights``'s
+            file, with epoch, step and metrics); otherwise a full checkpoint in hookline's
+            verified format, which ``Trainer(resume=path)`` continues exactly.
         every_n_epochs / every_n_train_steps / train_time_interval: when to save (one of
             them; default every epoch). ``train_time_interval`` is a timedelta or seconds.
         initial_value_threshold: a checkpoint is only kept if it beats this value.
@@ -90,8 +65,11 @@ class ModelCheckpoint(Callback):
         verbose: print each save.
 
     After each save it fires ``on_model_save``. It exposes ``best_model_path``,
-    ``best_model_score``, ``best_k_models`` (path -> score), ``last_model_path``. Writes are
-    atomic. Errors raise by default (``on_error="raise"``): a checkpoint guards data.
+    ``best_model_score``, ``best_k_models`` (path -> score), ``last_model_path``, and
+    ``checkpoint_dir``, which ``Trainer(resume=True)`` searches. Writes are synchronous and
+    atomic: when ``on_model_save`` fires the file is complete, and a file pushed out of the
+    top k is deleted only after its replacement is on disk. Errors raise by default
+    (``on_error="raise"``): a checkpoint guards data.
 
     Example::
 
@@ -102,7 +80,10 @@ class ModelCheckpoint(Callback):
         print(checkpoint.best_model_path, checkpoint.best_model_score)
     """
 
-    order = 50
+    # After the decisions of the epoch (EarlyStopping at 30, so the stopping epoch is saved with
+    # its final counters) and after History, the loggers and the progress bar (80-95), so a
+    # full checkpoint holds their state for this epoch too; before BackupAndRestore (200).
+    order = 150
     on_error = "raise"
     rank_zero_only = True  # in a distributed run one process writes (or prints)
 
@@ -267,23 +248,27 @@ class ModelCheckpoint(Callback):
         self._last_time = time.monotonic()
         self._saves += 1
         score = self._score(trainer, at_epoch_end)
-        saved = False
+        targets: list[Path] = []
+        evicted: list[str] = []
         if score is not None and self._qualifies(score):
             path = self.format_path(trainer, strict=at_epoch_end)
             if path is not None:
-                # the ranking is updated first so the file holds this callback's new state
                 evicted = self._admit(path, score)
-                self._write(trainer, path)
-                for old in evicted:
-                    Path(old).unlink(missing_ok=True)
-                saved = True
+                targets.append(path)
         if self.save_last:
             last = self.dirpath / "last.pt"
             self.last_model_path = str(last)
-            self._write(trainer, last)
-            saved = True
-        if saved:
-            trainer.run_callbacks("on_model_save")
+            targets.append(last)
+        if not targets:
+            return
+        # the ranking and last path are updated first so the files hold this callback's new
+        # state; one payload serves every file of this save
+        payload = self._payload(trainer)
+        for path in targets:
+            self._write(trainer, path, payload)
+        for old in evicted:
+            Path(old).unlink(missing_ok=True)
+        trainer.run_callbacks("on_model_save")
 
     def _score(self, trainer: Any, at_epoch_end: bool) -> float | None:
         if self.save_top_k == 0:
@@ -339,10 +324,16 @@ class ModelCheckpoint(Callback):
         name = template.format(**values)
         return self.dirpath / name if self.filepath is None else Path(name)
 
-    def _write(self, trainer: Any, path: Path) -> Path:
-        buffer = io.BytesIO()
-        torch.save(checkpoint_payload(trainer, self.save_weights_only), buffer)
-        atomic_write_bytes(buffer.getvalue(), path)
+    def _payload(self, trainer: Any) -> dict[str, Any]:
+        if self.save_weights_only:
+            return {"epoch": trainer.epoch, "step": trainer.step, "metrics": dict(trainer.metrics)}
+        return build_checkpoint(trainer)
+
+    def _write(self, trainer: Any, path: Path, payload: dict[str, Any]) -> Path:
+        if self.save_weights_only:
+            save_weights(trainer.model, path, payload)
+        else:
+            write_checkpoint(payload, path)
         trainer.last_checkpoint = path
         if self.verbose:
             print(f"Epoch {trainer.epoch}: saved checkpoint {path}")

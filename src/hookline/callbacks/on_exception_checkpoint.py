@@ -106,7 +106,7 @@ class OnExceptionCheckpoint(Callback):
         exact, notes = True, []
         in_batch = trainer.phase == "train" and not (trainer.stop or trainer.skip_rest_of_epoch)
         if in_batch:
-            done = len(trainer._losses)
+            done = len(trainer.epoch_losses)
             if trainer.step != self._step:
                 exact = False
                 notes.append(f"the exception came after the optimizer step of batch {done}; "

@@ -145,7 +145,7 @@ class Trainer(Engine):
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
         self.rank, self.world_size = 0, 1  # set from torch.distributed when fit starts
         self.forward_model: nn.Module = model  # DistributedDataParallel(model) across ranks
-        self._losses: list[torch.Tensor] = []
+        self.epoch_losses: list[torch.Tensor] = []  # detached per-step losses of this epoch
         # what a checkpoint records: where fit is ("setup", "train" in the batches,
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
         # otherwise), the schedulers your own code steps, and the torch RNG state the epoch's
@@ -174,7 +174,7 @@ class Trainer(Engine):
     @property
     def tloss(self) -> torch.Tensor | None:
         """Mean training loss of the current epoch so far (a tensor; reading it syncs)."""
-        return torch.stack(self._losses).mean() if self._losses else None
+        return torch.stack(self.epoch_losses).mean() if self.epoch_losses else None
 
     def request_stop(self, reason: str) -> None:
         """Ask training to end after the current batch, recording why."""
@@ -214,7 +214,8 @@ class Trainer(Engine):
         from hookline.engine.exporter import Exporter
         if format in ("onnx", "torchscript") and "example_input" not in options:
             first = next(iter(self.train_data.epoch(0)))
-            options["example_input"] = _split(first)[0][:1]
+            inputs = first[0] if isinstance(first, (tuple, list)) else first
+            options["example_input"] = inputs[:1]
         return Exporter(self.model, callbacks=self.callbacks, format=format, **options).export()
 
     # --- the loop -------------------------------------------------------------------------
@@ -272,9 +273,14 @@ class Trainer(Engine):
         # ranks must run the same number of steps: a stop asked mid-epoch waits for its end
         alone = self.world_size == 1
         accumulate, scaler, metric_set = self.args.accumulate, self.scaler, self.train_metric_set
+        optimizer, args = self.optimizer, self.args
+        step_events = (handlers["optimizer_step"], handlers["on_params_update"],
+                       handlers["on_before_zero_grad"])
+        # the common step (no scaler, no clipping, no step listeners) skips _optimizer_step
+        plain = scaler is None and not args.clip_grad_norm and not args.clip_grad_value
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
-        self._losses = losses = []
+        self.epoch_losses = losses = []
         self.skip_rest_of_epoch = False
         if metric_set is not None:
             metric_set.reset()
@@ -299,12 +305,20 @@ class Trainer(Engine):
                 fire("on_train_batch_start", self)
             if move:
                 batch = move_to(batch, device)
-            x, y = _split(batch)
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise _not_a_pair(batch)
+            x, y = batch[0], batch[1]
             with amp:
                 self.preds = preds = model(x)
                 if on_after_forward:
                     fire("on_after_forward", self)
-                loss = self._compute_loss(loss_fn, preds, y)
+                try:
+                    loss = loss_fn(preds, y)
+                except (RuntimeError, ValueError, IndexError) as error:
+                    _explain_loss_error(error, preds, y)
+                    raise
+            if getattr(loss, "ndim", None) != 0:
+                raise _not_scalar(loss)
             self.loss = loss
             if on_after_loss:
                 fire("on_after_loss", self)
@@ -314,7 +328,12 @@ class Trainer(Engine):
                 fire("on_after_backward", self)
             seen = batch_i + 1
             if seen % accumulate == 0 or seen == last:
-                self._optimizer_step()
+                if plain and not (step_events[0] or step_events[1] or step_events[2]):
+                    optimizer.step()
+                    self.step += 1
+                    optimizer.zero_grad(set_to_none=True)
+                else:
+                    self._optimizer_step()
             losses.append(loss.detach())
             if metric_set is not None:
                 metric_set.update(preds, y, None)
@@ -327,23 +346,6 @@ class Trainer(Engine):
                              f"one batch (a generator can only be iterated once)")
         if seen % accumulate and seen != last:
             self._optimizer_step()  # leftover accumulated gradients of an unsized loader
-
-    def _compute_loss(self, loss_fn: Any, preds: Any, targets: Any) -> torch.Tensor:
-        try:
-            loss = loss_fn(preds, targets)
-        except (RuntimeError, ValueError, IndexError) as error:
-            if hasattr(error, "add_note"):
-                error.add_note(
-                    f"hookline: the loss failed on predictions of shape "
-                    f"{tuple(getattr(preds, 'shape', ()))} and targets of shape "
-                    f"{tuple(getattr(targets, 'shape', ()))}; check that the model's output "
-                    f"matches the labels (classes, dtype) and the loss you chose")
-            raise
-        if not isinstance(loss, torch.Tensor) or loss.ndim:
-            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(f"the loss must return a scalar tensor, got {shape}; reduce it "
-                             f"(e.g. .mean(), or reduction='mean' on a torch loss)")
-        return loss
 
     def _optimizer_step(self) -> None:
         optimizer, scaler, args = self.optimizer, self.scaler, self.args
@@ -371,7 +373,7 @@ class Trainer(Engine):
     def _end_epoch(self) -> None:
         fire = self.callbacks.fire
         self.phase = "epoch_end"
-        self.metrics = metrics = {"loss": float(self.tloss)} if self._losses else {}
+        self.metrics = metrics = {"loss": float(self.tloss)} if self.epoch_losses else {}
         if self.train_metric_set is not None:
             metrics.update(self.train_metric_set.compute(with_loss=False))
         if self.world_size > 1:
@@ -448,12 +450,28 @@ def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:
             parameter.requires_grad_(False)
 
 
-def _split(batch: Any) -> tuple[Any, Any]:
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ValueError(f"a training batch must be (x, y); got {type(batch).__name__}"
-                     f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}"
-                     f" - for unlabeled data use predict()")
+def _not_a_pair(batch: Any) -> ValueError:
+    length = f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
+    return ValueError(f"a training batch must be (x, y); got {type(batch).__name__}{length} - "
+                      f"for unlabeled data use predict()")
+
+
+def _explain_loss_error(error: BaseException, preds: Any, targets: Any) -> None:
+    """Name the shapes when the loss fails: the usual cause is a model/labels mismatch."""
+    if hasattr(error, "add_note"):
+        error.add_note(
+            f"hookline: the loss failed on predictions of shape "
+            f"{tuple(getattr(preds, 'shape', ()))} and targets of shape "
+            f"{tuple(getattr(targets, 'shape', ()))}; check that the model's output matches "
+            f"the labels (classes, dtype) and the loss you chose")
+
+
+def _not_scalar(loss: Any) -> Exception:
+    if not isinstance(loss, torch.Tensor):
+        return TypeError(f"the loss must return a scalar tensor, got {type(loss).__name__}; "
+                         f"return a torch.Tensor (e.g. torch.nn.functional.mse_loss(...))")
+    return ValueError(f"the loss must return a scalar tensor, got {tuple(loss.shape)}; reduce "
+                      f"it (e.g. .mean(), or reduction='mean' on a torch loss)")
 
 
 def _batch_count(batches: Any, limit: int | None) -> int | None:
