@@ -190,14 +190,43 @@ def test_per_batch_hooks_only_when_configured():
     assert "on_train_batch_end" in steps and "on_fit_epoch_end" not in steps
 
 
-def test_on_model_save_fires_after_each_save(tmp_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_on_model_save_fires_after_each_save(tmp_path, background):
     saves = []
-    recorder = LambdaCallback(on_model_save=lambda t: saves.append(
-        (t.epoch, t.last_checkpoint.name, t.last_checkpoint.exists())))
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",
-                                 save_top_k=1)
-    fit([ScriptedMetrics({"val_loss": [3, 4, 1]}), checkpoint, recorder], epochs=3)
-    assert saves == [(0, "m-0.pt", True), (2, "m-2.pt", True)]  # epoch 1 was not saved
+                                 save_top_k=1, background=background)
+
+    def on_save(trainer):
+        on_disk_at_event = trainer.last_checkpoint.exists()
+        checkpoint.wait()  # a background write is complete once wait() returns
+        saves.append((trainer.epoch, trainer.last_checkpoint.name, on_disk_at_event,
+                      trainer.last_checkpoint.exists()))
+
+    fit([ScriptedMetrics({"val_loss": [3, 4, 1]}), checkpoint,
+         LambdaCallback(on_model_save=on_save)], epochs=3)
+    assert [s[:2] for s in saves] == [(0, "m-0.pt"), (2, "m-2.pt")]  # epoch 1 was not saved
+    assert all(s[3] for s in saves)
+    if not background:
+        assert all(s[2] for s in saves)  # synchronous: on disk when the event fires
+
+
+def test_background_writes_leave_the_loop_before_the_disk(tmp_path, monkeypatch):
+    """The loop waits for serialisation only; the file write happens in another thread."""
+    import threading
+
+    import hookline.checkpoint as checkpoint_module
+    writers = []
+    original = checkpoint_module.atomic_write_bytes
+
+    def recording(data, path, **options):
+        writers.append(threading.current_thread().name)
+        return original(data, path, **options)
+
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", recording)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    fit([checkpoint], epochs=2)
+    assert len(writers) == 4 and set(writers) == {"hookline-checkpoint-writer"}
+    assert len(list(tmp_path.glob("*.pt"))) == 3  # two epochs and last.pt, all on disk
 
 
 def test_template_naming_a_missing_metric_fails_at_first_save(tmp_path):

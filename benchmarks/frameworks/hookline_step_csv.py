@@ -1,8 +1,9 @@
 """Every step's loss to a CSV file, for hookline's typical variant.
 
 hookline's built-in CSVLogger writes one row per epoch (as Keras' does), so the per-step log
-is this small user callback, as Keras gets one too. It keeps each step's loss as a tensor and
-writes the epoch's rows when the epoch ends: one host sync per epoch instead of per step.
+is this small user callback, as Keras gets one too. The engine already keeps each step's
+loss as a tensor (``trainer.epoch_losses``), so the callback needs no per-step hook: it writes
+the epoch's rows when the epoch ends, one host sync per epoch instead of one per step.
 """
 
 from __future__ import annotations
@@ -22,17 +23,13 @@ class StepCSVLogger(hookline.Callback):
     def on_train_start(self, trainer) -> None:
         self.file = open(self.filename, "w", newline="")  # noqa: SIM115 - closed when training ends
         self.writer = csv.writer(self.file)
-        self.pending: list[torch.Tensor] = []
         self.next_step = 1
 
-    def on_train_batch_end(self, trainer) -> None:
-        self.pending.append(trainer.loss.detach())
-
     def on_train_epoch_end(self, trainer) -> None:
-        values = torch.stack(self.pending).tolist() if self.pending else []
+        losses = trainer.epoch_losses
+        values = torch.stack(losses).tolist() if losses else []
         self.writer.writerows(enumerate(values, start=self.next_step))
         self.next_step += len(values)
-        self.pending = []
 
     def on_train_end(self, trainer) -> None:
         self.file.close()

@@ -36,7 +36,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -413,18 +413,37 @@ class CheckpointWriter:
         self.last_path: Path | None = None
         self.failures = 0
 
-    def save(self, payload: dict[str, Any], path: str | os.PathLike, *,
-             previous: str | os.PathLike | None = None) -> None:
-        """Queue a checkpoint write (after the previous one finished)."""
+    def save(self, payload: dict[str, Any], path: str | os.PathLike | Sequence[Any], *,
+             previous: str | os.PathLike | None = None,
+             then: Callable[[], None] | None = None) -> None:
+        """Queue a checkpoint write (after the previous one finished). ``path`` may be several
+        files of the same content; ``then`` runs once they are all on disk."""
         self.wait()
         body = serialize_checkpoint(payload)
-        target = Path(path)
+        run = payload.get("run")
+        self._submit(lambda: _file_chunks(body, run), path, previous, then)
+
+    def save_weights(self, model: torch.nn.Module, path: str | os.PathLike | Sequence[Any],
+                     extra: dict[str, Any] | None = None, *,
+                     then: Callable[[], None] | None = None) -> None:
+        """``save_weights``'s file (plain torch.save of the state_dict), written in the
+        background: serialised now, on disk later."""
+        self.wait()
+        buffer = io.BytesIO()
+        torch.save({"model": model.state_dict(), **(extra or {})}, buffer)
+        body = buffer.getbuffer()
+        self._submit(lambda: [body], path, None, then)
+
+    def _submit(self, chunks: Callable[[], Any], path: str | os.PathLike | Sequence[Any],
+                previous: str | os.PathLike | None, then: Callable[[], None] | None) -> None:
+        targets = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        job = (chunks, targets, previous, then)
         if not self.background:
-            self._write(body, payload.get("run"), target, previous)
+            self._write(*job)
             self._surface()
             return
         self._thread = threading.Thread(target=self._write, name="hookline-checkpoint-writer",
-                                        args=(body, payload.get("run"), target, previous))
+                                        args=job)
         self._thread.start()
 
     def wait(self) -> None:
@@ -439,11 +458,15 @@ class CheckpointWriter:
         """Whether a write is still in flight."""
         return self._thread is not None and self._thread.is_alive()
 
-    def _write(self, body: memoryview, run: dict[str, Any] | None, target: Path,
-               previous: str | os.PathLike | None) -> None:
+    def _write(self, chunks: Callable[[], Any], targets: list[Path],
+               previous: str | os.PathLike | None, then: Callable[[], None] | None) -> None:
+        target = targets[0]
         try:
-            atomic_write_bytes(_file_chunks(body, run), target, previous=previous)
-            self.last_path = target
+            for target in targets:  # header and checksum made here, off the training thread
+                atomic_write_bytes(chunks(), target, previous=previous)
+                self.last_path = target
+            if then is not None:
+                then()
         except BaseException as error:  # noqa: BLE001 - handed to the training thread
             self._error = (target, error)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from hookline.callback import Callback
 from hookline.callbacks.monitor import Monitor, config_key
-from hookline.checkpoint import build_checkpoint, save_weights, write_checkpoint
+from hookline.checkpoint import CheckpointWriter, build_checkpoint
 
 __all__ = ["ModelCheckpoint"]
 
@@ -62,14 +62,19 @@ class ModelCheckpoint(Callback):
         initial_value_threshold: a checkpoint is only kept if it beats this value.
         auto_insert_metric_name: Lightning's "epoch=3-val_loss=0.12" spelling of fields.
         save_freq: Keras' trigger: "epoch", or an integer n for ``every_n_train_steps=n``.
+        background: write files from a background thread (default): the loop only waits
+            for the serialisation to memory; the next save waits for the previous write.
+            False writes before ``on_model_save`` fires.
         verbose: print each save.
 
     After each save it fires ``on_model_save``. It exposes ``best_model_path``,
     ``best_model_score``, ``best_k_models`` (path -> score), ``last_model_path``, and
-    ``checkpoint_dir``, which ``Trainer(resume=True)`` searches. Writes are synchronous and
-    atomic: when ``on_model_save`` fires the file is complete, and a file pushed out of the
-    top k is deleted only after its replacement is on disk. Errors raise by default
-    (``on_error="raise"``): a checkpoint guards data.
+    ``checkpoint_dir``, which ``Trainer(resume=True)`` searches. Writes are atomic and, by
+    default, in the background: when ``on_model_save`` fires the payload is serialised and the
+    file is being written (``wait()`` blocks until it is on disk); every file is on disk when
+    fit ends, whatever the reason, and a file pushed out of the top k is deleted only after
+    its replacement is on disk. Errors raise by default (``on_error="raise"``): a checkpoint
+    guards data; a failed background write raises at the next save or when fit ends.
 
     Example::
 
@@ -95,7 +100,7 @@ class ModelCheckpoint(Callback):
                  train_time_interval: timedelta | float | None = None,
                  initial_value_threshold: float | None = None,
                  auto_insert_metric_name: bool = False, save_freq: str | int | None = None,
-                 verbose: int = 0) -> None:
+                 background: bool = True, verbose: int = 0) -> None:
         owner = "ModelCheckpoint"
         if save_freq is not None:  # Keras' spelling of the two triggers
             if save_freq == "epoch":
@@ -172,6 +177,7 @@ class ModelCheckpoint(Callback):
         self.initial_value_threshold = initial_value_threshold
         self.auto_insert_metric_name = bool(auto_insert_metric_name)
         self.verbose = verbose
+        self._writer = CheckpointWriter(background=bool(background))
         self._loaded = False
         self._reset()
 
@@ -207,7 +213,8 @@ class ModelCheckpoint(Callback):
 
     # --- events: only the per-batch hook the configuration needs is subscribed -----------
     def hookline_handlers(self) -> dict[str, Any]:
-        handlers: dict[str, Any] = {"on_train_start": self.on_train_start}
+        handlers: dict[str, Any] = {"on_train_start": self.on_train_start,
+                                    "on_train_end": self.wait, "teardown": self.wait}
         if self.every_n_epochs is not None:
             handlers["on_fit_epoch_end"] = self.on_fit_epoch_end
         else:
@@ -264,11 +271,12 @@ class ModelCheckpoint(Callback):
         # the ranking and last path are updated first so the files hold this callback's new
         # state; one payload serves every file of this save
         payload = self._payload(trainer)
-        for path in targets:
-            self._write(trainer, path, payload)
-        for old in evicted:
-            Path(old).unlink(missing_ok=True)
+        self._write(trainer, targets, payload, evicted)
         trainer.run_callbacks("on_model_save")
+
+    def wait(self, engine: Any = None) -> None:
+        """Block until the last save is on disk (raises if its write failed)."""
+        self._writer.wait()
 
     def _score(self, trainer: Any, at_epoch_end: bool) -> float | None:
         if self.save_top_k == 0:
@@ -329,15 +337,18 @@ class ModelCheckpoint(Callback):
             return {"epoch": trainer.epoch, "step": trainer.step, "metrics": dict(trainer.metrics)}
         return build_checkpoint(trainer)
 
-    def _write(self, trainer: Any, path: Path, payload: dict[str, Any]) -> Path:
+    def _write(self, trainer: Any, paths: list[Path], payload: dict[str, Any],
+               evicted: list[str]) -> None:
+        def delete_evicted() -> None:  # once the new files are on disk
+            for old in evicted:
+                Path(old).unlink(missing_ok=True)
         if self.save_weights_only:
-            save_weights(trainer.model, path, payload)
+            self._writer.save_weights(trainer.model, paths, payload, then=delete_evicted)
         else:
-            write_checkpoint(payload, path)
-        trainer.last_checkpoint = path
+            self._writer.save(payload, paths, then=delete_evicted)
+        trainer.last_checkpoint = paths[0]
         if self.verbose:
-            print(f"Epoch {trainer.epoch}: saved checkpoint {path}")
-        return path
+            print(f"Epoch {trainer.epoch}: saved checkpoint {', '.join(map(str, paths))}")
 
     def _admit(self, path: Path, score: float) -> list[str]:
         """Enter ``path`` in the top k; returns the files pushed out (to delete once the new
