@@ -257,6 +257,8 @@ class CallbackList:
     def fire(self, event: str, engine: Any) -> None:
         """Run every handler of ``event`` in order, applying each callback's error policy."""
         handlers = self.handlers[event]
+        if not handlers:
+            return
         pending = False
         for position, handler in enumerate(handlers):
             try:
