@@ -63,7 +63,7 @@ def demo_callbacks(save_dir: Path, patience: int) -> list[Any]:
 def run_demo(save_dir: str | Path = "runs/demo", *, epochs: int = 20, patience: int = 5,
              seed: int = 0, verbose: int = 1, device: str = "auto") -> dict[str, float]:
     """Train the digits CNN; returns the final metrics (val_accuracy reaches ~0.98)."""
-    from hookline import Trainer
+    from hookline import History, Trainer
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     save_dir = Path(save_dir)
     train, val = load_digits_data(seed=seed)
@@ -74,11 +74,8 @@ def run_demo(save_dir: str | Path = "runs/demo", *, epochs: int = 20, patience: 
                       seed=seed, save_dir=save_dir, device=device, verbose=verbose,
                       callbacks=demo_callbacks(save_dir, patience))
     metrics = trainer.fit()
-    best = max(trainer.callbacks.find(_history_type())[0].history.get("val_accuracy", [0.0]))
+    history = trainer.callbacks.find(History)[0]
+    best = max(history.history.get("val_accuracy", [0.0]))
     print(f"best val_accuracy {best:.4f}; run folder: {save_dir}")
     return metrics
 
-
-def _history_type() -> type:
-    from hookline.callbacks import History
-    return History

@@ -350,6 +350,8 @@ class Model:
                           precision=self.precision, verbose=verbose,
                           initial_epoch=initial_epoch, steps_per_epoch=steps_per_epoch,
                           resume=resume, **trainer_options)
+        if not trainer.callbacks.find(History):  # default_callbacks=False: fit still returns one
+            trainer.callbacks.add(History())
         self._torch_optimizer = trainer.optimizer
         self._trainer, self._engine = trainer, trainer
         self._stop_training = False

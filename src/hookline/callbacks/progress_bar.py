@@ -6,7 +6,7 @@ import importlib.util
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from hookline.callback import Callback
 
@@ -148,17 +148,15 @@ def _batch_total(trainer: Any) -> int | None:
     return total
 
 
-class _Bar:
+class _Bar(Protocol):
     """One epoch's bar: ``advance()`` per batch, ``close(summary)`` at the end."""
 
-    def advance(self) -> None:
-        raise NotImplementedError
+    def advance(self) -> None: ...
 
-    def close(self, summary: str) -> None:
-        raise NotImplementedError
+    def close(self, summary: str) -> None: ...
 
 
-class _TqdmBar(_Bar):
+class _TqdmBar:
     def __init__(self, title: str, total: int | None, stream: TextIO, done: int) -> None:
         from tqdm import tqdm
         self.bar = tqdm(total=total, initial=done, desc=title, file=stream, leave=True,
@@ -173,7 +171,7 @@ class _TqdmBar(_Bar):
         self.bar.close()
 
 
-class _RichBar(_Bar):
+class _RichBar:
     def __init__(self, title: str, total: int | None, stream: TextIO, done: int) -> None:
         from rich.console import Console
         from rich.progress import (

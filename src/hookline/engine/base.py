@@ -116,8 +116,6 @@ class Engine:
     exception is re-raised unchanged.
     """
 
-    run_name = "any"
-
     def __init__(self, callbacks: Any = (), *, profile: bool = False) -> None:
         self.callbacks: CallbackList = callbacks if isinstance(callbacks, CallbackList) \
             else CallbackList(callbacks, profile=profile)

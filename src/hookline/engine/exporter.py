@@ -29,8 +29,6 @@ class Exporter(Engine):
     after on_export_end, ``max_abs_diff`` (the check's largest difference).
     """
 
-    run_name = "export"
-
     def __init__(self, model: nn.Module, *, format: str = "pt", file: str | Path | None = None,
                  example_input: torch.Tensor | None = None, callbacks: Any = (),
                  check: bool = True, opset: int | None = None, tolerance: float = 1e-4) -> None:

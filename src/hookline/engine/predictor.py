@@ -59,8 +59,6 @@ class Predictor(Engine):
     ``save_dir/predictions.csv``.
     """
 
-    run_name = "predict"
-
     def __init__(self, model: nn.Module, *, callbacks: Any = (), device: str | torch.device = "auto",
                  precision: str = "32", batch_size: int = 32, save: bool = False,
                  save_dir: str | Path | None = None,

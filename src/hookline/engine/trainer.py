@@ -71,8 +71,6 @@ class Trainer(Engine):
         trainer.fit()
     """
 
-    run_name = "train"
-
     def __init__(self, model: nn.Module, *, optimizer: Any = "adam", loss: Any,
                  train_data: Any, val_data: Any = None, epochs: int = 1, batch_size: int = 32,
                  shuffle: bool = True, lr: float = 1e-3, metrics: Any = "auto",

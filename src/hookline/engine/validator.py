@@ -24,8 +24,6 @@ class Validator(Engine):
     ``on_val_end``, without the ``val_`` prefix), ``model``, ``data``, ``trainer``, ``args``.
     """
 
-    run_name = "val"
-
     def __init__(self, model: nn.Module, *, data: Any = None, loss: Any = None,
                  metrics: Any = "auto", batch_size: int = 32, device: str | torch.device = "auto",
                  precision: str = "32", callbacks: Any = (), trainer: Any = None) -> None:
