@@ -58,7 +58,7 @@ def filtered(target: Any, *, every: int | None = None, once: int | None = None,
 class _FilteredHandler:
     """A handler that counts its event's firings and calls through when the filter passes."""
 
-    __slots__ = ("fn", "every", "once", "when", "count")
+    __slots__ = ("count", "every", "fn", "once", "when")
 
     def __init__(self, fn: Handler, spec: Filtered) -> None:
         self.fn, self.every, self.once, self.when = fn, spec.every, spec.once, spec.when
@@ -324,9 +324,9 @@ class CallbackList:
         if self.timings:
             lines.append("")
             lines.append("time per callback and event (calls, total seconds):")
-            for (name, event), (calls, seconds) in sorted(self.timings.items(),
-                                                          key=lambda item: -item[1][1]):
-                lines.append(f"  {name} @ {event}: {calls} calls, {seconds:.4f}s")
+            for (name, event_name), (calls, seconds) in sorted(self.timings.items(),
+                                                               key=lambda item: -item[1][1]):
+                lines.append(f"  {name} @ {event_name}: {calls} calls, {seconds:.4f}s")
         return "\n".join(lines) if lines else "(no callbacks listen to any event)"
 
     def state_dict(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 
@@ -436,7 +436,10 @@ class CheckpointWriter:
 
     def _submit(self, chunks: Callable[[], Any], path: str | os.PathLike | Sequence[Any],
                 previous: str | os.PathLike | None, then: Callable[[], None] | None) -> None:
-        targets = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+        if isinstance(path, (list, tuple)):
+            targets = [Path(p) for p in path]
+        else:  # a str or PathLike: a str is a Sequence too, so the isinstance above can't say
+            targets = [Path(cast("str | os.PathLike[str]", path))]
         job = (chunks, targets, previous, then)
         if not self.background:
             self._write(*job)
@@ -510,11 +513,11 @@ def _read_header(source: Path, file: Any) -> dict[str, Any]:
     line = file.readline(_MAX_HEADER)
     try:
         header = json.loads(line.decode("utf-8"))
-        if not isinstance(header, dict) or not isinstance(header.get("version"), int):
-            raise ValueError("no version")
     except (UnicodeDecodeError, ValueError):
+        header = None
+    if not isinstance(header, dict) or not isinstance(header.get("version"), int):
         raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
-                                     f"line; the file is corrupt") from None
+                                     f"line; the file is corrupt")
     if header["version"] > FORMAT_VERSION:
         raise CheckpointVersionError(
             source, f"checkpoint {source} has format version {header['version']}, newer than "
@@ -561,7 +564,7 @@ def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
                              weights_only=not trusted)
     except pickle.UnpicklingError as error:
         raise _unpickling_error(source, error, trusted) from None
-    except Exception as error:  # noqa: BLE001 - a verified file that still does not unpickle
+    except Exception as error:  # a verified file that still does not unpickle
         raise CorruptCheckpointError(source, f"checkpoint {source} could not be unpickled "
                                      f"({type(error).__name__}: {_first_line(error)})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:

@@ -120,7 +120,7 @@ class IterableBatches:
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
         sampler = getattr(self.source, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
+        if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
         iterator = iter(self.source)
         if iterator is self.source and epoch > 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-__all__ = ["ALIASES", "EVENTS", "EVENT_NAMES", "Event", "resolve_event", "looks_like_event"]
+__all__ = ["ALIASES", "EVENTS", "EVENT_NAMES", "Event", "looks_like_event", "resolve_event"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -312,7 +312,8 @@ class Model:
 
     def val(self, x: Any = None, y: Any = None, **options: Any) -> dict[str, float]:
         """Ultralytics' name for evaluate; returns a metrics dict."""
-        return self.evaluate(x, y, return_dict=True, **options)
+        # return_dict=True always gives the dict branch of evaluate's return type
+        return cast("dict[str, float]", self.evaluate(x, y, return_dict=True, **options))
 
     def export(self, format: str = "pt", *, file: str | Path | None = None,
                example_input: Any = None, callbacks: Sequence[Any] | None = None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -322,7 +322,8 @@ def warmup_cosine(warmup: int, total: int | None = None, *, min_lr_factor: float
 
 def one_cycle(max_lr: float | list[float] | None = None, total: int | None = None, *,
               pct_start: float = 0.3, div_factor: float = 25.0,
-              final_div_factor: float = 1e4, anneal_strategy: str = "cos",
+              final_div_factor: float = 1e4,
+              anneal_strategy: Literal["cos", "linear"] = "cos",
               cycle_momentum: bool = True) -> LRSchedulerCallback:
     """The one-cycle policy (torch's ``OneCycleLR``) stepped every optimizer step, over the
     whole run unless ``total`` is given. ``max_lr`` defaults to each group's current lr.

@@ -233,6 +233,13 @@ class ModelCheckpoint(Callback):
                                  "<save_dir>/checkpoints)")
             self.dirpath = Path(trainer.save_dir) / "checkpoints"
 
+    def _folder(self) -> Path:
+        if self.dirpath is None:
+            raise RuntimeError("ModelCheckpoint has no folder yet: it is resolved when training "
+                               "starts (on_train_start); pass dirpath= or filepath= to save "
+                               "outside a Trainer run")
+        return self.dirpath
+
     def on_fit_epoch_end(self, trainer: Any) -> None:
         if (trainer.epoch + 1) % self.every_n_epochs == 0:
             self.save(trainer, at_epoch_end=True)
@@ -241,10 +248,13 @@ class ModelCheckpoint(Callback):
         step = trainer.step
         if step == 0 or step == self._last_step_saved:
             return  # no optimizer step yet, or none since the last save (accumulation)
+        interval = self.train_time_interval
         if self.every_n_train_steps is not None:
             if step % self.every_n_train_steps:
                 return
-        elif time.monotonic() - self._last_time < self.train_time_interval.total_seconds():
+        elif interval is None:
+            return  # neither steps nor time configured: hookline_handlers doesn't subscribe this
+        elif time.monotonic() - self._last_time < interval.total_seconds():
             return
         self.save(trainer, at_epoch_end=False)
 
@@ -263,7 +273,7 @@ class ModelCheckpoint(Callback):
                 evicted = self._admit(path, score)
                 targets.append(path)
         if self.save_last:
-            last = self.dirpath / "last.pt"
+            last = self._folder() / "last.pt"
             self.last_model_path = str(last)
             targets.append(last)
         if not targets:
@@ -330,7 +340,7 @@ class ModelCheckpoint(Callback):
         if self.auto_insert_metric_name:
             template = _insert_names(template)
         name = template.format(**values)
-        return self.dirpath / name if self.filepath is None else Path(name)
+        return self._folder() / name if self.filepath is None else Path(name)
 
     def _payload(self, trainer: Any) -> dict[str, Any]:
         if self.save_weights_only:

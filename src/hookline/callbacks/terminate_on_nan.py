@@ -88,7 +88,8 @@ class TerminateOnNaN(Callback):
                 self._stop(trainer, trainer.batch_i, float(loss))
             return
         bad = ~torch.isfinite(loss)
-        if self._bad is None:
+        # the three are set together, so the check on _first and _value only informs mypy
+        if self._bad is None or self._first is None or self._value is None:
             self._bad = bad
             self._first = torch.where(bad, trainer.batch_i, -1)
             self._value = loss.clone()
@@ -106,9 +107,12 @@ class TerminateOnNaN(Callback):
             self._check(trainer)
 
     def _check(self, trainer: Any) -> None:
-        if self._bad is None or not bool(self._bad):  # the one host read (a sync on GPU)
+        first, last_value = self._first, self._value
+        if self._bad is None or first is None or last_value is None:
+            return  # nothing recorded since the last report
+        if not bool(self._bad):  # the one host read (a sync on GPU)
             return
-        batch, value = int(self._first), float(self._value)
+        batch, value = int(first), float(last_value)
         self._bad = None  # reported once
         self._stop(trainer, batch, value)
 

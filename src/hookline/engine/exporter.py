@@ -93,6 +93,10 @@ class Exporter(Engine):
                 self.model.cpu(), (example,), dynamo=True, verbose=False,
                 opset_version=self.args.opset, input_names=["input"], output_names=["output"],
                 dynamic_shapes=({0: batch},))
+        if program is None:  # only the legacy dynamo=False route returns nothing
+            raise RuntimeError("torch.onnx.export(dynamo=True) returned no ONNXProgram, so "
+                               "there is nothing to save; check that the installed torch "
+                               "supports the dynamo exporter (pip install 'hookline[export]')")
         program.save(str(path))
 
     def _cpu_input(self) -> torch.Tensor:

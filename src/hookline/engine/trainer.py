@@ -15,11 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from hookline.checkpoint import save_weights
 from hookline import distributed
-from hookline.data import ArrayBatches, as_batches, move_to
+from hookline.checkpoint import save_weights
+from hookline.data import ArrayBatches, Batches, as_batches, move_to
 from hookline.engine.base import (
-    Engine, autocast, resolve_device, resolve_precision, sigterm_raises,
+    Engine,
+    autocast,
+    resolve_device,
+    resolve_precision,
+    sigterm_raises,
 )
 from hookline.engine.validator import Validator
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
@@ -100,20 +104,22 @@ class Trainer(Engine):
             seeded = False
         else:
             seeded = True
-        for key, value in dict(
-                epochs=epochs, batch_size=batch_size, shuffle=shuffle, lr=lr, device=self.device,
-                precision=self.precision, accumulate=accumulate, clip_grad_norm=clip_grad_norm,
-                clip_grad_value=clip_grad_value, seed=seed, seeded=seeded,
-                steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, freeze=freeze,
-                fitness=fitness, save_dir=Path(save_dir) if save_dir is not None else None,
-                verbose=verbose, resume=resume, train_metrics=train_metrics,
-                metrics=[name for name, _ in metric_list]).items():
+        for key, value in {
+                "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "lr": lr,
+                "device": self.device, "precision": self.precision, "accumulate": accumulate,
+                "clip_grad_norm": clip_grad_norm, "clip_grad_value": clip_grad_value,
+                "seed": seed, "seeded": seeded, "steps_per_epoch": steps_per_epoch,
+                "initial_epoch": initial_epoch, "freeze": freeze, "fitness": fitness,
+                "save_dir": Path(save_dir) if save_dir is not None else None,
+                "verbose": verbose, "resume": resume, "train_metrics": train_metrics,
+                "metrics": [name for name, _ in metric_list]}.items():
             setattr(self.args, key, value)
-        self.train_data = as_batches(train_data, name="train_data", batch_size=batch_size,
-                                     shuffle=shuffle, seed=seed)
-        if self.train_data is None:
+        batches = as_batches(train_data, name="train_data", batch_size=batch_size,
+                             shuffle=shuffle, seed=seed)
+        if batches is None:
             raise ValueError("train_data is required: arrays (x, y), a DataLoader or an "
                              "iterable of (x, y) batches")
+        self.train_data: Batches = batches
         self.validator = Validator(model, data=val_data, loss=self.loss_fn,
                                    metrics=metric_list, batch_size=batch_size,
                                    device=self.device, precision=self.precision,
@@ -371,7 +377,8 @@ class Trainer(Engine):
     def _end_epoch(self) -> None:
         fire = self.callbacks.fire
         self.phase = "epoch_end"
-        self.metrics = metrics = {"loss": float(self.tloss)} if self.epoch_losses else {}
+        tloss = self.tloss  # None exactly when the epoch had no batches
+        self.metrics = metrics = {"loss": float(tloss)} if tloss is not None else {}
         if self.train_metric_set is not None:
             metrics.update(self.train_metric_set.compute(with_loss=False))
         if self.world_size > 1:

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hookline.callback import Callback
 from hookline.checkpoint import atomic_path
@@ -148,8 +148,9 @@ class PlotResults(Callback):
             axes.grid(alpha=0.3)
             axes.legend(fontsize="small")
             self.plotted[title] = {
-                str(line.get_label()): ([float(v) for v in line.get_xdata()],
-                                        [float(v) for v in line.get_ydata()])
+                # get_xdata/get_ydata give back the lists of numbers plotted above
+                str(line.get_label()): ([float(v) for v in cast("list[float]", line.get_xdata())],
+                                        [float(v) for v in cast("list[float]", line.get_ydata())])
                 for line in axes.get_lines()}
         target = Path(path)
         with atomic_path(target) as temporary:

@@ -1,0 +1,40 @@
+"""STYLE.md items 11-12: src/ stays clean under ruff and type-checks under mypy.
+
+Both run as subprocesses of this interpreter, so they use the project's pinned tool versions
+and the [tool.ruff] / [tool.mypy] settings in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def _require(module: str) -> None:
+    try:
+        __import__(module)
+    except ImportError:  # a failure, not a skip: the test extra lists both tools
+        pytest.fail(f"{module} is not installed; install the test extra: "
+                    f"pip install -e '.[test]'")
+
+
+def test_ruff_reports_no_errors_in_src() -> None:
+    _require("ruff")
+    result = _run(["ruff", "check", "--no-cache", "src"])
+    assert result.returncode == 0, f"ruff check src failed:\n{result.stdout}{result.stderr}"
+
+
+def test_mypy_reports_no_errors_in_src(tmp_path: Path) -> None:
+    _require("mypy")
+    result = _run(["mypy", "--cache-dir", str(tmp_path / "mypy_cache"), "src"])
+    assert result.returncode == 0, f"mypy src failed:\n{result.stdout}{result.stderr}"
