@@ -253,8 +253,30 @@ def test_the_writer_writes_in_another_thread_one_write_at_a_time(
     first.wait()
     second.wait()
     assert worst[0] == 1
-    assert threads == {"hookline-checkpoint-writer"}
+    assert threads and all(name.startswith("hookline-checkpoint-writer") for name in threads)
     load_checkpoint(tmp_path / "same.ckpt")
+
+
+def test_the_writer_keeps_one_thread_for_all_its_saves_until_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = make_trainer()
+    trainer.fit()
+    real_write = os.write
+    writers = []
+
+    def recording_write(fd: int, data: Any) -> int:
+        writers.append(threading.current_thread())
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", recording_write)
+    writer = CheckpointWriter()
+    for i in range(4):
+        writer.save(build_checkpoint(trainer), tmp_path / f"{i}.ckpt")
+    writer.close()
+    assert len(writers) >= 4 and len({id(thread) for thread in writers}) == 1
+    assert writers[0] is not threading.current_thread() and not writers[0].is_alive()
+    writer.save(build_checkpoint(trainer), tmp_path / "after-close.ckpt")  # starts a new one
+    writer.close()
+    assert load_checkpoint(tmp_path / "after-close.ckpt")
 
 
 @pytest.mark.parametrize("policy", ["raise", "warn"])

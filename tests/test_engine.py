@@ -79,6 +79,36 @@ def test_seeded_shuffle_is_reproducible_and_differs_per_epoch():
     assert not torch.equal(batches.order(0), batches.order(1))
 
 
+@pytest.mark.parametrize("samples, batch_size, block_batches, skip, world, drop_last, arrays", [
+    (50, 4, 3, 0, 1, False, 2),   # blocks of 3 batches, a short last block and last batch
+    (50, 4, 3, 5, 1, False, 2),   # resumed mid-epoch, inside the second block
+    (50, 4, 1, 0, 1, True, 2),    # one batch per block, last partial batch dropped
+    (51, 4, 2, 1, 2, False, 3),   # rank 1 of 2 (padded order), three arrays
+    (50, 7, 100, 0, 1, False, 2),  # the whole epoch in one block
+])
+def test_shuffled_batches_are_the_ones_per_batch_indexing_gives(
+        monkeypatch, samples, batch_size, block_batches, skip, world, drop_last, arrays):
+    x = torch.randn(samples, 3)
+    tensors = [x, torch.arange(samples), torch.randn(samples, 2, 2)][:arrays]
+    row_bytes = sum(t[:1].numel() * t.element_size() for t in tensors)
+    monkeypatch.setattr(hookline.data, "GATHER_BLOCK_BYTES", row_bytes * batch_size * block_batches)
+    batches = hookline.data.ArrayBatches(tensors, batch_size=batch_size, shuffle=True, seed=5,
+                                         name="t", drop_last=drop_last)
+    batches.shard(world - 1, world)
+    order = batches.order(2)
+    if world > 1:
+        per_rank = -(-samples // world)
+        order = torch.cat([order, order[:per_rank * world - samples]])[world - 1::world]
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    expected = [tuple(t[order[i:i + batch_size]] for t in tensors)
+                for i in range(skip * batch_size, stop, batch_size)]
+    got = list(batches.epoch(2, skip))
+    assert len(got) == len(expected) == len(batches) - skip
+    for got_batch, expected_batch in zip(got, expected):
+        for left, right in zip(got_batch, expected_batch, strict=True):
+            assert left.is_contiguous() and torch.equal(left, right)
+
+
 def test_training_reduces_loss_and_reports_metrics():
     x, y = tiny_data(samples=96)
     trainer = fit(tiny_model(), train_data=(x, y), val_data=(x, y), epochs=15, lr=0.05)

@@ -37,6 +37,7 @@ import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -408,7 +409,10 @@ class CheckpointWriter:
             raise ValueError(f"on_error must be 'raise' or 'warn', got {on_error!r}")
         self.background = background
         self.on_error = on_error
-        self._thread: threading.Thread | None = None
+        # one long-lived thread per writer (started at the first save): starting a thread per
+        # save costs the loop more than the save itself for a small model
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
         self._error: tuple[Path, BaseException] | None = None
         self.last_path: Path | None = None
         self.failures = 0
@@ -445,21 +449,32 @@ class CheckpointWriter:
             self._write(*job)
             self._surface()
             return
-        self._thread = threading.Thread(target=self._write, name="hookline-checkpoint-writer",
-                                        args=job)
-        self._thread.start()
+        if self._executor is None:
+            # its thread finishes a write in flight before the interpreter exits
+            self._executor = ThreadPoolExecutor(max_workers=1,
+                                                thread_name_prefix="hookline-checkpoint-writer")
+        self._pending = self._executor.submit(self._write, *job)
 
     def wait(self) -> None:
         """Wait for the write in flight; raise or warn its error (see the class doc)."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()  # _write keeps its error for _surface, so this does not raise
         self._surface()
 
     @property
     def busy(self) -> bool:
         """Whether a write is still in flight."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._pending is not None and not self._pending.done()
+
+    def close(self) -> None:
+        """Wait for the write in flight (raising its error) and stop the writer's thread."""
+        try:
+            self.wait()
+        finally:
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=True)
 
     def _write(self, chunks: Callable[[], Any], targets: list[Path],
                previous: str | os.PathLike | None, then: Callable[[], None] | None) -> None:

@@ -139,7 +139,7 @@ class BackupAndRestore(Callback):
             trainer, resume = self._armed
             trainer.args.resume = resume
             self._armed = None
-        self._writer.wait()
+        self._writer.close()
 
     def backup(self, trainer: Any) -> None:
         """Write a backup now (in the background; the previous one becomes previous.ckpt)."""

@@ -214,7 +214,7 @@ class ModelCheckpoint(Callback):
     # --- events: only the per-batch hook the configuration needs is subscribed -----------
     def hookline_handlers(self) -> dict[str, Any]:
         handlers: dict[str, Any] = {"on_train_start": self.on_train_start,
-                                    "on_train_end": self.wait, "teardown": self.wait}
+                                    "on_train_end": self.wait, "teardown": self.close}
         if self.every_n_epochs is not None:
             handlers["on_fit_epoch_end"] = self.on_fit_epoch_end
         else:
@@ -287,6 +287,10 @@ class ModelCheckpoint(Callback):
     def wait(self, engine: Any = None) -> None:
         """Block until the last save is on disk (raises if its write failed)."""
         self._writer.wait()
+
+    def close(self, engine: Any = None) -> None:
+        """``wait``, then stop the writer's thread (the next save starts a new one)."""
+        self._writer.close()
 
     def _score(self, trainer: Any, at_epoch_end: bool) -> float | None:
         if self.save_top_k == 0:
