@@ -257,6 +257,48 @@ def test_the_writer_writes_in_another_thread_one_write_at_a_time(
     load_checkpoint(tmp_path / "same.ckpt")
 
 
+@pytest.mark.parametrize("kind", ["full", "weights"])
+def test_the_writer_saves_the_state_of_the_moment_save_was_called(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    trainer = make_trainer()
+    trainer.fit()
+    model = trainer.model
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    real_write = os.write
+
+    def slow_write(fd: int, data: Any) -> int:
+        time.sleep(0.05)  # the write is still in flight when training moves on
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", slow_write)
+    writer = CheckpointWriter()
+    path = tmp_path / "moment.ckpt"
+    if kind == "full":
+        writer.save(build_checkpoint(trainer), path)
+    else:
+        writer.save_weights(model, path, {"epoch": 0})
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)  # what the next training steps would do
+    writer.close()
+    saved = load_checkpoint(path)["model"] if kind == "full" else load_weights(path)["model"]
+    for name, tensor in before.items():
+        assert torch.equal(saved[name], tensor), name
+
+
+def test_tied_weights_stay_one_tensor_in_a_background_save(tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
+    model[1].weight = model[0].weight  # tied, as in a language model's head
+    writer = CheckpointWriter()
+    writer.save_weights(model, tmp_path / "tied.pt")
+    writer.close()
+    saved = load_weights(tmp_path / "tied.pt")["model"]
+    assert torch.equal(saved["0.weight"], model[0].weight.detach())
+    assert saved["0.weight"].data_ptr() == saved["1.weight"].data_ptr()
+    fresh = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
+    fresh.load_state_dict(saved)  # the state_dict's metadata came through the copy
+    assert torch.equal(fresh[1].weight, model[1].weight)
+
+
 def test_the_writer_keeps_one_thread_for_all_its_saves_until_closed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     trainer = make_trainer()

@@ -384,13 +384,56 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, *,
     return atomic_write_bytes(_file_chunks(body, payload.get("run")), path, previous=previous)
 
 
+class _Snapshot:
+    """A payload whose tensors are copied to CPU memory now, serialised later (once)."""
+
+    def __init__(self, payload: Any) -> None:
+        self._payload: Any = _copy_tensors(payload)
+        self._body: memoryview | None = None
+
+    def serialize(self) -> memoryview:
+        if self._body is None:
+            buffer = io.BytesIO()
+            torch.save(self._payload, buffer)
+            self._payload = None  # the copy is freed once serialised
+            self._body = buffer.getbuffer()
+        return self._body
+
+
+def _copy_tensors(value: Any, copies: dict[tuple[Any, ...], torch.Tensor] | None = None) -> Any:
+    """``value`` with its containers rebuilt and its tensors copied to CPU memory. Entries that
+    are the same tensor (tied weights) stay one tensor, so the file holds them once."""
+    if copies is None:
+        copies = {}
+    if isinstance(value, torch.Tensor):
+        key = ((value.untyped_storage().data_ptr(), value.storage_offset(), value.shape,
+                value.stride(), value.dtype, value.device)
+               if value.layout is torch.strided else (id(value),))
+        copy = copies.get(key)
+        if copy is None:
+            copy = copies[key] = value.detach().to("cpu", copy=True)
+        return copy
+    kind = type(value)
+    if kind is dict or kind is OrderedDict:
+        copied = kind((key, _copy_tensors(sub, copies)) for key, sub in value.items())
+        metadata = getattr(value, "_metadata", None)  # a state_dict's per-module versions
+        if metadata is not None:
+            cast(Any, copied)._metadata = metadata
+        return copied
+    if kind is list or kind is tuple or kind is set:
+        return kind(_copy_tensors(sub, copies) for sub in value)
+    return value  # numbers, strings, bytes, None: immutable
+
+
 class CheckpointWriter:
     """Write full checkpoints from a background thread, so the loop does not wait for the disk.
 
-    ``save`` first waits for this writer's previous write, then serialises the payload in the
-    calling thread (the snapshot is taken now) and hands the bytes to a thread that checksums
-    and writes them atomically. So at most one write is in flight and one serialised copy is
-    held in memory; two writes to one file never overlap, whichever writer issues them.
+    ``save`` first waits for this writer's previous write, then copies the payload's tensors to
+    CPU memory in the calling thread (the snapshot is taken now: later steps cannot change what
+    gets written) and hands the copy to a thread that serialises, checksums and writes it
+    atomically. A copy is about twice as fast as ``torch.save`` into memory, so the loop stalls
+    half as long. At most one write is in flight (one copy held, plus its bytes while they
+    are written); two writes to one file never overlap, whichever writer issues them.
 
     A failed write (disk full, permissions) leaves the previous file intact; its error surfaces
     at the next ``save`` or at ``wait``: raised as ``CheckpointWriteError`` with
@@ -423,20 +466,19 @@ class CheckpointWriter:
         """Queue a checkpoint write (after the previous one finished). ``path`` may be several
         files of the same content; ``then`` runs once they are all on disk."""
         self.wait()
-        body = serialize_checkpoint(payload)
+        check_loadable(payload)  # raised here, in the caller, before anything is queued
+        later = _Snapshot(payload)
         run = payload.get("run")
-        self._submit(lambda: _file_chunks(body, run), path, previous, then)
+        self._submit(lambda: _file_chunks(later.serialize(), run), path, previous, then)
 
     def save_weights(self, model: torch.nn.Module, path: str | os.PathLike | Sequence[Any],
                      extra: dict[str, Any] | None = None, *,
                      then: Callable[[], None] | None = None) -> None:
         """``save_weights``'s file (plain torch.save of the state_dict), written in the
-        background: serialised now, on disk later."""
+        background: copied now, serialised and on disk later."""
         self.wait()
-        buffer = io.BytesIO()
-        torch.save({"model": model.state_dict(), **(extra or {})}, buffer)
-        body = buffer.getbuffer()
-        self._submit(lambda: [body], path, None, then)
+        later = _Snapshot({"model": model.state_dict(), **(extra or {})})
+        self._submit(lambda: [later.serialize()], path, None, then)
 
     def _submit(self, chunks: Callable[[], Any], path: str | os.PathLike | Sequence[Any],
                 previous: str | os.PathLike | None, then: Callable[[], None] | None) -> None:
@@ -480,7 +522,7 @@ class CheckpointWriter:
                previous: str | os.PathLike | None, then: Callable[[], None] | None) -> None:
         target = targets[0]
         try:
-            for target in targets:  # header and checksum made here, off the training thread
+            for target in targets:  # serialised, checksummed and headed here, off the loop
                 atomic_write_bytes(chunks(), target, previous=previous)
                 self.last_path = target
             if then is not None:

@@ -27,8 +27,8 @@ class BackupAndRestore(Callback):
             ``previous.ckpt`` in case the latest is damaged.
         save_freq: ``"epoch"`` (after every epoch) or N (after every N training batches).
         delete_checkpoint: delete the backups when the fit ends without an exception.
-        background: write in a background thread (the loop only waits for the serialisation
-            to memory; the next backup waits for the previous write).
+        background: write in a background thread (the loop only waits while the state's
+            tensors are copied to memory; the next backup waits for the previous write).
         on_write_error: a failed write (disk full) leaves the previous backup intact and is
             reported at the next backup or when the fit ends: ``"raise"`` stops training,
             ``"warn"`` warns and trains on.

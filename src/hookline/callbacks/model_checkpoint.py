@@ -63,14 +63,14 @@ class ModelCheckpoint(Callback):
         auto_insert_metric_name: Lightning's "epoch=3-val_loss=0.12" spelling of fields.
         save_freq: Keras' trigger: "epoch", or an integer n for ``every_n_train_steps=n``.
         background: write files from a background thread (default): the loop only waits
-            for the serialisation to memory; the next save waits for the previous write.
+            while the tensors are copied to memory; the next save waits for the previous write.
             False writes before ``on_model_save`` fires.
         verbose: print each save.
 
     After each save it fires ``on_model_save``. It exposes ``best_model_path``,
     ``best_model_score``, ``best_k_models`` (path -> score), ``last_model_path``, and
     ``checkpoint_dir``, which ``Trainer(resume=True)`` searches. Writes are atomic and, by
-    default, in the background: when ``on_model_save`` fires the payload is serialised and the
+    default, in the background: when ``on_model_save`` fires the payload is copied and the
     file is being written (``wait()`` blocks until it is on disk); every file is on disk when
     fit ends, whatever the reason, and a file pushed out of the top k is deleted only after
     its replacement is on disk. Errors raise by default (``on_error="raise"``): a checkpoint
