@@ -55,3 +55,27 @@ def summarise(results: list[dict]) -> list[Row]:
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class HeadToHead:
+    """Two (framework, variant) runs of one workload compared round by round."""
+
+    ratio: float  # median over rounds of first seconds / second seconds
+    wins: int  # rounds in which the first was faster
+    rounds: int
+
+
+def head_to_head(results: list[dict], workload: str, first: tuple[str, str],
+                 second: tuple[str, str]) -> HeadToHead | None:
+    """Pair two contenders by round: closer than a ratio of two medians when they differ by
+    less than the machine's drift, since both runs of a round saw the same machine state."""
+    def seconds(which: tuple[str, str]) -> dict[int, float]:
+        return {r["round"]: r["seconds"] for r in results
+                if r["workload"] == workload and (r["framework"], r["variant"]) == which}
+    a, b = seconds(first), seconds(second)
+    ratios = [a[round_] / b[round_] for round_ in a if round_ in b]
+    if not ratios:
+        return None
+    return HeadToHead(statistics.median(ratios), sum(ratio < 1 for ratio in ratios),
+                      len(ratios))

@@ -54,3 +54,19 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
     assert math.isfinite(hookline_import) and hookline_import > 0
     dispatch = summary["dispatch_us"]
     assert len(dispatch) == 4 and all(math.isfinite(v) and v > 0 for v in dispatch.values())
+
+
+def test_head_to_head_pairs_the_runs_of_each_round(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import stats
+
+    def run(framework: str, round_: int, seconds: float, workload: str = "tiny") -> dict:
+        return {"workload": workload, "framework": framework, "variant": "typical",
+                "round": round_, "seconds": seconds}
+    results = [run("a", 0, 1.0), run("a", 1, 2.0), run("a", 2, 1.5), run("a", 3, 9.0),
+               run("b", 0, 1.1), run("b", 1, 1.9), run("b", 2, 1.6),
+               run("b", 3, 0.1, workload="medium")]  # round 3 has no pair on tiny
+    versus = stats.head_to_head(results, "tiny", ("a", "typical"), ("b", "typical"))
+    assert (versus.wins, versus.rounds) == (2, 3)
+    assert math.isclose(versus.ratio, 1.5 / 1.6)  # the median of 1/1.1, 2/1.9 and 1.5/1.6
+    assert stats.head_to_head(results, "tiny", ("a", "typical"), ("c", "typical")) is None

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import hookline
+from hookline import checkpoint
 from hookline.callbacks import BackupAndRestore
 from hookline.checkpoint import (
     FORMAT_VERSION,
@@ -257,9 +258,15 @@ def test_the_writer_writes_in_another_thread_one_write_at_a_time(
     load_checkpoint(tmp_path / "same.ckpt")
 
 
+# where a background save serialises: "loop" below SERIALIZE_IN_LOOP_BYTES, "thread" above
+SERIALIZE_IN = {"loop": 2**40, "thread": -1}
+
+
+@pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
 @pytest.mark.parametrize("kind", ["full", "weights"])
 def test_the_writer_saves_the_state_of_the_moment_save_was_called(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, serialized_in: str) -> None:
+    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
     trainer = make_trainer()
     trainer.fit()
     model = trainer.model
@@ -285,7 +292,10 @@ def test_the_writer_saves_the_state_of_the_moment_save_was_called(
         assert torch.equal(saved[name], tensor), name
 
 
-def test_tied_weights_stay_one_tensor_in_a_background_save(tmp_path: Path) -> None:
+@pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
+def test_tied_weights_stay_one_tensor_in_a_background_save(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
+    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
     model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
     model[1].weight = model[0].weight  # tied, as in a language model's head
     writer = CheckpointWriter()
@@ -297,6 +307,25 @@ def test_tied_weights_stay_one_tensor_in_a_background_save(tmp_path: Path) -> No
     fresh = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
     fresh.load_state_dict(saved)  # the state_dict's metadata came through the copy
     assert torch.equal(fresh[1].weight, model[1].weight)
+
+
+@pytest.mark.parametrize(("width", "serialized_in"), [(8, "loop"), (600, "thread")])
+def test_a_small_model_is_serialised_in_the_loop_and_a_large_one_in_the_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int, serialized_in: str) -> None:
+    model = torch.nn.Linear(width, width)  # 600: 1.4 MB, over SERIALIZE_IN_LOOP_BYTES (1 MB)
+    real_save = torch.save
+    serialisers = []
+
+    def recording_save(*args: Any, **kwargs: Any) -> None:
+        serialisers.append(threading.current_thread())
+        real_save(*args, **kwargs)
+    monkeypatch.setattr(torch, "save", recording_save)
+    writer = CheckpointWriter()
+    writer.save_weights(model, tmp_path / "model.pt")
+    writer.close()
+    in_loop = serialisers == [threading.current_thread()]
+    assert in_loop == (serialized_in == "loop"), serialisers
+    assert torch.equal(load_weights(tmp_path / "model.pt")["model"]["weight"], model.weight)
 
 
 def test_the_writer_keeps_one_thread_for_all_its_saves_until_closed(
