@@ -12,6 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED_RUNS = {("raw", "bare"), ("raw", "typical"), ("hookline", "bare"),
                  ("hookline", "typical")}
@@ -70,3 +73,57 @@ def test_head_to_head_pairs_the_runs_of_each_round(monkeypatch) -> None:
     assert (versus.wins, versus.rounds) == (2, 3)
     assert math.isclose(versus.ratio, 1.5 / 1.6)  # the median of 1/1.1, 2/1.9 and 1.5/1.6
     assert stats.head_to_head(results, "tiny", ("a", "typical"), ("c", "typical")) is None
+
+
+def test_cuda_check_dry_run_prints_its_table() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cuda_check.py"),
+                           "--device", "cpu", "--steps", "4", "--epochs", "2", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for precision in ("32", "bf16"):
+        for run in ("raw", "hookline bare", "hookline typical"):
+            assert f"| {precision} | {run} |" in done.stdout, done.stdout
+
+
+def _simulated_sync_errors(monkeypatch, cuda_check) -> None:
+    """What set_sync_debug_mode("error") does on a GPU, played on CPU: reading a tensor's
+    value on the host raises while the mode is on."""
+    mode = {"now": "default"}
+    monkeypatch.setattr(cuda_check.torch.cuda, "set_sync_debug_mode",
+                        lambda value: mode.update(now=value))
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def guarded(self, *args, _original=original, **kwargs):
+            if mode["now"] == "error":
+                raise RuntimeError("called a synchronizing CUDA operation")
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, guarded)
+
+
+@pytest.mark.parametrize("typical", [False, True])
+def test_the_sync_window_covers_every_step_and_no_epoch_end(monkeypatch, tmp_path,
+                                                            typical) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import cuda_check
+    _simulated_sync_errors(monkeypatch, cuda_check)
+    x, y, x_val, y_val = cuda_check.make_data(cuda_check.MEDIUM)
+    data = (x[:4 * 128], y[:4 * 128], x_val, y_val)
+    fit, guard, _ = cuda_check.hookline_fit(torch.device("cpu"), "32", data, 4, 3, typical,
+                                            tmp_path)
+    guard.cuda = True  # the window opens and closes as on a GPU
+    assert fit() == 12 and guard.windows == 3  # the epoch ends read values: outside
+
+
+def test_a_value_read_in_a_step_fails_the_sync_check(monkeypatch, tmp_path) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import cuda_check
+    _simulated_sync_errors(monkeypatch, cuda_check)
+    x, y, x_val, y_val = cuda_check.make_data(cuda_check.MEDIUM)
+    fit, guard, trainer = cuda_check.hookline_fit(torch.device("cpu"), "32",
+                                                  (x[:512], y[:512], x_val, y_val), 4, 2, False,
+                                                  tmp_path)
+    guard.cuda = True
+    trainer.add_callback("on_train_batch_end", lambda t: t.loss.item())
+    with pytest.raises(RuntimeError, match="synchronizing"):
+        fit()

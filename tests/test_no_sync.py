@@ -2,7 +2,8 @@
 
 On CPU this is shown by counting the calls that copy a tensor's value to Python (``.item()``,
 ``.tolist()``, ``float()``, ``int()``, ``bool()``): their number must not grow with the number of
-steps. (On a GPU, BENCHMARKS.md records a run under ``torch.cuda.set_sync_debug_mode("error")``.)
+steps. On a GPU, ``benchmarks/cuda_check.py`` runs every training step under
+``torch.cuda.set_sync_debug_mode("error")`` (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
