@@ -309,6 +309,28 @@ def test_tied_weights_stay_one_tensor_in_a_background_save(
     assert torch.equal(fresh[1].weight, model[1].weight)
 
 
+@pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
+def test_a_background_save_keeps_sparse_tensors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
+    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    sparse = torch.eye(4).to_sparse()  # an nn.Embedding(sparse=True) gradient is one
+    writer = CheckpointWriter()
+    writer.save_weights(torch.nn.Linear(2, 2), tmp_path / "sparse.pt", {"grad": sparse})
+    writer.close()
+    assert torch.equal(load_weights(tmp_path / "sparse.pt")["grad"].to_dense(), torch.eye(4))
+
+
+@pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
+def test_a_payload_torch_save_refuses_is_reported_by_the_on_error_policy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
+    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    writer = CheckpointWriter(on_error="warn")
+    writer.save_weights(torch.nn.Linear(2, 2), tmp_path / "bad.pt", {"hook": lambda: None})
+    with pytest.warns(RuntimeWarning, match="could not be written.*training continues"):
+        writer.close()  # the loop was not stopped, whichever thread serialised
+    assert not (tmp_path / "bad.pt").exists()
+
+
 @pytest.mark.parametrize(("width", "serialized_in"), [(8, "loop"), (600, "thread")])
 def test_a_small_model_is_serialised_in_the_loop_and_a_large_one_in_the_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, width: int, serialized_in: str) -> None:

@@ -400,10 +400,17 @@ class _Snapshot:
         copies: dict[tuple[Any, ...], torch.Tensor] = {}
         self._payload: Any = _copy_tensors(payload, copies)
         self._body: memoryview | None = None
-        if sum(copy.nbytes for copy in copies.values()) <= SERIALIZE_IN_LOOP_BYTES:
-            self.serialize()
+        self._error: Exception | None = None
+        size = sum(copy.numel() * copy.element_size() for copy in copies.values())  # sparse too
+        if size <= SERIALIZE_IN_LOOP_BYTES:
+            try:
+                self.serialize()
+            except Exception as error:  # noqa: BLE001 - raised where the thread's would be
+                self._error = error
 
     def serialize(self) -> memoryview:
+        if self._error is not None:  # the writer reports it by its on_error policy
+            raise self._error
         if self._body is None:
             buffer = io.BytesIO()
             torch.save(self._payload, buffer)
