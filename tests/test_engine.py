@@ -139,6 +139,16 @@ def test_torchmetrics_metric_is_accepted():
         plain.metrics["val_accuracy"])
 
 
+def test_a_metric_is_named_after_its_class_with_acronyms_whole():
+    from torchmetrics.classification import BinaryF1Score, MulticlassAUROC
+    from torchmetrics.regression import R2Score
+
+    from hookline.metrics import resolve_metrics
+    names = [name for name, _ in resolve_metrics(
+        [MulticlassAUROC(num_classes=3), BinaryF1Score(), R2Score()], "cross_entropy")]
+    assert names == ["multiclass_auroc", "binary_f1_score", "r2_score"]
+
+
 def test_bf16_autocast_runs_on_cpu():
     seen = []
     x, y = tiny_data(samples=16)

@@ -125,6 +125,36 @@ def test_resume_from_a_backup_is_exact(tmp_path: Path, event: str, n: int, data:
     assert not (tmp_path / "latest.ckpt").exists()  # delete_checkpoint=True
 
 
+@pytest.mark.parametrize(("event", "n"), [("on_train_batch_end", 4), ("on_train_batch_end", 8)])
+def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: str,
+                                                       n: int) -> None:
+    from torchmetrics.classification import (
+        MulticlassAccuracy,
+        MulticlassAUROC,
+        MulticlassConfusionMatrix,
+    )
+
+    class Diagonal(MulticlassConfusionMatrix):  # a matrix state, reduced to one number
+        def compute(self) -> torch.Tensor:
+            return super().compute().diagonal().sum()
+
+    def build(callbacks: list[Any]) -> hookline.Trainer:
+        metrics = [MulticlassAccuracy(num_classes=3, average="micro"), Diagonal(num_classes=3),
+                   MulticlassAUROC(num_classes=3, thresholds=None)]  # list states: every batch
+        return make(callbacks, train_metrics=True, metrics=metrics)
+    expected = build([])
+    expected.fit()
+    first = build([BackupAndRestore(tmp_path, save_freq=3), interrupt_at(event, n)])
+    with pytest.raises(Interrupt):
+        first.fit()
+    resumed = build([BackupAndRestore(tmp_path, save_freq=3)])
+    resumed.fit()
+    assert_same_weights(resumed.model, expected.model)
+    logged, reference_log = history(resumed), history(expected)
+    assert {"multiclass_accuracy", "diagonal", "multiclass_auroc"} <= set(logged)
+    assert logged == reference_log  # train metrics over the whole resumed epoch
+
+
 @pytest.mark.parametrize(("event", "n"), [
     ("on_train_batch_start", 1), ("on_after_forward", 6), ("on_train_batch_end", 13),
     ("on_val_batch_start", 3), ("on_train_epoch_end", 2), ("on_fit_epoch_end", 1)])

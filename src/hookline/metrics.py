@@ -105,7 +105,8 @@ _METRIC_ALIASES = {"acc": "accuracy", "mae": "mean_absolute_error",
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    """A class name as a metric name: MulticlassAUROC -> multiclass_auroc (acronyms whole)."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tuple[str, Any]]:
@@ -174,23 +175,38 @@ class MetricSet:
                 self._sums[i] = _accumulate(self._sums[i], metric(preds, targets), size)
 
     def state_dict(self) -> dict[str, Any] | None:
-        """The running sums (so a mid-epoch resume logs the same epoch values); None when a
-        torchmetrics object keeps its own state."""
-        if any(self._stateful):
-            return None
+        """The running sums and every torchmetrics object's accumulated state, so a mid-epoch
+        resume logs the same epoch values; None when a stateful metric is not a torchmetrics
+        one (its state cannot be read: it restarts at the resume)."""
+        accumulated = []
+        for (_, metric), stateful in zip(self.metrics, self._stateful):
+            states = _torchmetrics_state(metric) if stateful else None
+            if stateful and states is None:
+                return None
+            accumulated.append(states)
         return {"sums": [_snapshot(total) for total in self._sums],
-                "loss_sum": _snapshot(self._loss_sum), "count": self.count}
+                "loss_sum": _snapshot(self._loss_sum), "count": self.count,
+                "metric_states": accumulated}
 
     def load_state_dict(self, state: dict[str, Any] | None, device: Any = None) -> None:
-        """Restore ``state_dict()``'s sums (moved to ``device``); a mismatch is ignored."""
+        """Restore ``state_dict()``'s sums and states (moved to ``device``); a mismatch is
+        ignored."""
         if state is None or len(state["sums"]) != len(self._sums):
             return
 
         def moved(value: Any) -> Any:
+            if isinstance(value, list):  # a torchmetrics list state ("cat" reduction)
+                return [moved(item) for item in value]
             return value.to(device) if isinstance(value, torch.Tensor) and device else value
         self._sums = [moved(value) for value in state["sums"]]
         self._loss_sum = moved(state["loss_sum"])
         self.count = int(state["count"])
+        saved = state.get("metric_states") or [None] * len(self.metrics)
+        for (_, metric), states in zip(self.metrics, saved):
+            if states is not None:
+                for name, value in states["states"].items():
+                    setattr(metric, name, moved(value))
+                metric._update_count = int(states["updates"])  # compute() checks it
 
     def compute(self, with_loss: bool = True) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -210,6 +226,22 @@ def _accumulate(total: torch.Tensor | float, value: torch.Tensor,
     if isinstance(total, float):  # the first batch of the epoch
         return value.float() * weight
     return total.add_(value, alpha=weight)
+
+
+def _torchmetrics_state(metric: Any) -> dict[str, Any] | None:
+    """A torchmetrics object's accumulated states (``metric_state``, copied) and update count;
+    None for other stateful objects. Its own ``state_dict()`` leaves the states out unless they
+    were registered persistent."""
+    states = getattr(metric, "metric_state", None)
+    if not isinstance(states, dict) or not hasattr(metric, "_update_count"):
+        return None
+
+    def copied(value: Any) -> Any:
+        if isinstance(value, list):
+            return [copied(item) for item in value]
+        return value.detach().clone() if isinstance(value, torch.Tensor) else value
+    return {"states": {str(name): copied(value) for name, value in states.items()},
+            "updates": int(metric._update_count)}
 
 
 def _snapshot(total: torch.Tensor | float) -> torch.Tensor | float:

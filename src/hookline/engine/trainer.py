@@ -50,6 +50,8 @@ class Trainer(Engine):
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
             torchmetrics metrics; computed on validation (and on training if ``train_metrics``).
+            Logged under their ``name``, ``__name__`` or class name in snake case
+            (``MulticlassAUROC`` -> ``multiclass_auroc``, ``val_multiclass_auroc``).
         device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N", "mps" or a torch.device.
         precision: "32", "bf16" or "fp16" (autocast; fp16 adds a gradient scaler).
         accumulate: batches per optimizer step (gradient accumulation).
