@@ -1,11 +1,15 @@
-"""Scale-out under torchrun: two CPU processes (gloo) train one model and agree on stopping."""
+"""Scale-out under torchrun: two CPU processes (gloo) train one model, agree on stopping, and
+resume together from their backups after a crash."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -66,14 +70,18 @@ def reference(epochs: int) -> nn.Module:
     return model
 
 
-def test_two_ranks_train_as_one_and_stop_together(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
+def torchrun(script_text: str, folder: Path, *args: str) -> subprocess.CompletedProcess:
+    script = folder / "worker.py"
+    script.write_text(script_text)
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(script),
-               str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+               str(folder), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_ranks_train_as_one_and_stop_together(tmp_path):
+    done = torchrun(WORKER, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     # rank 1 alone asked to stop after epoch 1: both ranks stopped there, none hung
@@ -90,3 +98,62 @@ def test_two_ranks_train_as_one_and_stop_together(tmp_path):
     assert ranks[0]["metrics"] == ranks[1]["metrics"]
     # a rank-zero-only callback ran on rank 0 alone
     assert ranks[0]["saves"] == [0, 1] and ranks[1]["saves"] == []
+
+
+BACKUP_WORKER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import torch
+    from torch import nn
+    import hookline
+    from hookline import distributed
+    from hookline.callbacks import BackupAndRestore
+    from hookline.testing import tiny_data
+
+    assert distributed.init_from_env("gloo")
+    out, backups, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    rank = distributed.rank()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+    callbacks = [BackupAndRestore(backups, save_freq=3)]
+    if rank == 1:  # rank 1's generator runs its own course: its dropout masks differ
+        callbacks.append(hookline.LambdaCallback(on_train_batch_start=lambda t: torch.rand(1)))
+    if mode == "crash":
+        def crash(trainer):
+            if trainer.epoch == 1 and trainer.batch_i == 2:  # after backups at batches 3, 6, 9
+                raise RuntimeError("crash")
+        callbacks.append(hookline.LambdaCallback(on_train_batch_end=crash))
+    trainer = hookline.Trainer(model, optimizer="sgd", lr=0.1, loss="cross_entropy",
+                               train_data=tiny_data(samples=64), val_data=tiny_data(16, seed=1),
+                               batch_size=4, epochs=3, seed=5, train_metrics=True,
+                               device="cpu", verbose=0, callbacks=callbacks)
+    trainer.fit()
+    history = trainer.callbacks.find(hookline.History)[0].history
+    torch.save({"state": trainer.model.state_dict(), "history": history,
+                "resumed_from": str(getattr(trainer, "resumed_from", None))},
+               out / f"{mode}-rank{rank}.pt")
+""")
+
+
+def test_ranks_resume_together_from_the_newest_backup_they_all_hold(tmp_path):
+    done = torchrun(BACKUP_WORKER, tmp_path, str(tmp_path / "unused"), "full")
+    assert done.returncode == 0, done.stderr[-3000:]
+    crashed = tmp_path / "crashed"
+    done = torchrun(BACKUP_WORKER, tmp_path, str(crashed), "crash")
+    assert done.returncode != 0 and "crash" in done.stderr
+    assert sorted(p.name for p in crashed.iterdir()) == ["rank0", "rank1"]  # one folder each
+    # as if the kill came while rank 1 was still writing its last backup
+    behind = tmp_path / "behind"
+    shutil.copytree(crashed, behind)
+    (behind / "rank1" / "latest.ckpt").unlink()
+    expected = [torch.load(tmp_path / f"full-rank{r}.pt") for r in (0, 1)]
+    for backups, agreed in ((crashed, "latest.ckpt"), (behind, "previous.ckpt")):
+        done = torchrun(BACKUP_WORKER, tmp_path, str(backups), "resume")
+        assert done.returncode == 0, done.stderr[-3000:]
+        for r in (0, 1):
+            resumed = torch.load(tmp_path / f"resume-rank{r}.pt")
+            assert resumed["resumed_from"] == str(backups / f"rank{r}" / agreed)
+            for name, value in expected[r]["state"].items():
+                assert torch.equal(resumed["state"][name], value), (backups.name, r, name)
+            assert resumed["history"] == expected[r]["history"]
+        assert not backups.exists()  # every rank deleted its backups when the fit ended

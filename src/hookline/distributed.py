@@ -15,7 +15,8 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["all_mean", "any_rank", "init_from_env", "is_distributed", "rank", "world_size"]
+__all__ = ["all_gather_ints", "all_mean", "any_rank", "init_from_env", "is_distributed", "rank",
+           "world_size"]
 
 
 def is_distributed() -> bool:
@@ -68,3 +69,13 @@ def all_mean(values: dict[str, float]) -> dict[str, float]:
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= dist.get_world_size()
     return {key: float(value) for key, value in zip(keys, tensor.tolist())}
+
+
+def all_gather_ints(values: list[int]) -> list[list[int]]:
+    """Every rank's ``values``, in rank order (a collective: every rank passes as many)."""
+    if not is_distributed():
+        return [list(values)]
+    mine = torch.tensor(values, dtype=torch.int64, device=_device())
+    gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, mine)
+    return [row.tolist() for row in gathered]

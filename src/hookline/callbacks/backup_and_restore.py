@@ -7,8 +7,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from hookline import distributed
 from hookline.callback import Callback
-from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
+from hookline.checkpoint import (
+    CheckpointError,
+    CheckpointWriter,
+    CorruptCheckpointError,
+    build_checkpoint,
+    read_checkpoint_info,
+    remove_stale_temps,
+)
 
 __all__ = ["BackupAndRestore"]
 
@@ -42,6 +50,10 @@ class BackupAndRestore(Callback):
     It runs late (order 200) so a backup holds what every other callback did at the same
     event. An explicit ``Trainer(resume=...)`` takes precedence over its backups.
 
+    Under torchrun every rank backs itself up in ``backup_dir/rank<N>/`` (its own random
+    generators, losses and metric states), and at a restart the ranks agree on the newest
+    backup they all hold: a kill can land while some ranks are still writing the last one.
+
     Example::
 
         Trainer(model, loss="cross_entropy", train_data=(x, y), epochs=100,
@@ -72,16 +84,18 @@ class BackupAndRestore(Callback):
 
     @property
     def checkpoint_dir(self) -> Path:
-        """The folder ``Trainer(resume=True)`` also searches."""
+        """The folder ``Trainer(resume=True)`` also searches: this rank's under torchrun."""
+        if distributed.is_distributed():
+            return self.backup_dir / f"rank{distributed.rank()}"
         return self.backup_dir
 
     @property
     def latest(self) -> Path:
-        return self.backup_dir / "latest.ckpt"
+        return self.checkpoint_dir / "latest.ckpt"
 
     @property
     def previous(self) -> Path:
-        return self.backup_dir / "previous.ckpt"
+        return self.checkpoint_dir / "previous.ckpt"
 
     @property
     def state_key(self) -> str:
@@ -107,15 +121,52 @@ class BackupAndRestore(Callback):
         self._batches = 0
         for path in (self.latest, self.previous):
             remove_stale_temps(path)  # left by a process killed mid-write
-        if trainer.args.resume or not (self.latest.exists() or self.previous.exists()):
+        if trainer.args.resume:
             return
-        if self.auto_resume:
-            # the engine resumes once set-up is done: from the newest good backup here
-            self._armed = (trainer, trainer.args.resume)
-            trainer.args.resume = self.backup_dir
+        if not self.auto_resume:
+            self._delete_backups()  # another run's: this one starts anew
+            return
+        if distributed.is_distributed():
+            found: Path | None = self._agreed_backup()
         else:
-            for path in (self.latest, self.previous):  # another run's: this one starts anew
-                path.unlink(missing_ok=True)
+            found = self.backup_dir if self.latest.exists() or self.previous.exists() else None
+        if found is not None:
+            # the engine resumes once set-up is done: from the newest good backup there
+            self._armed = (trainer, trainer.args.resume)
+            trainer.args.resume = found
+
+    def _agreed_backup(self) -> Path | None:
+        """This rank's file of the newest backup every rank holds (a collective). Ranks back
+        up at the same points and each waits for its previous write before the next, so a kill
+        leaves every rank holding the last backup or the one before it."""
+        points: dict[tuple[int, ...], Path] = {}
+        for path in (self.latest, self.previous):
+            try:
+                info = read_checkpoint_info(path)
+            except (OSError, CheckpointError):
+                continue  # absent, or a header that cannot be read: not a candidate
+            point = tuple(int(info.get(key) or 0) for key in ("epoch", "step", "batches_done"))
+            points[point] = path
+        row = [value for point in sorted(points, reverse=True) for value in point]
+        rows = distributed.all_gather_ints(row + [-1] * (6 - len(row)))
+        held = [{tuple(r[i:i + 3]) for i in (0, 3) if r[i] >= 0} for r in rows]
+        common = set.intersection(*held)
+        if common:
+            return points[max(common)]
+        if any(not points_of_rank for points_of_rank in held):
+            # a rank was killed while writing its first backup: every rank starts anew
+            self._delete_backups()
+            return None
+        where = "; ".join(f"rank {r}: {sorted(points_of_rank)}"
+                          for r, points_of_rank in enumerate(held))
+        raise CorruptCheckpointError(None, f"the ranks' backups in {self.backup_dir} share no "
+                                     f"point to resume from ((epoch, step, batches) held by "
+                                     f"{where}); they come from different runs. Delete "
+                                     f"{self.backup_dir} to start anew")
+
+    def _delete_backups(self) -> None:
+        for path in (self.latest, self.previous):
+            path.unlink(missing_ok=True)
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self._batches += 1
@@ -129,10 +180,10 @@ class BackupAndRestore(Callback):
     def on_train_end(self, trainer: Any) -> None:
         self._writer.wait()
         if self.delete_checkpoint:
-            for path in (self.latest, self.previous):
-                path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                self.backup_dir.rmdir()  # only when nothing else is in it
+            self._delete_backups()
+            for folder in dict.fromkeys((self.checkpoint_dir, self.backup_dir)):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when nothing else is in it (another rank's folder)
 
     def teardown(self, engine: Any) -> None:
         if self._armed is not None:
