@@ -139,6 +139,26 @@ def test_torchmetrics_metric_is_accepted():
         plain.metrics["val_accuracy"])
 
 
+def test_torchmetrics_objects_follow_the_model_to_its_device_with_a_copy_for_training():
+    from torchmetrics.classification import MulticlassAccuracy
+
+    class Recording(MulticlassAccuracy):
+        def to(self, *args, **kwargs):
+            moves.append((id(self), torch.device(args[0])))
+            return super().to(*args, **kwargs)
+    moves: list = []
+    metric = Recording(num_classes=3, average="micro")
+    x, y = tiny_data(samples=24)
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               val_data=(x, y), metrics=[metric], train_metrics=True,
+                               batch_size=8, epochs=1, device="cpu", verbose=0)
+    trainer.fit()
+    train_copy = trainer.train_metric_set.metrics[0][1]
+    assert train_copy is not metric  # training and validation never share a state
+    assert (id(train_copy), torch.device("cpu")) in moves
+    assert (id(metric), torch.device("cpu")) in moves
+
+
 def test_a_metric_is_named_after_its_class_with_acronyms_whole():
     from torchmetrics.classification import BinaryF1Score, MulticlassAUROC
     from torchmetrics.regression import R2Score

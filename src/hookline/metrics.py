@@ -8,6 +8,7 @@ Batch values are averaged weighted by batch size; nothing is copied to the host 
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -143,6 +144,14 @@ def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tupl
     return resolved
 
 
+def own_copies(metrics: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``metrics`` with each stateful metric (a torchmetrics object) copied: training and
+    validation accumulate at once (a checkpoint taken during validation holds both), so they
+    cannot share one object's state."""
+    return [(name, copy.deepcopy(metric) if hasattr(metric, "compute") else metric)
+            for name, metric in metrics]
+
+
 class MetricSet:
     """Accumulates the loss and metrics over batches on the device; ``compute`` syncs once."""
 
@@ -150,6 +159,13 @@ class MetricSet:
         self.metrics = metrics
         self._stateful = [hasattr(metric, "compute") for _, metric in metrics]
         self.reset()
+
+    def to(self, device: torch.device) -> None:
+        """Move the torchmetrics objects' states to ``device``, as the model is moved: a metric
+        left on the CPU cannot take a GPU batch."""
+        for _, metric in self.metrics:
+            if isinstance(metric, nn.Module):
+                metric.to(device)
 
     def reset(self) -> None:
         self._sums: list[torch.Tensor | float] = [0.0] * len(self.metrics)

@@ -26,7 +26,7 @@ from hookline.engine.base import (
     sigterm_raises,
 )
 from hookline.engine.validator import Validator
-from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
+from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 
 __all__ = ["Trainer"]
 
@@ -49,7 +49,8 @@ class Trainer(Engine):
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
-            torchmetrics metrics; computed on validation (and on training if ``train_metrics``).
+            torchmetrics metrics; computed on validation (and on training if ``train_metrics``,
+            with a copy of each torchmetrics object, so the two never share a state).
             Logged under their ``name``, ``__name__`` or class name in snake case
             (``MulticlassAUROC`` -> ``multiclass_auroc``, ``val_multiclass_auroc``).
         device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N", "mps" or a torch.device.
@@ -126,7 +127,7 @@ class Trainer(Engine):
                                    metrics=metric_list, batch_size=batch_size,
                                    device=self.device, precision=self.precision,
                                    callbacks=self.callbacks, trainer=self)
-        self.train_metric_set = MetricSet(metric_list) if train_metrics else None
+        self.train_metric_set = MetricSet(own_copies(metric_list)) if train_metrics else None
         _apply_freeze(model, freeze)
         self.optimizer = self._build_optimizer(optimizer, lr)
         self.scaler: Any = None
@@ -250,6 +251,8 @@ class Trainer(Engine):
 
     def _setup(self) -> None:
         self.model.to(self.device)
+        if self.train_metric_set is not None:
+            self.train_metric_set.to(self.device)
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)
         self.forward_model = self.model

@@ -61,6 +61,7 @@ class Validator(Engine):
         loss_fn, metric_set = self.loss_fn, self.metric_set
         move = device.type != "cpu"
         was_training = model.training
+        metric_set.to(device)
         metric_set.reset()
         fire("on_val_start", self)
         model.eval()
