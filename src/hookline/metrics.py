@@ -145,10 +145,10 @@ def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tupl
 
 
 def own_copies(metrics: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """``metrics`` with each stateful metric (a torchmetrics object) copied: training and
-    validation accumulate at once (a checkpoint taken during validation holds both), so they
-    cannot share one object's state."""
-    return [(name, copy.deepcopy(metric) if hasattr(metric, "compute") else metric)
+    """``metrics`` with each torchmetrics object (an nn.Module) copied: training and validation
+    accumulate at once (a checkpoint taken during validation holds both), so they cannot share
+    one object's state. Other objects are kept as given: they may not survive a deep copy."""
+    return [(name, copy.deepcopy(metric) if isinstance(metric, nn.Module) else metric)
             for name, metric in metrics]
 
 
