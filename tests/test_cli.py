@@ -10,6 +10,7 @@ import pytest
 
 from hookline.cli import main
 from hookline.events import EVENTS
+from hookline.testing import Crash
 
 
 def test_events_lists_the_catalogue(capsys):
@@ -71,10 +72,6 @@ def test_console_script_runs(tmp_path):
     assert result.returncode == 2 and "Did you mean train?" in result.stderr
 
 
-class Interrupt(Exception):
-    pass
-
-
 CRASH = {"after": None}
 
 
@@ -88,7 +85,7 @@ def crashing_cnn():
         if module.training:
             seen[0] += 1
             if CRASH["after"] is not None and seen[0] > CRASH["after"]:
-                raise Interrupt(f"training batch {seen[0]}")
+                raise Crash(f"training batch {seen[0]}")
     model.register_forward_pre_hook(count)
     return model
 
@@ -128,7 +125,7 @@ def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_p
     model = "model=test_cli:crashing_cnn"
     CRASH["after"] = 10  # 4 batches per epoch: dies in epoch 2, after 2 backups
     try:
-        with pytest.raises(Interrupt):
+        with pytest.raises(Crash):
             train(npz, run, model, "epochs=4")
     finally:
         CRASH["after"] = None

@@ -23,7 +23,7 @@ from hookline.callbacks import (
     warmup_cosine,
 )
 from hookline.callbacks.lr_scheduler import WarmupCosine
-from hookline.testing import ScriptedMetrics, tiny_data, tiny_model
+from hookline.testing import Crash, ScriptedMetrics, crash_at, tiny_data, tiny_model
 
 NAN = math.nan
 
@@ -384,21 +384,6 @@ def test_lr_monitor_key_and_no_extras_by_default():
 
 
 # --- a real resume applies each epoch's schedule once ---------------------------------------
-class Interrupt(Exception):
-    pass
-
-
-def crash_at(event, n):
-    """Raise at the n-th firing of ``event`` (before BackupAndRestore could back it up)."""
-    seen = [0]
-
-    def count(trainer):
-        seen[0] += 1
-        if seen[0] == n:
-            raise Interrupt(f"{event} #{n}")
-    return LambdaCallback(**{event: count})
-
-
 def run_with(schedule, extra=(), **options):
     """Four epochs of three batches; the rate of every epoch and step is recorded."""
     rates = Rates()
@@ -421,7 +406,7 @@ RESUMED_SCHEDULES = {
 @pytest.mark.parametrize("schedule", RESUMED_SCHEDULES.values(), ids=RESUMED_SCHEDULES.keys())
 def test_a_mid_epoch_resume_keeps_the_rate_of_every_epoch(tmp_path, schedule):
     expected, expected_rates = run_with(schedule)
-    with pytest.raises(Interrupt):  # backups after batches 2 and 4; dies at batch 6
+    with pytest.raises(Crash):  # backups after batches 2 and 4; dies at batch 6
         run_with(schedule, [BackupAndRestore(tmp_path, save_freq=2),
                             crash_at("on_train_batch_end", 6)])
     with warnings.catch_warnings():
@@ -439,7 +424,7 @@ def test_a_resume_before_the_epochs_first_batch_does_not_schedule_it_twice(tmp_p
     def schedule():
         return LearningRateScheduler(lambda epoch, lr: lr * 0.5)
     expected, expected_rates = run_with(schedule)
-    with pytest.raises(Interrupt):  # epoch 1's first batch, after its on_train_epoch_start
+    with pytest.raises(Crash):  # epoch 1's first batch, after its on_train_epoch_start
         run_with(schedule, [OnExceptionCheckpoint(tmp_path), crash_at("on_train_batch_start",
                                                                       4)])
     resumed, rates = run_with(schedule, resume=tmp_path / "on_exception.ckpt")

@@ -18,7 +18,14 @@ from hookline.checkpoint import (
     load_weights,
     read_checkpoint_info,
 )
-from hookline.testing import RecordingCallback, ScriptedMetrics, tiny_data, tiny_model
+from hookline.testing import (
+    Crash,
+    RecordingCallback,
+    ScriptedMetrics,
+    crash_at,
+    tiny_data,
+    tiny_model,
+)
 
 NAN = math.nan
 
@@ -324,19 +331,9 @@ def test_a_saved_checkpoint_holds_its_own_ranking(tmp_path):
 
 
 # --- resuming from ModelCheckpoint's files --------------------------------------------------
-class Interrupt(Exception):
-    pass
-
-
 def crash_at_batch(n):
-    """Raise at the n-th training batch's end, before ModelCheckpoint could save there."""
-    seen = [0]
-
-    def count(trainer):
-        seen[0] += 1
-        if seen[0] == n:
-            raise Interrupt(f"batch {n}")
-    return LambdaCallback(on_train_batch_end=count)
+    """Crash at the n-th training batch's end, before ModelCheckpoint could save there."""
+    return crash_at("on_train_batch_end", n)
 
 
 def run(callbacks, **options):
@@ -358,7 +355,7 @@ def history(trainer):
 ], ids=["epoch", "mid-epoch"])
 def test_resume_from_a_checkpoint_file_is_exact(tmp_path, options, resume_from, first_epoch):
     expected = run([])
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         run([ModelCheckpoint(dirpath=tmp_path, **options), crash_at_batch(8)])  # in epoch 2
     epochs = RecordingCallback(capture=("epoch",), events=("on_train_epoch_start",))
     with warnings.catch_warnings():
@@ -376,7 +373,7 @@ def test_resume_from_a_checkpoint_file_is_exact(tmp_path, options, resume_from, 
 
 def test_resume_true_finds_the_newest_file_in_checkpoint_dir(tmp_path):
     folder = tmp_path / "ckpt"
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         run([ModelCheckpoint(dirpath=folder, filename="m-{epoch}", save_last=True),
              ModelCheckpoint(dirpath=folder / "weights", save_weights_only=True),
              crash_at_batch(8)])

@@ -28,13 +28,9 @@ from hookline.checkpoint import (
     load_checkpoint,
     write_checkpoint,
 )
-from hookline.testing import tiny_data
+from hookline.testing import Crash, crash_at, tiny_data
 
 EPOCHS = 3
-
-
-class Interrupt(Exception):
-    pass
 
 
 def net() -> nn.Module:
@@ -67,17 +63,9 @@ def make(callbacks: list[Any] = (), *, data: str = "arrays", **options: Any) -> 
 
 
 def interrupt_at(event: str, n: int) -> hookline.LambdaCallback:
-    """Raise at the n-th firing of ``event``; at the epoch's end after History (order 90) has
-    recorded the epoch, as a failing checkpoint callback would."""
-    seen = [0]
-
-    def maybe_raise(engine: Any) -> None:
-        seen[0] += 1
-        if seen[0] == n:
-            raise Interrupt(f"{event} #{n}")
-    callback = hookline.LambdaCallback(**{event: maybe_raise})
-    callback.order = 150 if event == "on_fit_epoch_end" else 0
-    return callback
+    """Crash at the n-th ``event``; at the epoch's end after History (order 90) has recorded
+    the epoch, as a failing checkpoint callback would."""
+    return crash_at(event, n, order=150 if event == "on_fit_epoch_end" else 0)
 
 
 def assert_same_weights(model: nn.Module, reference: nn.Module) -> None:
@@ -113,7 +101,7 @@ def test_resume_from_a_backup_is_exact(tmp_path: Path, event: str, n: int, data:
     options = {"data": data, "accumulate": 2 if data == "loader" else 1,
                "train_metrics": True}
     first = make([BackupAndRestore(tmp_path, save_freq=3), interrupt_at(event, n)], **options)
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     resumed = make([BackupAndRestore(tmp_path, save_freq=3)], **options)
     resumed.fit()
@@ -147,7 +135,7 @@ def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: st
     expected.fit()
     # during validation, a checkpoint holds the train metrics' state beside validation's
     first = build([OnExceptionCheckpoint(tmp_path, rng="all"), interrupt_at(event, n)])
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     resumed = build([], resume=tmp_path / "on_exception.ckpt")
     resumed.fit()
@@ -165,7 +153,7 @@ def test_resume_from_an_exception_checkpoint_is_exact(tmp_path: Path, event: str
                                                       data: str) -> None:
     first = make([OnExceptionCheckpoint(tmp_path, rng="all"), interrupt_at(event, n)],
                  data=data)
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an exact checkpoint resumes without a warning
@@ -179,7 +167,7 @@ def test_resume_from_an_exception_checkpoint_is_exact(tmp_path: Path, event: str
 def test_an_exception_mid_accumulation_is_saved_but_flagged_inexact(tmp_path: Path) -> None:
     first = make([OnExceptionCheckpoint(tmp_path), interrupt_at("on_after_forward", 6)],
                  accumulate=4)
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     payload = load_checkpoint(tmp_path / "on_exception.ckpt")
     assert payload["run"]["exact"] is False
@@ -199,7 +187,7 @@ def test_lr_schedulers_and_the_stop_flag_are_restored(tmp_path: Path) -> None:
     expected.fit()
     first = build([BackupAndRestore(tmp_path, save_freq=5), interrupt_at("on_train_batch_end",
                                                                           20)])
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     resumed = build([BackupAndRestore(tmp_path, save_freq=5)])
     resumed.fit()
@@ -230,7 +218,7 @@ def test_grad_scaler_state_is_restored(tmp_path: Path) -> None:
 def test_resume_true_takes_the_newest_and_falls_back_from_a_corrupt_one(tmp_path: Path) -> None:
     first = make([BackupAndRestore(tmp_path / "backup", save_freq=4, delete_checkpoint=False),
                   interrupt_at("on_train_batch_end", 14)], save_dir=tmp_path)
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     backup = tmp_path / "backup"
     assert load_checkpoint(backup / "latest.ckpt")["run"]["step"] == 12
@@ -282,7 +270,7 @@ def test_an_unseeded_run_resumes_with_its_own_shuffle_order(tmp_path: Path) -> N
                                 epochs=2, batch_size=8, callbacks=callbacks, verbose=0)
     first = unseeded([BackupAndRestore(tmp_path, save_freq=3), interrupt_at(
         "on_train_batch_end", 11)], process=1)
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         first.fit()
     resumed = unseeded([BackupAndRestore(tmp_path, save_freq=3)], process=2)
     assert resumed.args.seed != first.args.seed  # each process draws its own seed...
@@ -301,7 +289,7 @@ def test_the_keras_door_resumes_too(tmp_path: Path) -> None:
                   validation_split=0.25, seed=5, **options)
         return model
     expected = fit([])
-    with pytest.raises(Interrupt):
+    with pytest.raises(Crash):
         fit([OnExceptionCheckpoint(tmp_path), interrupt_at("on_train_batch_end", 9)])
     resumed = fit([], resume=tmp_path / "on_exception.ckpt")
     assert_same_weights(resumed.module, expected.module)

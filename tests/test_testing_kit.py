@@ -43,3 +43,15 @@ def test_too_few_values_and_bad_input_are_clear_errors():
         ScriptedMetrics([1, 2, 3])
     with pytest.raises(TypeError, match=r"must map metric names"):
         ScriptedMetrics({"val_loss": "123"})
+
+
+def test_crash_at_kills_the_run_at_the_nth_firing_of_its_event():
+    from hookline.testing import Crash, crash_at
+    recorder = RecordingCallback()
+    with pytest.raises(Crash, match="on_train_batch_end #3"):
+        fit([recorder, crash_at("on_train_batch_end", 3)], epochs=5)
+    assert recorder.events.count("on_train_batch_end") == 3  # epochs of one batch: epoch 3
+    assert "on_train_epoch_end" in recorder.events and recorder.events.count(
+        "on_train_epoch_end") == 2  # the third epoch never ended
+    with pytest.raises(ValueError, match="on_train_batch_ends"):  # a misspelt event: the
+        crash_at("on_train_batch_ends", 1)                       # LambdaCallback's own error

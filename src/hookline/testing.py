@@ -1,8 +1,8 @@
 """A test kit for hookline and for users testing their own callbacks.
 
 ``RecordingCallback`` records every event it sees, ``ScriptedMetrics`` feeds chosen metric
-values to the callbacks under test, ``tiny_model`` and ``tiny_data`` give a seconds-fast
-classification problem.
+values to the callbacks under test, ``crash_at`` kills a run at a chosen moment (to test that
+it resumes), ``tiny_model`` and ``tiny_data`` give a seconds-fast classification problem.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import torch
 from torch import nn
 
 from hookline.callback import Callback
+from hookline.callbacks.lambda_callback import LambdaCallback
 from hookline.events import EVENTS
 
-__all__ = ["RecordingCallback", "ScriptedMetrics", "tiny_data", "tiny_model"]
+__all__ = ["Crash", "RecordingCallback", "ScriptedMetrics", "crash_at", "tiny_data",
+           "tiny_model"]
 
 
 class RecordingCallback(Callback):
@@ -83,6 +85,25 @@ class ScriptedMetrics(Callback):
                                  f"the run reached epoch {epoch} (0-based); give one value "
                                  f"per epoch the run trains")
             trainer.metrics[name] = series[epoch]
+
+
+class Crash(Exception):
+    """The failure ``crash_at`` raises: a run dying on purpose, so a test can resume it."""
+
+
+def crash_at(event: str, n: int = 1, *, order: int = 0) -> LambdaCallback:
+    """A callback that raises ``Crash`` at the ``n``-th firing of ``event``. With the default
+    ``order`` it runs before the built-ins, so a checkpoint callback has not saved that
+    moment yet; a higher order lets the callbacks before it finish the event first."""
+    seen = [0]
+
+    def count(engine: Any) -> None:
+        seen[0] += 1
+        if seen[0] == n:
+            raise Crash(f"{event} #{n}")
+    callback = LambdaCallback(**{event: count})
+    callback.order = order
+    return callback
 
 
 def tiny_model(inputs: int = 8, classes: int = 3, hidden: int = 16, seed: int = 0) -> nn.Module:
