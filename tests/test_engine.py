@@ -109,6 +109,27 @@ def test_shuffled_batches_are_the_ones_per_batch_indexing_gives(
             assert left.is_contiguous() and torch.equal(left, right)
 
 
+@pytest.mark.parametrize("samples, batch_size, skip, drop_last", [
+    (50, 4, 0, False),  # a short last batch
+    (50, 4, 3, False),  # resumed mid-epoch
+    (50, 4, 0, True),   # the short last batch dropped
+    (50, 4, 13, False),  # resumed after the last batch: nothing left
+    (3, 4, 0, True),    # fewer samples than a batch, dropped: no batch at all
+])
+def test_unshuffled_batches_are_the_ones_slicing_gives(samples, batch_size, skip, drop_last):
+    tensors = [torch.randn(samples, 3), torch.arange(samples)]
+    batches = hookline.data.ArrayBatches(tensors, batch_size=batch_size, shuffle=False, seed=5,
+                                         name="t", drop_last=drop_last)
+    stop = samples - (samples % batch_size if drop_last else 0)
+    expected = [tuple(t[i:i + batch_size] for t in tensors)
+                for i in range(skip * batch_size, stop, batch_size)]
+    got = list(batches.epoch(0, skip))
+    assert len(got) == len(expected) == max(len(batches) - skip, 0)
+    for got_batch, expected_batch in zip(got, expected):
+        for left, right in zip(got_batch, expected_batch, strict=True):
+            assert torch.equal(left, right)
+
+
 def test_training_reduces_loss_and_reports_metrics():
     x, y = tiny_data(samples=96)
     trainer = fit(tiny_model(), train_data=(x, y), val_data=(x, y), epochs=15, lr=0.05)

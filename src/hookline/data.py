@@ -108,14 +108,12 @@ class ArrayBatches:
 
 
 def _slices(tensors: Sequence[torch.Tensor], start: int, stop: int,
-            step: int) -> Iterator[tuple[torch.Tensor, ...]]:
-    if len(tensors) == 2:  # (x, y), the common case, without a generator per batch
-        x, y = tensors
-        for i in range(start, stop, step):
-            yield x[i:i + step], y[i:i + step]
-        return
-    for i in range(start, stop, step):
-        yield tuple(tensor[i:i + step] for tensor in tensors)
+             step: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    """The batches of rows ``start:stop`` as views. One ``split`` per tensor makes every view
+    in a single call: a ~3 us/step saving over slicing per batch (docs/architecture.md)."""
+    if start >= stop:
+        return iter(())  # split would hand out one empty batch
+    return zip(*(tensor[start:stop].split(step) for tensor in tensors))
 
 
 class IterableBatches:
