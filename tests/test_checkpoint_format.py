@@ -31,6 +31,7 @@ from hookline.checkpoint import (
     load_weights,
     read_checkpoint_info,
     save_weights,
+    verify_checkpoint,
     write_checkpoint,
 )
 from hookline.resume import restore
@@ -108,11 +109,23 @@ def test_two_instances_of_one_class_keep_separate_state() -> None:
     assert (one.count, ten.count) == (4, 40)
 
 
-def test_a_truncated_file_is_named_as_truncated(saved: Path) -> None:
+# verify_checkpoint checks what load_checkpoint checks before unpickling, streaming the body
+READERS = [load_checkpoint, verify_checkpoint]
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_a_truncated_file_is_named_as_truncated(saved: Path, read: Any) -> None:
     data = saved.read_bytes()
     saved.write_bytes(data[:len(data) - 100])
     with pytest.raises(CorruptCheckpointError, match=rf"{saved}.*is truncated.*bytes"):
-        load_checkpoint(saved)
+        read(saved)
+
+
+@pytest.mark.parametrize("read", READERS)
+def test_bytes_after_the_announced_end_are_reported(saved: Path, read: Any) -> None:
+    saved.write_bytes(saved.read_bytes() + b"x")
+    with pytest.raises(CorruptCheckpointError, match=rf"{saved} has bytes after its announced"):
+        read(saved)
 
 
 def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
@@ -125,12 +138,14 @@ def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_a_damaged_byte_fails_the_checksum(saved: Path) -> None:
+@pytest.mark.parametrize("read", READERS)
+def test_a_damaged_byte_fails_the_checksum(saved: Path, read: Any) -> None:
+    assert verify_checkpoint(saved) == read_checkpoint_info(saved)  # intact: the header back
     data = bytearray(saved.read_bytes())
     data[-50] ^= 0xFF
     saved.write_bytes(bytes(data))
     with pytest.raises(CorruptCheckpointError, match=rf"{saved} is corrupt.*SHA-256"):
-        load_checkpoint(saved)
+        read(saved)
 
 
 def test_a_newer_format_version_asks_for_an_upgrade(saved: Path) -> None:

@@ -135,6 +135,12 @@ BACKUP_WORKER = textwrap.dedent("""
 """)
 
 
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def test_ranks_resume_together_from_the_newest_backup_they_all_hold(tmp_path):
     done = torchrun(BACKUP_WORKER, tmp_path, str(tmp_path / "unused"), "full")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -146,8 +152,18 @@ def test_ranks_resume_together_from_the_newest_backup_they_all_hold(tmp_path):
     behind = tmp_path / "behind"
     shutil.copytree(crashed, behind)
     (behind / "rank1" / "latest.ckpt").unlink()
+    # rank 1's last backup damaged since it was written (its header still reads)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(crashed, damaged)
+    flip_last_byte(damaged / "rank1" / "latest.ckpt")
+    # both of rank 1's backups damaged: an error on every rank, and nothing is deleted
+    ruined = tmp_path / "ruined"
+    shutil.copytree(crashed, ruined)
+    for name in ("latest.ckpt", "previous.ckpt"):
+        flip_last_byte(ruined / "rank1" / name)
     expected = [torch.load(tmp_path / f"full-rank{r}.pt") for r in (0, 1)]
-    for backups, agreed in ((crashed, "latest.ckpt"), (behind, "previous.ckpt")):
+    for backups, agreed in ((crashed, "latest.ckpt"), (behind, "previous.ckpt"),
+                            (damaged, "previous.ckpt")):
         done = torchrun(BACKUP_WORKER, tmp_path, str(backups), "resume")
         assert done.returncode == 0, done.stderr[-3000:]
         for r in (0, 1):
@@ -157,3 +173,11 @@ def test_ranks_resume_together_from_the_newest_backup_they_all_hold(tmp_path):
                 assert torch.equal(resumed["state"][name], value), (backups.name, r, name)
             assert resumed["history"] == expected[r]["history"]
         assert not backups.exists()  # every rank deleted its backups when the fit ended
+        if backups is damaged:
+            assert "is corrupt" in done.stderr and "falls back to an older backup" in done.stderr
+    done = torchrun(BACKUP_WORKER, tmp_path, str(ruined), "resume")
+    assert done.returncode != 0
+    assert done.stderr.count("share no intact point") >= 2  # raised on both ranks
+    assert "each one they share is damaged on some rank" in done.stderr
+    assert sorted(p.name for p in (ruined / "rank0").iterdir()) == ["latest.ckpt",
+                                                                     "previous.ckpt"]

@@ -19,6 +19,7 @@ from hookline.checkpoint import (
     UnsafeCheckpointError,
     load_checkpoint,
     load_weights,
+    verify_checkpoint,
 )
 from hookline.testing import tiny_data, tiny_model
 
@@ -51,6 +52,13 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UnsafeCheckpointError, match=rf"refused to load {path}.*mkdir.*"
                                                     r"trusted=True"):
         load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_verifying_it_checks_the_checksum_without_unpickling(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = malicious_checkpoint(tmp_path / "evil.ckpt", marker)
+    assert verify_checkpoint(path)["size"] > 0  # intact bytes: verified, nothing unpickled
     assert not marker.exists()
 
 

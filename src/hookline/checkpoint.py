@@ -51,7 +51,7 @@ __all__ = [
     "UnsafeCheckpointError", "atomic_path", "atomic_write_bytes", "build_checkpoint",
     "check_loadable", "check_model_state", "load_checkpoint", "load_weights",
     "read_checkpoint_info", "remove_stale_temps", "save_weights", "serialize_checkpoint",
-    "write_checkpoint",
+    "verify_checkpoint", "write_checkpoint",
 ]
 
 FORMAT_NAME = "hookline.checkpoint"
@@ -607,6 +607,42 @@ def _read_header(source: Path, file: Any) -> dict[str, Any]:
     return header
 
 
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a full checkpoint's header, size and SHA-256 checksum without unpickling it (the
+    body is streamed, not held); returns the header. Raises what ``load_checkpoint`` raises
+    for a damaged file."""
+    source = Path(path)
+    digest = hashlib.sha256()
+    with open(source, "rb") as file:
+        header = _read_header(source, file)
+        left = header["size"]
+        while left:
+            chunk = file.read(min(left, _WRITE_CHUNK))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        extra = file.read(1)
+    _check_body(source, header, header["size"] - left, bool(extra), digest.hexdigest())
+    return header
+
+
+def _check_body(source: Path, header: dict[str, Any], size: int, extra: bool,
+                sha256: str) -> None:
+    if size < header["size"]:
+        raise CorruptCheckpointError(
+            source, f"checkpoint {source} is truncated: its header announces {header['size']} "
+                    f"bytes of content but only {size} follow (the write was interrupted "
+                    f"or the copy is incomplete)")
+    if extra:
+        raise CorruptCheckpointError(source, f"checkpoint {source} has bytes after its "
+                                     f"announced end; the file is corrupt")
+    if sha256 != header["sha256"]:
+        raise CorruptCheckpointError(
+            source, f"checkpoint {source} is corrupt: its content does not match the SHA-256 "
+                    f"checksum in its header (it was damaged after it was written)")
+
+
 def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
                     map_location: Any = "cpu") -> dict[str, Any]:
     """Read and verify a full checkpoint; returns the payload of ``build_checkpoint``.
@@ -625,18 +661,7 @@ def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
         header = _read_header(source, file)
         body = file.read(header["size"])
         extra = file.read(1)
-    if len(body) < header["size"]:
-        raise CorruptCheckpointError(
-            source, f"checkpoint {source} is truncated: its header announces {header['size']} "
-                    f"bytes of content but only {len(body)} follow (the write was interrupted "
-                    f"or the copy is incomplete)")
-    if extra:
-        raise CorruptCheckpointError(source, f"checkpoint {source} has bytes after its "
-                                     f"announced end; the file is corrupt")
-    if hashlib.sha256(body).hexdigest() != header["sha256"]:
-        raise CorruptCheckpointError(
-            source, f"checkpoint {source} is corrupt: its content does not match the SHA-256 "
-                    f"checksum in its header (it was damaged after it was written)")
+    _check_body(source, header, len(body), bool(extra), hashlib.sha256(body).hexdigest())
     try:
         payload = torch.load(io.BytesIO(body), map_location=map_location,
                              weights_only=not trusted)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from hookline.checkpoint import (
     build_checkpoint,
     read_checkpoint_info,
     remove_stale_temps,
+    verify_checkpoint,
 )
 
 __all__ = ["BackupAndRestore"]
@@ -136,9 +138,10 @@ class BackupAndRestore(Callback):
             trainer.args.resume = found
 
     def _agreed_backup(self) -> Path | None:
-        """This rank's file of the newest backup every rank holds (a collective). Ranks back
-        up at the same points and each waits for its previous write before the next, so a kill
-        leaves every rank holding the last backup or the one before it."""
+        """This rank's file of the newest intact backup every rank holds (collectives). Ranks
+        back up at the same points and each waits for its previous write before the next, so a
+        kill leaves every rank holding the last backup or the one before it; a file damaged
+        since is passed over by all ranks together, as a single process passes over it."""
         points: dict[tuple[int, ...], Path] = {}
         for path in (self.latest, self.previous):
             try:
@@ -150,19 +153,34 @@ class BackupAndRestore(Callback):
         row = [value for point in sorted(points, reverse=True) for value in point]
         rows = distributed.all_gather_ints(row + [-1] * (6 - len(row)))
         held = [{tuple(r[i:i + 3]) for i in (0, 3) if r[i] >= 0} for r in rows]
-        common = set.intersection(*held)
-        if common:
-            return points[max(common)]
+        common = sorted(set.intersection(*held), reverse=True)  # the same order on all ranks
+        damaged = []
+        for point in common:
+            path = points[point]
+            try:
+                verify_checkpoint(path)
+                intact = 1
+            except (OSError, CheckpointError) as error:
+                intact = 0
+                damaged.append(str(error))
+                warnings.warn(f"{error}; every rank falls back to an older backup they all "
+                              f"hold", RuntimeWarning, stacklevel=2)
+            if all(flags[0] for flags in distributed.all_gather_ints([intact])):
+                return path
         if any(not points_of_rank for points_of_rank in held):
             # a rank was killed while writing its first backup: every rank starts anew
             self._delete_backups()
             return None
         where = "; ".join(f"rank {r}: {sorted(points_of_rank)}"
                           for r, points_of_rank in enumerate(held))
+        problem = "they come from different runs"
+        if common:
+            problem = "each one they share is damaged on some rank" + (
+                f" (here: {'; '.join(damaged)})" if damaged else "")
         raise CorruptCheckpointError(None, f"the ranks' backups in {self.backup_dir} share no "
-                                     f"point to resume from ((epoch, step, batches) held by "
-                                     f"{where}); they come from different runs. Delete "
-                                     f"{self.backup_dir} to start anew")
+                                     f"intact point to resume from ((epoch, step, batches) "
+                                     f"held by {where}); {problem}. Delete {self.backup_dir} "
+                                     f"to start anew")
 
     def _delete_backups(self) -> None:
         for path in (self.latest, self.previous):
