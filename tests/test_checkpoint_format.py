@@ -139,6 +139,17 @@ def test_random_bytes_are_not_a_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("read", READERS)
+def test_a_negative_size_in_the_header_is_a_damaged_header(saved: Path, read: Any) -> None:
+    data = saved.read_bytes()
+    line_end = data.index(b"\n", len(MAGIC))
+    header = json.loads(data[len(MAGIC):line_end])
+    header["size"] = -1
+    saved.write_bytes(MAGIC + json.dumps(header).encode() + data[line_end:])
+    with pytest.raises(CorruptCheckpointError, match=rf"{saved} has a damaged header"):
+        read(saved)
+
+
+@pytest.mark.parametrize("read", READERS)
 def test_a_damaged_byte_fails_the_checksum(saved: Path, read: Any) -> None:
     assert verify_checkpoint(saved) == read_checkpoint_info(saved)  # intact: the header back
     data = bytearray(saved.read_bytes())

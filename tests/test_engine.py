@@ -109,15 +109,18 @@ def test_shuffled_batches_are_the_ones_per_batch_indexing_gives(
             assert left.is_contiguous() and torch.equal(left, right)
 
 
-@pytest.mark.parametrize("samples, batch_size, skip, drop_last", [
-    (50, 4, 0, False),  # a short last batch
-    (50, 4, 3, False),  # resumed mid-epoch
-    (50, 4, 0, True),   # the short last batch dropped
-    (50, 4, 13, False),  # resumed after the last batch: nothing left
-    (3, 4, 0, True),    # fewer samples than a batch, dropped: no batch at all
+@pytest.mark.parametrize("samples, batch_size, block_batches, skip, drop_last", [
+    (50, 4, 3, 0, False),    # blocks of 3 batches, a short last block and last batch
+    (50, 4, 3, 5, False),    # resumed mid-epoch, inside the second block
+    (50, 4, 1, 0, True),     # one batch per block, the short last batch dropped
+    (50, 4, 100, 13, False),  # resumed after the last batch: nothing left
+    (3, 4, 100, 0, True),    # fewer samples than a batch, dropped: no batch at all
 ])
-def test_unshuffled_batches_are_the_ones_slicing_gives(samples, batch_size, skip, drop_last):
+def test_unshuffled_batches_are_the_ones_slicing_gives(
+        monkeypatch, samples, batch_size, block_batches, skip, drop_last):
     tensors = [torch.randn(samples, 3), torch.arange(samples)]
+    row_bytes = sum(t[:1].numel() * t.element_size() for t in tensors)
+    monkeypatch.setattr(hookline.data, "GATHER_BLOCK_BYTES", row_bytes * batch_size * block_batches)
     batches = hookline.data.ArrayBatches(tensors, batch_size=batch_size, shuffle=False, seed=5,
                                          name="t", drop_last=drop_last)
     stop = samples - (samples % batch_size if drop_last else 0)

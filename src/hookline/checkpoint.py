@@ -601,7 +601,8 @@ def _read_header(source: Path, file: Any) -> dict[str, Any]:
             source, f"checkpoint {source} has format version {header['version']}, newer than "
                     f"this hookline reads (up to {FORMAT_VERSION}): it was written by a newer "
                     f"hookline; upgrade hookline to load it")
-    if not isinstance(header.get("size"), int) or not isinstance(header.get("sha256"), str):
+    if not isinstance(header.get("size"), int) or header["size"] < 0 or \
+            not isinstance(header.get("sha256"), str):
         raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
                                      f"(no size or checksum); the file is corrupt")
     return header
