@@ -10,10 +10,15 @@ every rank stops after the same epoch, so none is left waiting in a collective.
 
 from __future__ import annotations
 
+import atexit
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+# How long a rank waits at exit for the others before destroying its process group.
+EXIT_BARRIER_SECONDS = 30
 
 __all__ = ["all_gather_ints", "all_mean", "any_rank", "init_from_env", "is_distributed", "rank",
            "world_size"]
@@ -41,7 +46,34 @@ def init_from_env(backend: str | None = None) -> bool:
     if not dist.is_initialized():
         chosen = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         dist.init_process_group(backend=chosen)
+        atexit.register(_shut_down)
     return True
+
+
+def _shut_down() -> None:
+    """At exit, wait (at most ``EXIT_BARRIER_SECONDS``) for every rank, then destroy the group
+    ``init_from_env`` made. A gloo group torn down while a peer is still finishing its last
+    collective can abort a process whose run had finished, at interpreter exit ("terminate
+    called without an active exception", exit code -6: 3 of 20 two-rank test runs before)."""
+    if not is_distributed():
+        return
+    if dist.get_backend() == "gloo":
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
+        except RuntimeError:
+            pass  # a rank already gone (it failed, or was killed): nothing left to wait for
+    dist.destroy_process_group()
+
+
+# The tensors of the latest collective, held until the next one. gloo's worker thread may drop
+# its reference to them after the call has returned; were it the last owner, it would free
+# their Python objects itself, and at interpreter exit (GIL gone) that aborts a process whose
+# run had finished ("terminate called without an active exception", exit code -6).
+_in_flight: list[torch.Tensor] = []
+
+
+def _hold(*tensors: torch.Tensor) -> None:
+    _in_flight[:] = tensors
 
 
 def _device() -> torch.device:
@@ -55,6 +87,7 @@ def any_rank(flag: bool) -> bool:
     if not is_distributed():
         return flag
     value = torch.tensor([1.0 if flag else 0.0], device=_device())
+    _hold(value)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
@@ -66,6 +99,7 @@ def all_mean(values: dict[str, float]) -> dict[str, float]:
     keys = list(values)  # every rank built the dict in the same order
     tensor = torch.tensor([float(values[key]) for key in keys], dtype=torch.float64,
                           device=_device())
+    _hold(tensor)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     tensor /= dist.get_world_size()
     return {key: float(value) for key, value in zip(keys, tensor.tolist())}
@@ -77,5 +111,6 @@ def all_gather_ints(values: list[int]) -> list[list[int]]:
         return [list(values)]
     mine = torch.tensor(values, dtype=torch.int64, device=_device())
     gathered = [torch.empty_like(mine) for _ in range(dist.get_world_size())]
+    _hold(mine, *gathered)
     dist.all_gather(gathered, mine)
     return [row.tolist() for row in gathered]
