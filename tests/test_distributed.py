@@ -9,8 +9,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -181,3 +183,44 @@ def test_ranks_resume_together_from_the_newest_backup_they_all_hold(tmp_path):
     assert "each one they share is damaged on some rank" in done.stderr
     assert sorted(p.name for p in (ruined / "rank0").iterdir()) == ["latest.ckpt",
                                                                      "previous.ckpt"]
+
+
+ALONE_WORKER = textwrap.dedent("""
+    import sys
+    import hookline
+    from hookline import distributed
+    from hookline.testing import tiny_data, tiny_model
+
+    assert distributed.init_from_env("gloo")
+    how, distributed.EXIT_WAIT_SECONDS = sys.argv[2], float(sys.argv[3])
+    rank = distributed.rank()
+
+    def leave(trainer):  # rank 0 goes on into the next step's gradient all-reduce
+        if rank == 1 and trainer.epoch == 1 and trainer.batch_i == 2:
+            if how == "raise":
+                raise RuntimeError("rank 1 failed alone")
+            sys.exit(3)
+
+    trainer = hookline.Trainer(tiny_model(), optimizer="sgd", lr=0.1, loss="cross_entropy",
+                               train_data=tiny_data(samples=32), batch_size=4, epochs=1000,
+                               device="cpu", verbose=0,
+                               callbacks=[hookline.LambdaCallback(on_train_batch_end=leave)])
+    trainer.fit()
+""")
+
+
+@pytest.mark.parametrize("how, exit_wait, marker", [
+    # an uncaught error: the failing rank does not wait for the others at all (the wait is
+    # set far longer than the test allows), so its peer's collective fails at once
+    ("raise", 600, "rank 1 failed alone"),
+    # sys.exit(3): the rank waits for the others at most EXIT_WAIT_SECONDS, then leaves
+    ("exit", 2, "exitcode  : 3"),
+])
+def test_a_rank_that_fails_alone_ends_the_job_at_once(tmp_path, how, exit_wait, marker):
+    """A rank leaving while its peer is inside a collective must not wait for it there: a
+    barrier at exit would hold both until the group's timeout (30 min)."""
+    started = time.monotonic()
+    done = torchrun(ALONE_WORKER, tmp_path, how, str(exit_wait))
+    took = time.monotonic() - started
+    assert done.returncode != 0 and marker in done.stderr, done.stderr[-3000:]
+    assert took < 60, f"the job took {took:.0f} s to end"

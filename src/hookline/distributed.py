@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 # How long a rank waits at exit for the others before destroying its process group.
-EXIT_BARRIER_SECONDS = 30
+EXIT_WAIT_SECONDS = 30
 
 __all__ = ["all_gather_ints", "all_mean", "any_rank", "init_from_env", "is_distributed", "rank",
            "world_size"]
@@ -51,17 +52,25 @@ def init_from_env(backend: str | None = None) -> bool:
 
 
 def _shut_down() -> None:
-    """At exit, wait (at most ``EXIT_BARRIER_SECONDS``) for every rank, then destroy the group
-    ``init_from_env`` made. A gloo group torn down while a peer is still finishing its last
-    collective can abort a process whose run had finished, at interpreter exit ("terminate
-    called without an active exception", exit code -6: 3 of 20 two-rank test runs before)."""
-    if not is_distributed():
+    """At exit, wait (at most ``EXIT_WAIT_SECONDS``) until every rank has reached its exit, then
+    destroy the group ``init_from_env`` made. A gloo group torn down while a peer is still in its
+    last collective can abort a process whose run had finished ("terminate called without an
+    active exception", exit code -6: 3 of 20 two-rank test runs without this).
+
+    The ranks meet through the group's key-value store, not a barrier: a barrier is a collective,
+    so a rank that left early would wait in it for a peer stuck in another collective, and a
+    collective still pending at exit holds the process until the group's timeout (30 min). A
+    rank leaving on an uncaught exception does not wait at all, so its peers fail at once and
+    torchrun stops the job."""
+    if not is_distributed() or getattr(sys, "last_value", None) is not None:
         return
-    if dist.get_backend() == "gloo":
-        try:
-            dist.monitored_barrier(timeout=timedelta(seconds=EXIT_BARRIER_SECONDS))
-        except RuntimeError:
-            pass  # a rank already gone (it failed, or was killed): nothing left to wait for
+    store = dist.distributed_c10d._get_default_store()
+    try:
+        store.set(f"hookline/exit/{rank()}", "1")
+        store.wait([f"hookline/exit/{other}" for other in range(world_size())],
+                   timedelta(seconds=EXIT_WAIT_SECONDS))
+    except RuntimeError:  # a rank never came (it failed, or was killed), or the store is gone
+        return
     dist.destroy_process_group()
 
 
