@@ -99,11 +99,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md",
                         help="the file whose results section is replaced")
     parser.add_argument("--no-write", action="store_true", help="leave BENCHMARKS.md alone")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: write the results section of a saved run "
+                             "(a --json file) into --markdown, as the report now shows it")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.render:
+        section = report.results_section(json.loads(args.render.read_text()))
+        print(section)
+        if not args.no_write:
+            report.write_into(args.markdown, section)
+        return
     started = time.perf_counter()
     if args.smoke:
         frameworks, workloads = list(SMOKE_FRAMEWORKS), ["smoke"]
