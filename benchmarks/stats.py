@@ -7,8 +7,9 @@ then the median over rounds is taken. That is steadier than a ratio of two media
 Beside it stands the ratio of best runs: each contender's fastest run over the raw loop's
 fastest. Other work on the machine only ever adds time, so the fastest of several runs is the
 closest to what the code itself costs; on a shared VM whose interference lands on some runs
-and not others, a median over 7 rounds can be the interference's (one run placed hookline
-bare 6% above hookline typical, which does strictly more work; its best runs said 4% below).
+and not others, a median over 7 rounds can be the interference's (one run put hookline bare
+at 1.06x the raw loop and hookline typical, which does strictly more work, at 0.96x; their
+best runs said 0.96x and 0.98x).
 """
 
 from __future__ import annotations
