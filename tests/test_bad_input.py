@@ -135,5 +135,5 @@ def test_loss_returning_a_python_float():
 
 def test_training_batch_that_is_not_a_pair():
     x, _ = tiny_data(samples=8)
-    with pytest.raises(ValueError, match=r"a training batch must be \(x, y\); got Tensor"):
+    with pytest.raises(ValueError, match=r"loss= was given but the batch has no target"):
         trainer(train_data=[x[:2], x[2:4], x[4:6], x[6:]]).fit()  # batches of x only

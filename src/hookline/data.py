@@ -1,9 +1,11 @@
 """Turn what users pass as data into re-iterable, resumable batch streams.
 
-Accepted: a ``torch.utils.data.DataLoader``, any re-iterable of ``(x, y)`` batches, or arrays
-(tensors or numpy) as ``x``, ``(x,)`` or ``(x, y)``, which hookline batches itself. For arrays the
-shuffle order of epoch ``e`` is a pure function of ``(seed, e)``, so a resumed run sees exactly
-the remaining batches of the interrupted one.
+Accepted: a ``torch.utils.data.DataLoader``, any re-iterable of batches, or arrays (tensors or
+numpy) that hookline batches itself: ``x``, ``(x, y)``, ``(x, y, sample_weight)``, and nested
+tuples, lists and dicts of arrays such as ``((a, b), y)`` or ``{"input_ids": ..., "labels":
+...}`` (each batch has the same structure; ``hookline.structure`` says how a step reads it).
+For arrays the shuffle order of epoch ``e`` is a pure function of ``(seed, e)``, so a resumed
+run sees exactly the remaining batches of the interrupted one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ArrayBatches", "IterableBatches", "as_batches", "move_to", "split_arrays"]
+__all__ = ["ArrayBatches", "IterableBatches", "as_batches", "flatten_arrays", "move_to",
+           "split_arrays"]
 
 # How much of a shuffled epoch ArrayBatches gathers in one indexing call (at least one batch);
 # an unshuffled epoch is split into views a block of this size at a time.
@@ -37,19 +40,26 @@ def _as_tensor(value: Any, name: str) -> torch.Tensor:
 
 
 class ArrayBatches:
-    """Batches over in-memory arrays that share their first dimension."""
+    """Batches over in-memory arrays that share their first dimension.
+
+    ``structure`` (from ``flatten_arrays``) rebuilds each batch's nesting from the flat list
+    of arrays; without it a batch is the tuple of the arrays' slices.
+    """
 
     def __init__(self, arrays: Sequence[Any], *, batch_size: int, shuffle: bool,
-                 seed: int, name: str, drop_last: bool = False) -> None:
+                 seed: int, name: str, drop_last: bool = False,
+                 structure: Any = None) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         tensors = [_as_tensor(array, name) for array in arrays]
         lengths = [len(tensor) if tensor.dim() else 0 for tensor in tensors]
         if len(set(lengths)) > 1:
-            labels = ["x", "y"] + [f"array {i}" for i in range(2, len(lengths))]
+            labels = _leaf_names(structure, len(lengths)) if structure is not None else \
+                ["x", "y", "sample_weight"][:len(lengths)] + \
+                [f"array {i}" for i in range(3, len(lengths))]
             parts = " but ".join(f"{label} has {n} samples" for label, n in zip(labels, lengths))
-            raise ValueError(f"{name}: {parts}; x and y must have the same number of samples "
-                             f"(one label per input)")
+            raise ValueError(f"{name}: {parts}; every array must have the same number of "
+                             f"samples (one label per input)")
         if not lengths or lengths[0] == 0:
             raise ValueError(f"{name} is empty (0 samples); pass at least one sample")
         self.tensors = tensors
@@ -57,6 +67,7 @@ class ArrayBatches:
         self.batch_size, self.shuffle, self.seed, self.drop_last = (
             batch_size, shuffle, seed, drop_last)
         self.rank, self.world = 0, 1
+        self.structure = structure
 
     def shard(self, rank: int, world: int) -> None:
         """Give each of ``world`` processes every world-th sample of each epoch's order; the
@@ -96,11 +107,16 @@ class ArrayBatches:
         for block_start in range(start, stop, block):
             block_stop = min(block_start + block, stop)
             if order is None:
-                yield from _slices(self.tensors, block_start, block_stop, step)
-                continue
-            index = order[block_start:block_stop]
-            yield from _slices([tensor[index] for tensor in self.tensors], 0,
-                               block_stop - block_start, step)
+                batches = _slices(self.tensors, block_start, block_stop, step)
+            else:
+                index = order[block_start:block_stop]
+                batches = _slices([tensor[index] for tensor in self.tensors], 0,
+                                  block_stop - block_start, step)
+            if self.structure is None:
+                yield from batches
+            else:
+                for leaves in batches:
+                    yield _rebuild(self.structure, iter(leaves))
 
     @property
     def _block_rows(self) -> int:
@@ -152,12 +168,64 @@ Batches = ArrayBatches | IterableBatches
 
 
 def split_arrays(data: Any) -> Sequence[Any] | None:
-    """The arrays of ``data`` when it is ``x``, ``(x,)`` or ``(x, y)`` arrays; else None."""
+    """The arrays of ``data`` when it is ``x`` or a flat ``(x, y[, sample_weight])`` of
+    arrays; else None."""
     if _is_array(data):
         return (data,)
     if isinstance(data, (tuple, list)) and 0 < len(data) <= 3 and all(_is_array(a) for a in data):
         return tuple(data)
     return None
+
+
+def flatten_arrays(data: Any) -> tuple[list[Any], Any] | None:
+    """``(arrays, structure)`` when ``data`` is a tuple or dict nesting tuples, lists and
+    dicts whose leaves are all arrays; None otherwise (a list at the top is a list of
+    batches). ``structure`` rebuilds a batch from the flat slices."""
+    if not isinstance(data, (tuple, dict)):
+        return None
+    leaves: list[Any] = []
+
+    def walk(node: Any) -> Any:
+        if _is_array(node):
+            leaves.append(node)
+            return _LEAF
+        if isinstance(node, dict) and node and all(isinstance(key, str) for key in node):
+            return (dict, tuple(node), tuple(walk(value) for value in node.values()))
+        if isinstance(node, (tuple, list)) and node:
+            return (type(node), None, tuple(walk(value) for value in node))
+        raise _NotArrays
+    try:
+        structure = walk(data)
+    except _NotArrays:
+        return None
+    return leaves, structure
+
+
+class _NotArrays(Exception):
+    """A leaf that is not an array: the data is a batch stream, not arrays."""
+
+
+_LEAF = "leaf"
+
+
+def _rebuild(structure: Any, leaves: Iterator[Any]) -> Any:
+    if structure == _LEAF:
+        return next(leaves)
+    kind, keys, children = structure
+    values = [_rebuild(child, leaves) for child in children]
+    return dict(zip(keys, values)) if kind is dict else kind(values)
+
+
+def _leaf_names(structure: Any, count: int, path: str = "") -> list[str]:
+    """Readable names of the leaves ("x[0]", "['labels']") for error messages."""
+    if structure == _LEAF:
+        return [path or "x"]
+    kind, keys, children = structure
+    names: list[str] = []
+    for i, child in enumerate(children):
+        step = f"[{keys[i]!r}]" if kind is dict else f"[{i}]"
+        names += _leaf_names(child, count, path + step)
+    return names
 
 
 def as_batches(data: Any, *, name: str, batch_size: int = 32, shuffle: bool = False,
@@ -170,6 +238,11 @@ def as_batches(data: Any, *, name: str, batch_size: int = 32, shuffle: bool = Fa
     arrays = split_arrays(data)
     if arrays is not None:
         return ArrayBatches(arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, name=name)
+    nested = flatten_arrays(data)
+    if nested is not None:
+        leaves, structure = nested
+        return ArrayBatches(leaves, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                            name=name, structure=structure)
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
         raise TypeError(
             f"{name} must be a DataLoader, an iterable of (x, y) batches, or arrays "

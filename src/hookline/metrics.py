@@ -29,6 +29,22 @@ def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return (predicted == targets).float().mean()
 
 
+def _accuracy_per_sample(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if preds.dim() > 1 and preds.shape[-1] > 1:
+        predicted = preds.argmax(dim=-1)
+    else:
+        predicted = (preds.reshape(targets.shape) > 0).to(targets.dtype)
+    hits = (predicted == targets).float()
+    return hits.flatten(1).mean(1) if hits.dim() > 1 else hits
+
+
+def _per_sample_error(power: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def error(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        values = (preds - _like(targets, preds)).abs().pow(power)
+        return values.flatten(1).mean(1) if values.dim() > 1 else values
+    return error
+
+
 def mean_absolute_error(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean absolute error, with targets reshaped to the predictions when sizes agree."""
     return (preds - _like(targets, preds)).abs().mean()
@@ -101,6 +117,9 @@ _METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "mean_absolute_error": mean_absolute_error,
     "mean_squared_error": mean_squared_error,
 }
+accuracy.per_sample = _accuracy_per_sample  # type: ignore[attr-defined]
+mean_absolute_error.per_sample = _per_sample_error(1)  # type: ignore[attr-defined]
+mean_squared_error.per_sample = _per_sample_error(2)  # type: ignore[attr-defined]
 _METRIC_ALIASES = {"acc": "accuracy", "mae": "mean_absolute_error",
                    "mse": "mean_squared_error"}
 
@@ -153,12 +172,24 @@ def own_copies(metrics: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 
 
 class MetricSet:
-    """Accumulates the loss and metrics over batches on the device; ``compute`` syncs once."""
+    """Accumulates the loss, its named parts and the metrics over batches on the device;
+    ``compute`` syncs once.
 
-    def __init__(self, metrics: list[tuple[str, Any]]) -> None:
+    ``weighted`` metrics (Keras' ``weighted_metrics``) weigh each sample by the batch's
+    ``sample_weight``; the others ignore it, as in Keras.
+    """
+
+    def __init__(self, metrics: list[tuple[str, Any]],
+                 weighted: list[tuple[str, Any]] | None = None) -> None:
         self.metrics = metrics
+        self.weighted = [(name, _weighable(name, metric)) for name, metric in weighted or []]
         self._stateful = [hasattr(metric, "compute") for _, metric in metrics]
         self.reset()
+
+    @property
+    def names(self) -> list[str]:
+        """The metric names compute() returns, besides the loss and its parts."""
+        return [name for name, _ in self.metrics] + [name for name, _ in self.weighted]
 
     def to(self, device: torch.device) -> None:
         """Move the torchmetrics objects' states to ``device``, as the model is moved: a metric
@@ -169,19 +200,35 @@ class MetricSet:
 
     def reset(self) -> None:
         self._sums: list[torch.Tensor | float] = [0.0] * len(self.metrics)
+        self._weighted_sums: list[torch.Tensor | float] = [0.0] * len(self.weighted)
+        self._weight_total: torch.Tensor | float = 0.0
         self._loss_sum: torch.Tensor | float = 0.0
+        self._part_sums: dict[str, torch.Tensor | float] = {}
         self.count = 0
+        self.loss_count = 0
         for (_, metric), stateful in zip(self.metrics, self._stateful):
             if stateful:
                 metric.reset()
 
-    def update(self, preds: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> None:
-        size = len(preds) if preds.dim() else 1
+    def update(self, preds: Any, targets: Any, loss: torch.Tensor | None,
+               weight: torch.Tensor | None = None,
+               parts: dict[str, torch.Tensor] | None = None) -> None:
+        size = len(preds) if isinstance(preds, torch.Tensor) and preds.dim() else 1
         self.count += size
         if loss is not None:
+            self.loss_count += size
             self._loss_sum = _accumulate(self._loss_sum, loss, size)
-        if not self.metrics:
+            if parts:
+                for name, value in parts.items():
+                    self._part_sums[name] = _accumulate(self._part_sums.get(name, 0.0), value,
+                                                        size)
+        if not (self.metrics or self.weighted):
             return
+        if preds is None or targets is None:
+            raise ValueError(f"metrics {self.names} need a prediction and a target for every "
+                             f"batch; this batch gave {'no target' if preds is not None else 'no prediction'}"
+                             f" (a custom step returns them as {{'loss': ..., 'preds': ..., "
+                             f"'target': ...}})")
         if preds.requires_grad:
             preds = preds.detach()
         for i, ((_, metric), stateful) in enumerate(zip(self.metrics, self._stateful)):
@@ -189,6 +236,18 @@ class MetricSet:
                 metric.update(preds, targets)
             else:
                 self._sums[i] = _accumulate(self._sums[i], metric(preds, targets), size)
+        if self.weighted:
+            self._update_weighted(preds, targets, weight, size)
+
+    def _update_weighted(self, preds: torch.Tensor, targets: Any, weight: torch.Tensor | None,
+                         size: int) -> None:
+        total = weight.sum() if weight is not None else size
+        self._weight_total = self._weight_total + total
+        for i, (_, per_sample) in enumerate(self.weighted):
+            values = per_sample(preds, targets).float()
+            weighted = (values * weight.to(values.dtype)).sum() if weight is not None \
+                else values.sum()
+            self._weighted_sums[i] = self._weighted_sums[i] + weighted
 
     def state_dict(self) -> dict[str, Any] | None:
         """The running sums and every torchmetrics object's accumulated state, so a mid-epoch
@@ -202,6 +261,10 @@ class MetricSet:
             accumulated.append(states)
         return {"sums": [_snapshot(total) for total in self._sums],
                 "loss_sum": _snapshot(self._loss_sum), "count": self.count,
+                "loss_count": self.loss_count,
+                "part_sums": {name: _snapshot(total) for name, total in self._part_sums.items()},
+                "weighted_sums": [_snapshot(total) for total in self._weighted_sums],
+                "weight_total": _snapshot(self._weight_total),
                 "metric_states": accumulated}
 
     def load_state_dict(self, state: dict[str, Any] | None, device: Any = None) -> None:
@@ -217,6 +280,13 @@ class MetricSet:
         self._sums = [moved(value) for value in state["sums"]]
         self._loss_sum = moved(state["loss_sum"])
         self.count = int(state["count"])
+        self.loss_count = int(state.get("loss_count", self.count))
+        self._part_sums = {name: moved(value)
+                           for name, value in (state.get("part_sums") or {}).items()}
+        weighted = state.get("weighted_sums")
+        if weighted is not None and len(weighted) == len(self.weighted):
+            self._weighted_sums = [moved(value) for value in weighted]
+            self._weight_total = moved(state["weight_total"])
         saved = state.get("metric_states") or [None] * len(self.metrics)
         for (_, metric), states in zip(self.metrics, saved):
             if states is not None:
@@ -225,13 +295,45 @@ class MetricSet:
                 metric._update_count = int(states["updates"])  # compute() checks it
 
     def compute(self, with_loss: bool = True) -> dict[str, float]:
+        """The epoch's values as numbers: ``loss`` (when a loss was seen), its parts, then the
+        metrics. Reading them syncs once."""
         values: dict[str, float] = {}
+        if with_loss and self.loss_count:
+            count = self.loss_count
+            names = ["loss", *self._part_sums]
+            sums = [self._loss_sum, *self._part_sums.values()]
+            values.update(zip(names, (float(total) / count for total in _as_floats(sums))))
         count = max(self.count, 1)
-        if with_loss:
-            values["loss"] = float(self._loss_sum) / count
         for (name, metric), stateful, total in zip(self.metrics, self._stateful, self._sums):
             values[name] = float(metric.compute()) if stateful else float(total) / count
+        if self.weighted:
+            weight = float(self._weight_total) or 1.0
+            for (name, _), total in zip(self.weighted, self._weighted_sums):
+                values[name] = float(total) / weight
         return values
+
+    @property
+    def part_names(self) -> list[str]:
+        """The loss parts seen so far, in the order the step returned them."""
+        return list(self._part_sums)
+
+
+def _as_floats(values: list[torch.Tensor | float]) -> list[float]:
+    """Several running sums read with one device copy."""
+    tensors = [value for value in values if isinstance(value, torch.Tensor)]
+    if len(tensors) < 2:
+        return [float(value) for value in values]
+    read = iter(torch.stack([t.float() for t in tensors]).tolist())
+    return [next(read) if isinstance(value, torch.Tensor) else float(value) for value in values]
+
+
+def _weighable(name: str, metric: Any) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """A per-sample version of a metric, for weighted_metrics."""
+    per_sample = getattr(metric, "per_sample", None)
+    if per_sample is not None:
+        return per_sample  # type: ignore[no-any-return]
+    raise TypeError(f"weighted_metrics: {name} cannot weigh samples; use one of "
+                    f"{sorted(_METRICS)} (they have per-sample forms) or put it in metrics=")
 
 
 def _accumulate(total: torch.Tensor | float, value: torch.Tensor,

@@ -12,6 +12,8 @@ from torch import nn
 
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline.engine.steps import resolve_step
+from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Predictor", "Result"]
 
@@ -49,6 +51,16 @@ def _to_results(preds: torch.Tensor, first_index: int) -> list[Result]:
     return [Result(first_index + i, row) for i, row in enumerate(rows)]
 
 
+def _count(preds: Any) -> int:
+    """Samples in a batch's prediction (one for a scalar or an unsized object)."""
+    if isinstance(preds, torch.Tensor):
+        return len(preds) if preds.dim() else 1
+    try:
+        return len(preds)
+    except TypeError:
+        return 1
+
+
 class Predictor(Engine):
     """Run a model over inputs batch by batch.
 
@@ -57,12 +69,19 @@ class Predictor(Engine):
     ``results``, e.g. with ``zip(results, frames)``) and ``args.save``, which they may toggle per
     batch: when true and ``save_dir`` is set, that batch's results are appended to
     ``save_dir/predictions.csv``.
+
+    ``step=fn`` replaces the default predict step (``model(inputs)``) with ``fn(predictor,
+    batch)``; a model declaring ``predict_step(batch)`` is used the same way. ``outputs`` is
+    what the step returned, ``preds`` the prediction chosen from it (``prediction=``, see
+    ``hookline.structure``), which ``postprocess(preds, first_index)`` turns into results.
     """
 
     def __init__(self, model: nn.Module, *, callbacks: Any = (), device: str | torch.device = "auto",
                  precision: str = "32", batch_size: int = 32, save: bool = False,
                  save_dir: str | Path | None = None,
-                 postprocess: Callable[[torch.Tensor, int], Any] | None = None) -> None:
+                 postprocess: Callable[[Any, int], Any] | None = None,
+                 step: Callable[..., Any] | None = None, prediction: Prediction = None,
+                 target_key: str | None = None) -> None:
         super().__init__(callbacks)
         self.model = model
         self.device = resolve_device(device)
@@ -73,7 +92,11 @@ class Predictor(Engine):
         self.args.save_dir = Path(save_dir) if save_dir is not None else None
         self.batch: Any = None
         self.batch_i = 0
-        self.preds: torch.Tensor | None = None
+        self.outputs: Any = None
+        self.preds: Any = None
+        self.args.prediction = prediction
+        self.args.target_key = target_key
+        self._given_step = step
         self.results: Any = []
         self.saved = 0
 
@@ -94,6 +117,8 @@ class Predictor(Engine):
         if batches is None:
             raise ValueError("nothing to predict: pass arrays, a DataLoader or batches")
         model, device, fire = self.model, self.device, self.callbacks.fire
+        step, _ = resolve_step(self, "predict_step", self._given_step, Predictor)
+        choice = self.args.prediction
         amp = autocast(device, self.precision)
         self.saved = 0
         model.to(device)
@@ -105,13 +130,14 @@ class Predictor(Engine):
             for batch_i, batch in enumerate(batches.epoch(0)):
                 self.batch_i, self.batch = batch_i, batch
                 fire("on_predict_batch_start", self)
-                inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
                 if device.type != "cpu":
-                    inputs = move_to(inputs, device)
+                    batch = move_to(batch, device)
                 with torch.no_grad(), amp:
-                    self.preds = preds = model(inputs)
+                    self.outputs = output = step(batch)
+                self.preds = preds = output if type(output) is torch.Tensor else \
+                    prediction_of(output, choice)
                 self.results = self.postprocess(preds, index)
-                index += len(preds)
+                index += _count(preds)
                 fire("on_predict_postprocess_end", self)
                 if self.args.save and self.args.save_dir is not None:
                     self._save(self.results)
@@ -120,6 +146,12 @@ class Predictor(Engine):
         finally:
             model.train(was_training)
         fire("on_predict_end", self)
+
+    def predict_step(self, batch: Any) -> Any:
+        """The default predict step: the model's output for the batch's inputs (a target in
+        the batch is left out, by the batch rules of ``hookline.structure``)."""
+        args, kwargs, _, _ = unpack_batch(batch, target_key=self.args.target_key)
+        return self.model(*args, **kwargs)
 
     def _save(self, results: Any) -> None:
         path = self.args.save_dir / "predictions.csv"

@@ -25,8 +25,11 @@ from hookline.engine.base import (
     resolve_precision,
     sigterm_raises,
 )
+from hookline.engine.steps import read_step_output, resolve_step
 from hookline.engine.validator import Validator
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
+from hookline.objective import Objective
+from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Trainer"]
 
@@ -43,9 +46,27 @@ class Trainer(Engine):
         model: the ``nn.Module`` to train.
         optimizer: an optimizer instance, a factory ``f(params) -> optimizer`` or a name
             ("sgd", "adam", "adamw", "rmsprop", "adagrad") used with ``lr``.
-        loss: a callable ``loss(preds, targets) -> scalar`` or a name ("cross_entropy", "mse"...).
-        train_data / val_data: a DataLoader, an iterable of ``(x, y)`` batches, or arrays
-            ``(x, y)`` (tensors or numpy) that hookline batches with ``batch_size``/``shuffle``.
+        loss: a name ("cross_entropy", "mse"...; it receives the model's prediction) or a
+            callable ``loss(output, targets) -> scalar`` (it receives the output as the model
+            returned it); None when the model returns its own loss (a Hugging Face model
+            given ``labels``) or a custom step computes it.
+        train_data / val_data: a DataLoader, an iterable of batches, or arrays (tensors or
+            numpy) that hookline batches with ``batch_size``/``shuffle``: ``(x, y)``,
+            ``(x, y, sample_weight)``, ``((a, b), y)``, ``({"a": a}, y)`` or a dict such as
+            ``{"input_ids": ..., "labels": ...}`` (the rules: ``hookline.structure``).
+        training_step / validation_step / predict_step: functions ``f(engine, batch)`` that
+            replace the default step of a phase (see ``hookline.engine.steps``); a model that
+            declares ``training_step(batch)`` (Lightning's way) or a Trainer subclass that
+            overrides the method is used the same way.
+        automatic_optimization: False when the training step calls ``trainer.backward(loss)``
+            and ``trainer.step_optimizer()`` itself (Lightning's manual optimization).
+        target_key: the key of a dict batch that holds the targets (default: the first of
+            labels, label, y, target, targets).
+        prediction: which part of a structured output metrics receive: an index, a key or
+            attribute name, or ``f(output) -> tensor`` (default: the tensor, a tuple's first
+            element, ``logits``).
+        weighted_metrics: metrics weighed by ``sample_weight`` (Keras' meaning; ``metrics``
+            ignore the weights).
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
@@ -78,7 +99,7 @@ class Trainer(Engine):
         trainer.fit()
     """
 
-    def __init__(self, model: nn.Module, *, optimizer: Any = "adam", loss: Any,
+    def __init__(self, model: nn.Module, *, optimizer: Any = "adam", loss: Any = None,
                  train_data: Any, val_data: Any = None, epochs: int = 1, batch_size: int = 32,
                  shuffle: bool = True, lr: float = 1e-3, metrics: Any = "auto",
                  train_metrics: bool = False, callbacks: Any = (), default_callbacks: bool = True,
@@ -87,7 +108,12 @@ class Trainer(Engine):
                  seed: int | None = None, steps_per_epoch: int | None = None,
                  initial_epoch: int = 0, freeze: int | Sequence[str] | None = None,
                  fitness: str | None = None, save_dir: str | Path | None = None,
-                 verbose: int = 1, profile: bool = False, resume: Any = None) -> None:
+                 verbose: int = 1, profile: bool = False, resume: Any = None,
+                 training_step: Callable[..., Any] | None = None,
+                 validation_step: Callable[..., Any] | None = None,
+                 predict_step: Callable[..., Any] | None = None,
+                 automatic_optimization: bool = True, target_key: str | None = None,
+                 prediction: Prediction = None, weighted_metrics: Any = None) -> None:
         super().__init__(callbacks, profile=profile)
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -100,8 +126,11 @@ class Trainer(Engine):
         self.model = model
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision)
-        self.loss_fn = resolve_loss(loss)
+        self.loss_fn = resolve_loss(loss) if loss is not None else None
+        self.objective = Objective(self.loss_fn, by_name=isinstance(loss, str),
+                                   prediction=prediction)
         metric_list = resolve_metrics(metrics, self.loss_fn)
+        weighted_list = resolve_metrics(weighted_metrics, self.loss_fn)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
             seeded = False
@@ -115,7 +144,9 @@ class Trainer(Engine):
                 "initial_epoch": initial_epoch, "freeze": freeze, "fitness": fitness,
                 "save_dir": Path(save_dir) if save_dir is not None else None,
                 "verbose": verbose, "resume": resume, "train_metrics": train_metrics,
-                "metrics": [name for name, _ in metric_list]}.items():
+                "metrics": [name for name, _ in metric_list], "target_key": target_key,
+                "prediction": prediction,
+                "automatic_optimization": bool(automatic_optimization)}.items():
             setattr(self.args, key, value)
         batches = as_batches(train_data, name="train_data", batch_size=batch_size,
                              shuffle=shuffle, seed=seed)
@@ -123,11 +154,16 @@ class Trainer(Engine):
             raise ValueError("train_data is required: arrays (x, y), a DataLoader or an "
                              "iterable of (x, y) batches")
         self.train_data: Batches = batches
-        self.validator = Validator(model, data=val_data, loss=self.loss_fn,
-                                   metrics=metric_list, batch_size=batch_size,
-                                   device=self.device, precision=self.precision,
-                                   callbacks=self.callbacks, trainer=self)
-        self.train_metric_set = MetricSet(own_copies(metric_list)) if train_metrics else None
+        self._given_steps = {"training_step": training_step,
+                             "validation_step": validation_step, "predict_step": predict_step}
+        self.validator = Validator(model, data=val_data, loss=self.objective,
+                                   metrics=metric_list, weighted_metrics=weighted_list,
+                                   batch_size=batch_size, device=self.device,
+                                   precision=self.precision, callbacks=self.callbacks,
+                                   trainer=self, target_key=target_key,
+                                   prediction=prediction)
+        self.train_metric_set = MetricSet(own_copies(metric_list), own_copies(weighted_list)) \
+            if train_metrics else None
         _apply_freeze(model, freeze)
         self.optimizer = self._build_optimizer(optimizer, lr)
         self.scaler: Any = None
@@ -138,8 +174,13 @@ class Trainer(Engine):
         self.step = 0  # optimizer steps taken
         self.batch_i = 0
         self.batch: Any = None
-        self.preds: torch.Tensor | None = None
-        self.loss: torch.Tensor | None = None
+        self.outputs: Any = None  # what the model returned for this batch
+        self.preds: Any = None  # the prediction metrics receive (hookline.structure)
+        self.target: Any = None
+        self.sample_weight: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None  # this batch's total loss (in the graph)
+        self.loss_parts: dict[str, torch.Tensor] | None = None  # its named parts, if any
+        self.loss_items: torch.Tensor | None = None  # the parts (or the loss), detached
         self.loss_names = ["loss"]
         self.metrics: dict[str, float] = {}
         self.fitness: float | None = None
@@ -159,6 +200,10 @@ class Trainer(Engine):
         # data order was drawn from
         self.phase = "idle"
         self.lr_schedulers: list[Any] = []
+        self.step_extras: dict[str, Any] = {}  # a step's non-loss entries, as it returned them
+        self._loss_names_fixed = False
+        self._training_step: Callable[[Any], Any] = self.training_step
+        self._custom_training_step = False
         self.epoch_rng_state: torch.Tensor | None = None
         self.resumed = False
         self.resumed_from: Path | None = None
@@ -180,8 +225,20 @@ class Trainer(Engine):
 
     @property
     def tloss(self) -> torch.Tensor | None:
-        """Mean training loss of the current epoch so far (a tensor; reading it syncs)."""
-        return torch.stack(self.epoch_losses).mean() if self.epoch_losses else None
+        """Running mean of each loss part over the epoch so far, as in Ultralytics: a tensor
+        of ``len(loss_names)`` values, or one 0-d value for a single loss (reading syncs)."""
+        if not self.epoch_losses:
+            return None
+        mean = torch.stack(self.epoch_losses).mean(0)
+        return mean if mean.dim() == 0 else mean[1:]
+
+    @property
+    def train_loss(self) -> torch.Tensor | None:
+        """Running mean of the total loss over the epoch so far (a 0-d tensor)."""
+        if not self.epoch_losses:
+            return None
+        mean = torch.stack(self.epoch_losses).mean(0)
+        return mean if mean.dim() == 0 else mean[0]
 
     def request_stop(self, reason: str) -> None:
         """Ask training to end after the current batch, recording why."""
@@ -211,6 +268,11 @@ class Trainer(Engine):
     def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
         """Predict on ``source`` with this trainer's model and callbacks (see Predictor)."""
         from hookline.engine.predictor import Predictor
+        step, custom = resolve_step(self, "predict_step", self._given_steps["predict_step"],
+                                    Trainer)
+        options.setdefault("step", step if custom else None)
+        options.setdefault("prediction", self.args.prediction)
+        options.setdefault("target_key", self.args.target_key)
         predictor = Predictor(self.model, callbacks=self.callbacks, device=self.device,
                               precision=self.precision, batch_size=self.args.batch_size,
                               **options)
@@ -230,6 +292,7 @@ class Trainer(Engine):
         fire = self.callbacks.fire
         self.stop, self.stop_reason = False, ""
         self.phase, self.resumed, self._resume_point = "setup", False, None
+        self.loss_parts, self.loss_names, self._loss_names_fixed = None, ["loss"], False
         if self.args.seeded:
             _seed_everything(self.args.seed)
         fire("on_pretrain_routine_start", self)
@@ -258,6 +321,11 @@ class Trainer(Engine):
         self.forward_model = self.model
         if distributed.is_distributed():
             self._setup_distributed()
+        self._training_step, self._custom_training_step = resolve_step(
+            self, "training_step", self._given_steps["training_step"], Trainer)
+        validation_step, custom = resolve_step(
+            self, "validation_step", self._given_steps["validation_step"], Trainer)
+        self.validator.use_step(validation_step if custom else None)
 
     def _setup_distributed(self) -> None:
         """One process per rank (torchrun): shard array data, average gradients with DDP, and
@@ -270,6 +338,51 @@ class Trainer(Engine):
         device_ids = [self.device] if self.device.type == "cuda" else None
         self.forward_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
+    # --- the replaceable step --------------------------------------------------------------
+    def training_step(self, batch: Any) -> Any:
+        """The default training step: ``loss(model(x), y)`` under the batch and output rules of
+        ``hookline.structure``; fires ``on_after_forward`` between the two. Replace it with
+        ``Trainer(training_step=fn)``, a subclass method, or ``model.training_step``."""
+        if type(batch) in _PAIRS and len(batch) == 2 and type(batch[0]) is torch.Tensor:
+            target, weight = batch[1], None
+            self.outputs = output = self.forward_model(batch[0])
+        else:
+            args, kwargs, target, weight = unpack_batch(
+                batch, target_key=self.args.target_key, take_target=self.loss_fn is not None)
+            self.outputs = output = self.forward_model(*args, **kwargs)
+        self.preds = output if type(output) is torch.Tensor else \
+            prediction_of(output, self.args.prediction)
+        self.target, self.sample_weight = target, weight
+        if self.callbacks.handlers["on_after_forward"]:
+            self.callbacks.fire("on_after_forward", self)
+        return self.objective(output, target, weight)
+
+    def validation_step(self, batch: Any) -> Any:
+        """The default validation step (the Validator's); override it like training_step."""
+        return self.validator.validation_step(batch)
+
+    def predict_step(self, batch: Any) -> Any:
+        """The default predict step: the model's output for the batch's inputs."""
+        args, kwargs, _, _ = unpack_batch(batch, target_key=self.args.target_key)
+        return self.model(*args, **kwargs)
+
+    def compute_loss(self, output: Any, target: Any, sample_weight: Any = None) -> Any:
+        """The loss of the default step (named losses, weighting), for custom steps to reuse."""
+        return self.objective(output, target, sample_weight)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()`` as the engine does it (scaled under fp16), then
+        ``on_after_backward``: for steps with ``automatic_optimization=False``."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.callbacks.handlers["on_after_backward"]:
+            self.callbacks.fire("on_after_backward", self)
+
+    def step_optimizer(self) -> None:
+        """One optimizer step as the engine takes it (unscale, clip, the step events, the
+        scaler's update, ``zero_grad``): for steps with ``automatic_optimization=False``."""
+        self._optimizer_step()
+
+    # --- the loop -------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> None:
         fire, handlers = self.callbacks.fire, self.callbacks.handlers
         on_batch_start = handlers["on_train_batch_start"]
@@ -277,7 +390,9 @@ class Trainer(Engine):
         on_after_loss = handlers["on_after_loss"]
         on_after_backward = handlers["on_after_backward"]
         on_batch_end = handlers["on_train_batch_end"]
-        model, loss_fn, device = self.forward_model, self.loss_fn, self.device
+        step, custom = self._training_step, self._custom_training_step
+        automatic = self.args.automatic_optimization
+        device = self.device
         move, amp = device.type != "cpu", autocast(device, self.precision)
         # ranks must run the same number of steps: a stop asked mid-epoch waits for its end
         alone = self.world_size == 1
@@ -293,7 +408,7 @@ class Trainer(Engine):
         self.skip_rest_of_epoch = False
         if metric_set is not None:
             metric_set.reset()
-        model.train()
+        self.forward_model.train()
         self.phase = "train"
         fire("on_train_epoch_start", self)  # resume_batch > 0 here: a resumed partial epoch
         skip, self.resume_batch = self.resume_batch, 0
@@ -314,38 +429,43 @@ class Trainer(Engine):
                 fire("on_train_batch_start", self)
             if move:
                 batch = move_to(batch, device)
-            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                raise _not_a_pair(batch)
-            x, y = batch[0], batch[1]
             with amp:
-                self.preds = preds = model(x)
-                if on_after_forward:
-                    fire("on_after_forward", self)
-                try:
-                    loss = loss_fn(preds, y)
-                except (RuntimeError, ValueError, IndexError) as error:
-                    _explain_loss_error(error, preds, y)
-                    raise
+                if custom:
+                    self.outputs = self.preds = self.target = self.sample_weight = None
+                result = step(batch)
+            if custom and on_after_forward:
+                fire("on_after_forward", self)
+            if type(result) is torch.Tensor:
+                loss = result
+                if self.loss_parts is not None:
+                    raise _parts_changed(self.loss_names, ["loss"])
+            else:
+                loss = self._read_output(result)
             if getattr(loss, "ndim", None) != 0:
                 raise _not_scalar(loss)
             self.loss = loss
             if on_after_loss:
                 fire("on_after_loss", self)
-            scaled = loss / accumulate if accumulate > 1 else loss
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
-            if on_after_backward:
-                fire("on_after_backward", self)
+            if automatic:
+                scaled = loss / accumulate if accumulate > 1 else loss
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                if on_after_backward:
+                    fire("on_after_backward", self)
             seen = batch_i + 1
-            if seen % accumulate == 0 or seen == last:
+            if automatic and (seen % accumulate == 0 or seen == last):
                 if plain and not (step_events[0] or step_events[1] or step_events[2]):
                     optimizer.step()
                     self.step += 1
                     optimizer.zero_grad(set_to_none=True)
                 else:
                     self._optimizer_step()
-            losses.append(loss.detach())
+            if self.loss_parts is None:
+                self.loss_items = detached = loss.detach()
+                losses.append(detached)
+            else:
+                losses.append(self._record_parts(loss))
             if metric_set is not None:
-                metric_set.update(preds, y, None)
+                metric_set.update(self.preds, self.target, None, self.sample_weight)
             if on_batch_end:
                 fire("on_train_batch_end", self)
             if (self.stop or self.skip_rest_of_epoch) and alone:
@@ -353,8 +473,33 @@ class Trainer(Engine):
         if seen == skip and skip == 0:
             raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
                              f"one batch (a generator can only be iterated once)")
-        if seen % accumulate and seen != last:
+        if automatic and seen % accumulate and seen != last:
             self._optimizer_step()  # leftover accumulated gradients of an unsized loader
+
+    def _read_output(self, result: Any) -> Any:
+        """The total loss of a non-tensor step result; sets its parts, preds and target."""
+        output = read_step_output(result)
+        names = list(output.parts) if output.parts is not None else ["loss"]
+        if names != self.loss_names:
+            if self._loss_names_fixed or self.epoch_losses:
+                raise _parts_changed(self.loss_names, names)
+            self.loss_names = names
+        self._loss_names_fixed = True
+        self.loss_parts = output.parts
+        if output.preds is not None:
+            self.preds = output.preds
+        if output.target is not None:
+            self.target = output.target
+        self.step_extras = output.extras
+        return output.loss
+
+    def _record_parts(self, loss: torch.Tensor) -> torch.Tensor:
+        """One row ``[total, *parts]`` for the epoch's running means; ``loss_items`` = parts."""
+        parts = self.loss_parts or {}
+        row = torch.stack([loss.detach(), *(part.detach().to(loss.device)
+                                            for part in parts.values())])
+        self.loss_items = row[1:]
+        return row
 
     def _optimizer_step(self) -> None:
         optimizer, scaler, args = self.optimizer, self.scaler, self.args
@@ -382,8 +527,7 @@ class Trainer(Engine):
     def _end_epoch(self) -> None:
         fire = self.callbacks.fire
         self.phase = "epoch_end"
-        tloss = self.tloss  # None exactly when the epoch had no batches
-        self.metrics = metrics = {"loss": float(tloss)} if tloss is not None else {}
+        self.metrics = metrics = self._epoch_losses()
         if self.train_metric_set is not None:
             metrics.update(self.train_metric_set.compute(with_loss=False))
         if self.world_size > 1:
@@ -391,7 +535,10 @@ class Trainer(Engine):
         fire("on_train_epoch_end", self)
         if self.validator.data is not None:
             values = self.validator.run()
-            metrics.update({f"val_{name}": value for name, value in values.items()})
+            parts = set(self.validator.loss_names) if self.validator.loss_names != ["loss"] \
+                else set()
+            metrics.update({f"val/{name}" if name in parts else f"val_{name}": value
+                            for name, value in values.items()})
         self.fitness = self._fitness(metrics)
         improved = self.fitness is not None and (
             self.best_fitness is None or self.fitness > self.best_fitness)
@@ -403,6 +550,18 @@ class Trainer(Engine):
         fire("on_fit_epoch_end", self)
         if self.world_size > 1 and distributed.any_rank(self.stop) and not self.stop:
             self.request_stop("another rank asked to stop")
+
+    def _epoch_losses(self) -> dict[str, float]:
+        """``loss`` (the epoch's mean total) and ``train/<part>`` for each named part, read
+        with one device copy; empty when the epoch had no batches."""
+        if not self.epoch_losses:
+            return {}
+        means = torch.stack(self.epoch_losses).mean(0)
+        if means.dim() == 0:
+            return {"loss": float(means)}
+        values = means.tolist()
+        return {"loss": values[0], **{f"train/{name}": value
+                                      for name, value in zip(self.loss_names, values[1:])}}
 
     def _fitness(self, metrics: dict[str, float]) -> float | None:
         name = self.args.fitness
@@ -460,20 +619,13 @@ def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:
             parameter.requires_grad_(False)
 
 
-def _not_a_pair(batch: Any) -> ValueError:
-    length = f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else ""
-    return ValueError(f"a training batch must be (x, y); got {type(batch).__name__}{length} - "
-                      f"for unlabeled data use predict()")
+_PAIRS = (tuple, list)
 
 
-def _explain_loss_error(error: BaseException, preds: Any, targets: Any) -> None:
-    """Name the shapes when the loss fails: the usual cause is a model/labels mismatch."""
-    if hasattr(error, "add_note"):
-        error.add_note(
-            f"hookline: the loss failed on predictions of shape "
-            f"{tuple(getattr(preds, 'shape', ()))} and targets of shape "
-            f"{tuple(getattr(targets, 'shape', ()))}; check that the model's output matches "
-            f"the labels (classes, dtype) and the loss you chose")
+def _parts_changed(before: list[str], now: list[str]) -> ValueError:
+    return ValueError(f"the training step returned loss parts {now} after {before}; return "
+                      f"the same named parts at every step (their running means are logged "
+                      f"per epoch)")
 
 
 def _not_scalar(loss: Any) -> Exception:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -9,40 +10,82 @@ from torch import nn
 
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline.engine.steps import read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
+from hookline.objective import Objective
+from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Validator"]
 
 
 class Validator(Engine):
-    """Evaluate a model on data: loss (when a loss is given) and metrics.
+    """Evaluate a model on data: loss (when a loss is given or the model returns one) and
+    metrics.
 
     Inside ``Trainer.fit`` the trainer's validator shares its callbacks and ``trainer`` points
     back to it; standalone, use ``Validator(model, data=..., loss=...).validate()``.
+    ``step=fn`` replaces the default validation step with ``fn(validator, batch)``; a model
+    declaring ``validation_step(batch)`` is used the same way (see ``hookline.engine.steps``).
 
-    State callbacks can read: ``batch``, ``batch_i``, ``preds``, ``loss``, ``metrics`` (after
-    ``on_val_end``, without the ``val_`` prefix), ``model``, ``data``, ``trainer``, ``args``.
+    State callbacks can read: ``batch``, ``batch_i``, ``outputs``, ``preds``, ``target``,
+    ``loss``, ``loss_parts``, ``metrics`` (after ``on_val_end``, without the ``val_`` prefix),
+    ``loss_names``, ``model``, ``data``, ``trainer``, ``args``.
     """
 
     def __init__(self, model: nn.Module, *, data: Any = None, loss: Any = None,
-                 metrics: Any = "auto", batch_size: int = 32, device: str | torch.device = "auto",
-                 precision: str = "32", callbacks: Any = (), trainer: Any = None) -> None:
+                 metrics: Any = "auto", weighted_metrics: Any = None, batch_size: int = 32,
+                 device: str | torch.device = "auto", precision: str = "32",
+                 callbacks: Any = (), trainer: Any = None,
+                 step: Callable[..., Any] | None = None, target_key: str | None = None,
+                 prediction: Prediction = None) -> None:
         super().__init__(callbacks)
         self.model = model
         self.trainer = trainer
-        self.loss_fn = resolve_loss(loss) if loss is not None else None
-        self.metric_set = MetricSet(resolve_metrics(metrics, self.loss_fn))
+        if isinstance(loss, Objective):
+            self.objective = loss
+        else:
+            self.objective = Objective(resolve_loss(loss) if loss is not None else None,
+                                       by_name=isinstance(loss, str), prediction=prediction)
+        self.loss_fn = self.objective.loss
+        self.metric_set = MetricSet(resolve_metrics(metrics, self.loss_fn),
+                                    resolve_metrics(weighted_metrics, self.loss_fn))
         self.data = as_batches(data, name="val_data", batch_size=batch_size)
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision)
         self.batch: Any = None
         self.batch_i = 0
-        self.preds: torch.Tensor | None = None
+        self.outputs: Any = None
+        self.preds: Any = None
+        self.target: Any = None
+        self.sample_weight: torch.Tensor | None = None
         self.loss: torch.Tensor | None = None
+        self.loss_parts: dict[str, torch.Tensor] | None = None
+        self.loss_names = ["loss"]
         self.metrics: dict[str, float] = {}
         self.args.batch_size = batch_size
         self.args.device = self.device
         self.args.precision = self.precision
+        self.args.target_key = target_key
+        self.args.prediction = prediction
+        self._given_step = step
+        self._step: Callable[[Any], Any] | None = None
+
+    def use_step(self, step: Callable[[Any], Any] | None) -> None:
+        """Run ``step(batch)`` instead of the default step (the Trainer passes its own)."""
+        self._step = step
+
+    def validation_step(self, batch: Any) -> Any:
+        """The default validation step: the model's output and, when a loss can be computed,
+        the loss (the same rules as the training step)."""
+        args, kwargs, target, weight = unpack_batch(
+            batch, target_key=self.args.target_key, take_target=self.loss_fn is not None)
+        self.outputs = output = self.model(*args, **kwargs)
+        self.preds = output if type(output) is torch.Tensor else \
+            prediction_of(output, self.args.prediction)
+        self.target, self.sample_weight = target, weight
+        if self.loss_fn is not None and target is not None:
+            return self.objective(output, target, weight)
+        return None if type(output) is torch.Tensor else output  # its own loss, if it has one
 
     def validate(self, data: Any = None) -> dict[str, float]:
         """Run validation as a whole run (with on_exception and teardown); returns metrics."""
@@ -58,11 +101,14 @@ class Validator(Engine):
         model, device, fire = self.model, self.device, self.callbacks.fire
         handlers = self.callbacks.handlers
         on_batch_start, on_batch_end = handlers["on_val_batch_start"], handlers["on_val_batch_end"]
-        loss_fn, metric_set = self.loss_fn, self.metric_set
+        metric_set = self.metric_set
+        step = self._current_step()
+        custom = step is not self.validation_step
         move = device.type != "cpu"
         was_training = model.training
         metric_set.to(device)
         metric_set.reset()
+        self.loss_names = ["loss"]
         fire("on_val_start", self)
         model.eval()
         try:
@@ -73,23 +119,46 @@ class Validator(Engine):
                         fire("on_val_batch_start", self)
                     if move:
                         batch = move_to(batch, device)
-                    x, y = _split(batch)
-                    self.preds = preds = model(x)
-                    self.loss = loss = loss_fn(preds, y) if loss_fn is not None else None
-                    metric_set.update(preds, y, loss)
+                    if custom:
+                        self.outputs = self.preds = self.target = self.sample_weight = None
+                    self.loss = loss = self._read(step(batch))
+                    metric_set.update(self.preds, self.target, loss, self.sample_weight,
+                                      self.loss_parts)
                     if on_batch_end:
                         fire("on_val_batch_end", self)
         finally:
             model.train(was_training)
         if metric_set.count == 0:
             raise ValueError("val_data yielded no batches; pass at least one batch")
-        self.metrics = metric_set.compute(with_loss=loss_fn is not None)
+        self.loss_names = metric_set.part_names or ["loss"]
+        self.metrics = metric_set.compute()
         fire("on_val_end", self)
         return self.metrics
 
+    def _current_step(self) -> Callable[[Any], Any]:
+        if self._step is not None:
+            return self._step
+        if self._given_step is not None or self.trainer is None:
+            step, _ = resolve_step(self, "validation_step", self._given_step, Validator)
+            return step
+        return self.validation_step
 
-def _split(batch: Any) -> tuple[Any, Any]:
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
-        return batch[0], batch[1]
-    raise ValueError(f"a validation batch must be (x, y); got {type(batch).__name__}"
-                     f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}")
+    def _read(self, result: Any) -> torch.Tensor | None:
+        """The loss of a step result (None when there is none: metrics only)."""
+        self.loss_parts = None
+        if type(result) is torch.Tensor:
+            return result
+        if result is None:
+            return None
+        try:
+            output = read_step_output(result, "validation")
+        except TypeError:
+            if self.loss_fn is None and not self.metric_set.names:
+                raise
+            return None  # an output without a loss: metrics are computed, no val_loss
+        self.loss_parts = output.parts
+        if output.preds is not None and self.preds is None:
+            self.preds = output.preds
+        if output.target is not None:
+            self.target = output.target
+        return output.loss  # type: ignore[no-any-return]

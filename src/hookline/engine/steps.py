@@ -1,0 +1,113 @@
+"""Which step runs each batch, and how what a step returns is read.
+
+A phase's step is, first found wins:
+
+1. a function given to the engine (``Trainer(training_step=fn)``), called ``fn(engine, batch)``;
+2. a method of an engine subclass overriding ``training_step(self, batch)`` (and
+   ``validation_step``, ``predict_step``);
+3. a method the model declares, Lightning's way: ``model.training_step(batch)`` or
+   ``model.training_step(batch, batch_idx)``;
+4. the default step: ``loss(model(x), y)`` by the batch and output rules of
+   ``hookline.structure``.
+
+A training or validation step returns the loss: a scalar tensor; a dict of named losses (their
+sum is the total unless a ``loss`` entry is given; each part is logged); or an output with a
+``.loss`` (a Hugging Face output). In a dict, ``preds``/``logits`` and ``target`` entries are
+what metrics receive, and other entries that are not scalars are left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from hookline.structure import describe
+
+__all__ = ["StepOutput", "read_step_output", "resolve_step"]
+
+_NOT_LOSS = frozenset({"preds", "logits", "target", "sample_weight"})
+
+
+def resolve_step(engine: Any, name: str, given: Callable[..., Any] | None,
+                 base: type) -> tuple[Callable[[Any], Any], bool]:
+    """``(step, is_custom)`` for phase ``name`` ("training_step", "validation_step",
+    "predict_step") of ``engine``, whose default implementation lives on class ``base``."""
+    if given is not None:
+        if not callable(given):
+            raise TypeError(f"{name}= must be a function f(engine, batch), got {given!r}")
+        return functools.partial(given, engine), True
+    if getattr(type(engine), name) is not getattr(base, name):
+        return getattr(engine, name), True
+    declared = getattr(engine.model, name, None)
+    if callable(declared):
+        if _positional_count(declared) >= 2:
+            return lambda batch: declared(batch, engine.batch_i), True
+        return declared, True
+    return getattr(engine, name), False
+
+
+def _positional_count(fn: Callable[..., Any]) -> int:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in parameters if p.kind in kinds)
+
+
+class StepOutput:
+    """A step's return value read by the rule above."""
+
+    __slots__ = ("extras", "loss", "parts", "preds", "target")
+
+    def __init__(self, loss: Any, parts: dict[str, torch.Tensor] | None = None,
+                 preds: Any = None, target: Any = None,
+                 extras: dict[str, Any] | None = None) -> None:
+        self.loss, self.parts, self.preds, self.target = loss, parts, preds, target
+        self.extras = extras or {}
+
+
+def read_step_output(value: Any, phase: str = "training") -> StepOutput:
+    """Read a non-tensor step result (a tensor is the loss itself and never comes here)."""
+    if isinstance(value, Mapping):
+        return _read_mapping(value, phase)
+    if isinstance(value, numbers.Number):
+        raise TypeError(f"the loss must return a scalar tensor, got {type(value).__name__}; "
+                        f"return a torch.Tensor (e.g. torch.nn.functional.mse_loss(...)), so "
+                        f"that backward() can run")
+    loss = getattr(value, "loss", None)
+    if loss is not None and not isinstance(value, (tuple, list)):
+        return StepOutput(loss, preds=getattr(value, "logits", None))
+    raise TypeError(
+        f"the {phase} step returned {describe(value)}, which holds no loss: return a scalar "
+        f"loss tensor, a dict of named losses ({{'recon': ..., 'kl': ...}}), or an output "
+        f"with .loss; with the default step, pass loss= or use a model that returns its loss")
+
+
+def _read_mapping(value: Mapping[str, Any], phase: str) -> StepOutput:
+    parts: dict[str, torch.Tensor] = {}
+    extras: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "loss" or key in _NOT_LOSS:
+            continue
+        if isinstance(item, torch.Tensor) and item.dim() == 0:
+            parts[str(key)] = item
+        elif isinstance(item, numbers.Real) and not isinstance(item, bool):
+            parts[str(key)] = torch.tensor(float(item))
+        else:
+            extras[str(key)] = item
+    preds = value.get("preds", value.get("logits"))
+    loss = value.get("loss")
+    if loss is None:
+        if not parts:
+            raise TypeError(f"the {phase} step returned {describe(value)}: a dict needs a "
+                            f"'loss' entry or named scalar losses to add up")
+        loss = functools.reduce(lambda total, part: total + part, parts.values())
+    elif not parts:
+        return StepOutput(loss, None, preds, value.get("target"), extras)
+    return StepOutput(loss, parts, preds, value.get("target"), extras)
