@@ -18,13 +18,33 @@ import torch
 from torch import nn
 
 from hookline.callbacks.history import History
-from hookline.data import split_arrays
+from hookline.data import flatten_arrays
 from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
+from hookline.metrics import resolve_loss
+from hookline.objective import Objective
+from hookline.structure import loss_of, prediction_of, unpack_batch
 
-__all__ = ["Callback", "LambdaCallback", "Model", "OptimizerView"]
+__all__ = ["Callback", "LambdaCallback", "Model", "OptimizerView", "unpack_x_y_sample_weight"]
+
+
+def unpack_x_y_sample_weight(data: Any) -> tuple[Any, Any, Any]:
+    """Keras' helper: ``(x, y, sample_weight)`` from a batch given as ``x``, ``(x,)``,
+    ``(x, y)`` or ``(x, y, sample_weight)`` (missing parts are None)."""
+    if isinstance(data, list):
+        data = tuple(data)
+    if not isinstance(data, tuple):
+        return data, None, None
+    if len(data) == 1:
+        return data[0], None, None
+    if len(data) == 2:
+        return data[0], data[1], None
+    if len(data) == 3:
+        return data[0], data[1], data[2]
+    raise ValueError(f"data must be x, (x,), (x, y) or (x, y, sample_weight); got a tuple of "
+                     f"{len(data)}")
 
 
 # Keras method -> (hookline event, how its arguments are built)
@@ -49,7 +69,7 @@ _KERAS_HOOKS: dict[str, tuple[str, str]] = {
 
 
 def _train_batch_logs(trainer: Any) -> dict[str, Any]:
-    logs: dict[str, Any] = {"loss": float(trainer.tloss)}
+    logs: dict[str, Any] = {"loss": float(trainer.train_loss)}
     if trainer.train_metric_set is not None:
         logs.update(trainer.train_metric_set.compute(with_loss=False))
     return logs
@@ -69,8 +89,7 @@ def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
     elif kind == "train_batch_end":
         method(engine.batch_i, logs=_train_batch_logs(engine))
     elif kind == "val_batch_end":
-        method(engine.batch_i,
-               logs=engine.metric_set.compute(with_loss=engine.loss_fn is not None))
+        method(engine.batch_i, logs=engine.metric_set.compute())
     else:  # predict_batch_end
         method(engine.batch_i, logs={"outputs": engine.preds.detach().cpu().numpy()})
 
@@ -190,8 +209,26 @@ class OptimizerView:
     """A torch optimizer seen the Keras way: ``learning_rate`` (alias ``lr``) reads the first
     parameter group's rate and writes every group's."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, trainer: Any = None) -> None:
         self.torch_optimizer = optimizer
+        self._trainer = trainer
+
+    def apply(self, gradients: Sequence[Any] | None = None,
+              trainable_variables: Sequence[Any] | None = None) -> None:
+        """Keras' ``optimizer.apply(grads, variables)``: one step with these gradients (by
+        default the ones ``backward()`` left on the parameters). Inside ``fit`` it is the
+        engine's step: clipping, the step events and the step count included."""
+        if gradients is not None and trainable_variables is not None:
+            for variable, gradient in zip(trainable_variables, gradients, strict=True):
+                if variable.grad is not gradient:
+                    variable.grad = gradient
+        if self._trainer is not None:
+            self._trainer.step_optimizer()
+        else:
+            self.torch_optimizer.step()
+            self.torch_optimizer.zero_grad(set_to_none=True)
+
+    step = apply
 
     @property
     def learning_rate(self) -> float:
@@ -226,7 +263,8 @@ class Model:
 
     def __init__(self, module: nn.Module, optimizer: Any = "adam", loss: Any = None,
                  metrics: Sequence[Any] | None = None, *, lr: float = 1e-3,
-                 device: str | torch.device = "auto", precision: str = "32") -> None:
+                 device: str | torch.device = "auto", precision: str = "32",
+                 weighted_metrics: Sequence[Any] | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"Model wraps a torch.nn.Module, got {type(module).__name__}")
         self.module = module
@@ -235,15 +273,20 @@ class Model:
         self._trainer: Trainer | None = None
         self._engine: Any = None
         self._stop_training = False
+        self._in_step = False
         self._functions: list[tuple[str, Callable[[Any], Any], dict[str, Any]]] = []
         self.history: History | None = None
         self._last_metrics: dict[str, float] = {}
-        self.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+        self.compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                     weighted_metrics=weighted_metrics)
 
     def compile(self, optimizer: Any = "adam", loss: Any = None,
-                metrics: Sequence[Any] | None = None) -> None:
-        """Set the optimizer, loss and metrics (Keras' compile)."""
+                metrics: Sequence[Any] | None = None,
+                weighted_metrics: Sequence[Any] | None = None) -> None:
+        """Set the optimizer, loss and metrics (Keras' compile). ``weighted_metrics`` weigh
+        each sample by its ``sample_weight``; ``metrics`` ignore the weights, as in Keras."""
         self._optimizer_spec, self.loss, self.metrics = optimizer, loss, list(metrics or [])
+        self.weighted_metrics = list(weighted_metrics or [])
         self._torch_optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) \
             else None
 
@@ -262,7 +305,7 @@ class Model:
     def optimizer(self) -> OptimizerView | None:
         optimizer = self._trainer.optimizer if self._trainer is not None \
             else self._torch_optimizer
-        return OptimizerView(optimizer) if optimizer is not None else None
+        return OptimizerView(optimizer, self._trainer) if optimizer is not None else None
 
     def get_weights(self) -> list[np.ndarray]:
         """Copies of every parameter and buffer, in state_dict order (Keras' get_weights)."""
@@ -282,6 +325,114 @@ class Model:
                                  f"the array given has shape {tuple(tensor.shape)}")
             new_state[name] = tensor.to(current.dtype)
         self.module.load_state_dict(new_state)
+
+    # --- Keras 3's step methods -------------------------------------------------------------
+    @property
+    def trainable_weights(self) -> list[nn.Parameter]:
+        """The parameters that train (Keras' ``trainable_weights``)."""
+        return [parameter for parameter in self.module.parameters() if parameter.requires_grad]
+
+    def zero_grad(self) -> None:
+        """Clear the parameters' gradients (what a Keras torch ``train_step`` calls first)."""
+        self.module.zero_grad(set_to_none=True)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        """One training step with Keras 3's meaning: forward, loss, backward, the optimizer
+        step, metrics; returns the logs. Override it in a subclass to take over the step (it
+        then does its own backward and ``self.optimizer.apply()``); ``fit`` runs the same math
+        through the engine's faster default step while it is not overridden."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        self.zero_grad()
+        y_pred = self(x, training=True)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        loss.backward()
+        optimizer = self.optimizer
+        if optimizer is None:
+            raise ValueError("train_step needs an optimizer: pass optimizer= to Model(...)")
+        optimizer.apply()
+        return {"loss": loss.detach(), **self.compute_metrics(x, y, y_pred, sample_weight)}
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        """One evaluation step with Keras 3's meaning: forward, loss, metrics; returns logs."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        loss = self.compute_loss(x, y, y_pred, sample_weight)
+        return {"loss": loss, **self.compute_metrics(x, y, y_pred, sample_weight)}
+
+    def predict_step(self, data: Any) -> Any:
+        """One prediction step: the model's output for the batch's inputs."""
+        x, _, _ = unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None,
+                     sample_weight: Any = None, training: bool = True) -> torch.Tensor:
+        """The compiled loss of ``y_pred`` against ``y``, weighted by ``sample_weight`` as
+        Keras weighs it (``x`` is unused, as in Keras' default)."""
+        objective = getattr(self._engine, "objective", None)
+        if objective is None:
+            if self.loss is None:
+                raise ValueError("compute_loss needs a loss: pass loss= to Model(...)")
+            objective = Objective(resolve_loss(self.loss), by_name=isinstance(self.loss, str))
+        loss = objective(y_pred, y, sample_weight)
+        if not isinstance(loss, torch.Tensor):
+            loss = loss_of(loss)
+        if loss is None:
+            raise ValueError("compute_loss found no loss: compile a loss, or return one from "
+                             "the model")
+        return cast("torch.Tensor", loss)
+
+    def compute_metrics(self, x: Any, y: Any, y_pred: Any,
+                        sample_weight: Any = None) -> dict[str, torch.Tensor]:
+        """Update the compiled metrics with this batch and return their values so far, as
+        tensors (Keras' ``compute_metrics``; nothing is read to the host)."""
+        engine = self._engine
+        metric_set = getattr(engine, "train_metric_set", None) if engine is self._trainer \
+            else getattr(engine, "metric_set", None)
+        if metric_set is None:
+            return {}
+        prediction = prediction_of(y_pred) if not isinstance(y_pred, torch.Tensor) else y_pred
+        metric_set.update(prediction, y, None, sample_weight)
+        return metric_set.results()
+
+    def _overrides(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(Model, name)
+
+    def _step_adapter(self, name: str) -> Callable[[Any, Any], Any]:
+        """The engine step that runs a ``train_step``/``test_step``/``predict_step`` override:
+        the override's logs become the step's loss and logged values."""
+        method = getattr(self, name)
+
+        def step(engine: Any, data: Any) -> Any:
+            self._in_step = True
+            try:
+                result = method(data)
+            finally:
+                self._in_step = False
+            if name == "predict_step":
+                return result
+            if not isinstance(result, dict):
+                raise TypeError(f"{type(self).__name__}.{name} must return a dict of logs "
+                                f"(Keras' meaning), got {type(result).__name__}")
+            logs = {key: value for key, value in result.items() if key != "loss"}
+            if name == "test_step":
+                return {"loss": result["loss"]} if "loss" in result else None
+            if "loss" not in result:
+                raise ValueError(f"{type(self).__name__}.train_step must return logs with a "
+                                 f"'loss' entry, got {sorted(result)}")
+            return {"loss": result["loss"], "logs": logs}
+        return step
+
+    def __call__(self, *inputs: Any, training: bool | None = None, **options: Any) -> Any:
+        """``self(x, training=True)`` inside a step is the forward pass (Keras); elsewhere
+        ``model(source, stream=True)`` gives results from a Predictor (Ultralytics)."""
+        if training is not None or self._in_step:
+            args, kwargs, _, _ = unpack_batch((inputs[0],) if len(inputs) == 1 else (inputs,))
+            return self.module(*args, **kwargs)
+        stream = options.pop("stream", False)
+        predictor = Predictor(self.module, callbacks=self._callback_list(None),
+                              device=self.device, precision=self.precision, **options)
+        self._engine = predictor
+        return predictor(inputs[0], stream=stream)
 
     def _serves(self, engine: Any) -> bool:
         return engine is self._engine or engine is self._trainer or (
@@ -332,16 +483,29 @@ class Model:
             verbose: int = 1, callbacks: Sequence[Any] | None = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
+            sample_weight: Any = None, class_weight: dict[int, float] | None = None,
             resume: Any = None, **trainer_options: Any) -> History:
         """Train like Keras' ``fit``; returns the History (also ``model.history``).
+
+        ``x`` may be an array, a list or tuple of arrays (several inputs: ``model(a, b)``), a
+        dict of arrays (named inputs, or a whole dict batch with ``y=None``), a DataLoader or
+        batches. ``sample_weight`` and ``class_weight`` weigh the loss and the
+        ``weighted_metrics`` as in Keras (a class weight multiplies the sample's weight).
+        Without a compiled loss, the module must return its own loss (a Hugging Face model).
 
         ``resume`` continues an interrupted run exactly from a full checkpoint: True (the
         newest in the checkpoint callbacks' folders), a file or a folder (see
         ``Trainer(resume=...)``); ``BackupAndRestore`` in ``callbacks`` does it automatically.
         """
-        if self.loss is None:
-            raise ValueError("the model has no loss: pass loss= to Model(...) or compile()")
-        train_data, val_data = _split_validation(x, y, validation_split, validation_data)
+        weights = _class_weights(y, class_weight, sample_weight)
+        train_data, val_data = _split_validation(x, y, validation_split, validation_data,
+                                                 weights)
+        if self._overrides("train_step"):
+            trainer_options.setdefault("training_step", self._step_adapter("train_step"))
+            trainer_options.setdefault("automatic_optimization", False)
+        if self._overrides("test_step"):
+            trainer_options.setdefault("validation_step", self._step_adapter("test_step"))
+        trainer_options.setdefault("weighted_metrics", self.weighted_metrics)
         optimizer = self._torch_optimizer or self._optimizer_spec
         trainer = Trainer(self.module, optimizer=optimizer, loss=self.loss,
                           train_data=train_data, val_data=val_data, epochs=epochs,
@@ -366,13 +530,15 @@ class Model:
         return self.history
 
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: int = 1,
-                 callbacks: Sequence[Any] | None = None,
-                 return_dict: bool = False) -> float | list[float] | dict[str, float]:
+                 callbacks: Sequence[Any] | None = None, return_dict: bool = False,
+                 sample_weight: Any = None) -> float | list[float] | dict[str, float]:
         """Loss and metrics on data, like Keras' ``evaluate``."""
-        data = _pair(x, y)
+        data = _pair(x, y, sample_weight)
+        step = self._step_adapter("test_step") if self._overrides("test_step") else None
         validator = Validator(self.module, data=data, loss=self.loss, metrics=self.metrics,
-                              batch_size=batch_size, device=self.device,
-                              precision=self.precision, callbacks=self._callback_list(callbacks))
+                              weighted_metrics=self.weighted_metrics, batch_size=batch_size,
+                              device=self.device, precision=self.precision,
+                              callbacks=self._callback_list(callbacks), step=step)
         validator.model.to(validator.device)
         self._engine = validator
         self._trainer = None
@@ -387,24 +553,17 @@ class Model:
     def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
                 callbacks: Sequence[Any] | None = None) -> np.ndarray:
         """Model outputs for ``x`` as one numpy array, like Keras' ``predict``."""
+        step = self._step_adapter("predict_step") if self._overrides("predict_step") else None
         predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
                               device=self.device, precision=self.precision,
-                              batch_size=batch_size)
+                              batch_size=batch_size, step=step)
         self._engine = predictor
         self._trainer = None
-        results = predictor(x)
+        results = predictor(_inputs_only(x))
         # a callback may have paired each result with extra data (zip(results, frames))
         firsts = [item[0] if isinstance(item, tuple) else item for item in results]
         outputs = [getattr(item, "output", item) for item in firsts]
         return torch.stack(outputs).numpy() if outputs else np.empty((0,))
-
-    def __call__(self, x: Any, **options: Any) -> Any:
-        """Ultralytics-style ``model(source, stream=True)``: results from a Predictor."""
-        stream = options.pop("stream", False)
-        predictor = Predictor(self.module, callbacks=self._callback_list(None),
-                              device=self.device, precision=self.precision, **options)
-        self._engine = predictor
-        return predictor(x, stream=stream)
 
     def _callback_list(self, callbacks: Sequence[Any] | None) -> list[Any]:
         from hookline.callback_list import CallbackList
@@ -418,25 +577,72 @@ class Model:
         return listed  # type: ignore[return-value]
 
 
-def _pair(x: Any, y: Any) -> Any:
+def _pair(x: Any, y: Any, sample_weight: Any = None) -> Any:
     if y is None:
+        if sample_weight is not None:
+            raise ValueError("sample_weight needs targets: pass y= as well")
         return x
-    return (x, y)
+    return (x, y) if sample_weight is None else (x, y, sample_weight)
 
 
-def _split_validation(x: Any, y: Any, split: float, validation_data: Any) -> tuple[Any, Any]:
+def _inputs_only(x: Any) -> Any:
+    """Keras' predict(x): a list or tuple of arrays is several inputs, not (x, y)."""
+    if isinstance(x, (list, tuple)) and flatten_arrays(tuple(x)) is not None:
+        return (tuple(x),)
+    return x
+
+
+def _class_weights(y: Any, class_weight: dict[int, float] | None,
+                   sample_weight: Any) -> Any:
+    """Keras' class_weight as per-sample weights (multiplied into sample_weight)."""
+    if class_weight is None:
+        return sample_weight
+    if not isinstance(class_weight, dict) or not class_weight:
+        raise TypeError(f"class_weight must be a dict {{class index: weight}}, got "
+                        f"{class_weight!r}")
+    if y is None or not isinstance(y, (np.ndarray, torch.Tensor)):
+        raise ValueError("class_weight needs y as an array of class indices (for a DataLoader, "
+                         "give each batch a sample_weight instead)")
+    labels = torch.as_tensor(np.asarray(y)).long().reshape(-1)
+    if len(labels) != len(y):
+        raise ValueError("class_weight needs one class index per sample (y of shape (N,))")
+    known = sorted(class_weight)
+    missing = sorted(set(labels.unique().tolist()) - set(known))
+    if missing:
+        raise ValueError(f"class_weight has no weight for classes {missing}; give every "
+                         f"class in y a weight (Keras' rule)")
+    table = torch.zeros(max(known) + 1)
+    for index, weight in class_weight.items():
+        table[int(index)] = float(weight)
+    weights = table[labels]
+    if sample_weight is not None:
+        weights = weights * torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+    return weights
+
+
+def _take(data: Any, part: slice) -> Any:
+    if isinstance(data, dict):
+        return {key: _take(value, part) for key, value in data.items()}
+    if isinstance(data, (tuple, list)):
+        return type(data)(_take(value, part) for value in data)
+    return data[part]
+
+
+def _split_validation(x: Any, y: Any, split: float, validation_data: Any,
+                      sample_weight: Any = None) -> tuple[Any, Any]:
     """Keras' validation_split: the last ``split`` share of the arrays, taken before shuffling."""
     if isinstance(split, bool) or not isinstance(split, (int, float)):
         raise TypeError(f"validation_split must be a float in (0, 1), got {split!r}")
     if split and not 0.0 < split < 1.0:
         raise ValueError(f"validation_split must be in (0, 1), got {split!r}; it is the share "
                          f"of the data held out for validation (e.g. 0.2)")
-    data = _pair(x, y)
+    data = _pair(x, y, sample_weight)
     if not split:
         return data, validation_data
     if validation_data is not None:
         raise ValueError("pass validation_split or validation_data, not both")
-    arrays = split_arrays(data)
+    flat = flatten_arrays(data if isinstance(data, (tuple, dict)) else (data,))
+    arrays = flat[0] if flat is not None else None
     if arrays is None:
         raise ValueError("validation_split needs array data (x and y as tensors or numpy "
                          "arrays); for a DataLoader pass validation_data instead")
@@ -448,6 +654,4 @@ def _split_validation(x: Any, y: Any, split: float, validation_data: Any) -> tup
     cut = int(size * (1.0 - split))
     if cut <= 0 or cut >= size:
         raise ValueError(f"validation_split={split} leaves an empty set with {size} samples")
-    train = tuple(array[:cut] for array in arrays)
-    held_out = tuple(array[cut:] for array in arrays)
-    return train, held_out
+    return _take(data, slice(None, cut)), _take(data, slice(cut, None))

@@ -206,6 +206,7 @@ class MetricSet:
         self._part_sums: dict[str, torch.Tensor | float] = {}
         self.count = 0
         self.loss_count = 0
+        self.metric_count = 0  # samples the metrics saw
         for (_, metric), stateful in zip(self.metrics, self._stateful):
             if stateful:
                 metric.reset()
@@ -222,13 +223,9 @@ class MetricSet:
                 for name, value in parts.items():
                     self._part_sums[name] = _accumulate(self._part_sums.get(name, 0.0), value,
                                                         size)
-        if not (self.metrics or self.weighted):
+        if not (self.metrics or self.weighted) or preds is None or targets is None:
             return
-        if preds is None or targets is None:
-            raise ValueError(f"metrics {self.names} need a prediction and a target for every "
-                             f"batch; this batch gave {'no target' if preds is not None else 'no prediction'}"
-                             f" (a custom step returns them as {{'loss': ..., 'preds': ..., "
-                             f"'target': ...}})")
+        self.metric_count += size
         if preds.requires_grad:
             preds = preds.detach()
         for i, ((_, metric), stateful) in enumerate(zip(self.metrics, self._stateful)):
@@ -261,7 +258,7 @@ class MetricSet:
             accumulated.append(states)
         return {"sums": [_snapshot(total) for total in self._sums],
                 "loss_sum": _snapshot(self._loss_sum), "count": self.count,
-                "loss_count": self.loss_count,
+                "loss_count": self.loss_count, "metric_count": self.metric_count,
                 "part_sums": {name: _snapshot(total) for name, total in self._part_sums.items()},
                 "weighted_sums": [_snapshot(total) for total in self._weighted_sums],
                 "weight_total": _snapshot(self._weight_total),
@@ -281,6 +278,7 @@ class MetricSet:
         self._loss_sum = moved(state["loss_sum"])
         self.count = int(state["count"])
         self.loss_count = int(state.get("loss_count", self.count))
+        self.metric_count = int(state.get("metric_count", self.count))
         self._part_sums = {name: moved(value)
                            for name, value in (state.get("part_sums") or {}).items()}
         weighted = state.get("weighted_sums")
@@ -303,13 +301,27 @@ class MetricSet:
             names = ["loss", *self._part_sums]
             sums = [self._loss_sum, *self._part_sums.values()]
             values.update(zip(names, (float(total) / count for total in _as_floats(sums))))
-        count = max(self.count, 1)
+        values.update({name: float(value) for name, value in self.results().items()})
+        return values
+
+    def results(self) -> dict[str, torch.Tensor]:
+        """The metrics' values so far as tensors, without reading them to the host (Keras'
+        ``metric.result()``). Raises when metrics are set but saw no prediction."""
+        if not (self.metrics or self.weighted):
+            return {}
+        if self.metric_count == 0:
+            raise ValueError(
+                f"metrics {self.names} saw no prediction and target: a custom step must "
+                f"return them ({{'loss': ..., 'preds': ..., 'target': ...}}) or update the "
+                f"metrics itself (Model.compute_metrics); batches need targets")
+        values: dict[str, torch.Tensor] = {}
+        count = self.metric_count
         for (name, metric), stateful, total in zip(self.metrics, self._stateful, self._sums):
-            values[name] = float(metric.compute()) if stateful else float(total) / count
+            values[name] = metric.compute() if stateful else torch.as_tensor(total) / count
         if self.weighted:
-            weight = float(self._weight_total) or 1.0
+            weight = self._weight_total
             for (name, _), total in zip(self.weighted, self._weighted_sums):
-                values[name] = float(total) / weight
+                values[name] = torch.as_tensor(total) / weight
         return values
 
     @property

@@ -13,7 +13,9 @@ A phase's step is, first found wins:
 A training or validation step returns the loss: a scalar tensor; a dict of named losses (their
 sum is the total unless a ``loss`` entry is given; each part is logged); or an output with a
 ``.loss`` (a Hugging Face output). In a dict, ``preds``/``logits`` and ``target`` entries are
-what metrics receive, and other entries that are not scalars are left alone.
+what metrics receive; a ``logs`` entry is a dict of values logged as the epoch's (the last
+step's value, as Keras logs what ``train_step`` returns); other entries that are not scalars are
+left alone (``trainer.step_extras``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from hookline.structure import describe
 
 __all__ = ["StepOutput", "read_step_output", "resolve_step"]
 
-_NOT_LOSS = frozenset({"preds", "logits", "target", "sample_weight"})
+_NOT_LOSS = frozenset({"preds", "logits", "target", "sample_weight", "logs"})
 
 
 def resolve_step(engine: Any, name: str, given: Callable[..., Any] | None,
@@ -63,13 +65,14 @@ def _positional_count(fn: Callable[..., Any]) -> int:
 class StepOutput:
     """A step's return value read by the rule above."""
 
-    __slots__ = ("extras", "loss", "parts", "preds", "target")
+    __slots__ = ("extras", "logs", "loss", "parts", "preds", "target")
 
     def __init__(self, loss: Any, parts: dict[str, torch.Tensor] | None = None,
-                 preds: Any = None, target: Any = None,
-                 extras: dict[str, Any] | None = None) -> None:
+                 preds: Any = None, target: Any = None, extras: dict[str, Any] | None = None,
+                 logs: Mapping[str, Any] | None = None) -> None:
         self.loss, self.parts, self.preds, self.target = loss, parts, preds, target
         self.extras = extras or {}
+        self.logs = logs
 
 
 def read_step_output(value: Any, phase: str = "training") -> StepOutput:
@@ -103,11 +106,15 @@ def _read_mapping(value: Mapping[str, Any], phase: str) -> StepOutput:
             extras[str(key)] = item
     preds = value.get("preds", value.get("logits"))
     loss = value.get("loss")
+    logs = value.get("logs")
+    if logs is not None and not isinstance(logs, Mapping):
+        raise TypeError(f"the {phase} step's 'logs' entry must be a dict of values to log, "
+                        f"got {type(logs).__name__}")
     if loss is None:
         if not parts:
             raise TypeError(f"the {phase} step returned {describe(value)}: a dict needs a "
                             f"'loss' entry or named scalar losses to add up")
         loss = functools.reduce(lambda total, part: total + part, parts.values())
     elif not parts:
-        return StepOutput(loss, None, preds, value.get("target"), extras)
-    return StepOutput(loss, parts, preds, value.get("target"), extras)
+        return StepOutput(loss, None, preds, value.get("target"), extras, logs)
+    return StepOutput(loss, parts, preds, value.get("target"), extras, logs)

@@ -201,6 +201,7 @@ class Trainer(Engine):
         self.phase = "idle"
         self.lr_schedulers: list[Any] = []
         self.step_extras: dict[str, Any] = {}  # a step's non-loss entries, as it returned them
+        self.step_logs: dict[str, Any] = {}  # the last step's "logs" (epoch logs take them)
         self._loss_names_fixed = False
         self._training_step: Callable[[Any], Any] = self.training_step
         self._custom_training_step = False
@@ -405,6 +406,7 @@ class Trainer(Engine):
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
         self.epoch_losses = losses = []
+        self.step_logs = {}
         self.skip_rest_of_epoch = False
         if metric_set is not None:
             metric_set.reset()
@@ -491,6 +493,8 @@ class Trainer(Engine):
         if output.target is not None:
             self.target = output.target
         self.step_extras = output.extras
+        if output.logs is not None:
+            self.step_logs = output.logs
         return output.loss
 
     def _record_parts(self, loss: torch.Tensor) -> torch.Tensor:
@@ -530,6 +534,8 @@ class Trainer(Engine):
         self.metrics = metrics = self._epoch_losses()
         if self.train_metric_set is not None:
             metrics.update(self.train_metric_set.compute(with_loss=False))
+        for name, value in self.step_logs.items():
+            metrics.setdefault(str(name), float(value))
         if self.world_size > 1:
             self.metrics = metrics = distributed.all_mean(metrics)  # every rank logs the same
         fire("on_train_epoch_end", self)
