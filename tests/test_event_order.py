@@ -117,3 +117,57 @@ def test_documented_fit_order_names_only_real_events():
     mentioned = {word for word in words if word.startswith("on_") or word in names}
     assert mentioned <= names
     assert {e.name for e in EVENTS if e.run == "train"} <= mentioned
+
+
+def _custom_step(trainer, batch):
+    x, y = batch
+    logits = trainer.model(x)
+    ce = torch.nn.functional.cross_entropy(logits, y)
+    return {"ce": ce, "l2": 1e-3 * logits.pow(2).mean(), "preds": logits, "target": y}
+
+
+class _ModelWithSteps(torch.nn.Module):
+    """Declares every step (Lightning's way): the engine runs them instead of its defaults."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_model()
+        self.calls = []
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch):
+        self.calls.append("training_step")
+        return torch.nn.functional.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch):
+        self.calls.append("validation_step")
+        logits = self(batch[0])
+        return {"loss": torch.nn.functional.cross_entropy(logits, batch[1]), "preds": logits,
+                "target": batch[1]}
+
+    def predict_step(self, batch):
+        self.calls.append("predict_step")
+        return self(batch[0]).softmax(-1)
+
+
+@pytest.mark.parametrize("how", ["function", "model methods"])
+def test_a_custom_step_is_surrounded_by_the_same_events_in_the_same_order(tmp_path, how):
+    x, y = tiny_data(samples=12)
+    recorder = RecordingCallback(capture=("epoch", "batch_i", "step"))
+    model = tiny_model() if how == "function" else _ModelWithSteps()
+    options = {"training_step": _custom_step} if how == "function" else {}
+    trainer = hookline.Trainer(
+        model, train_data=(x[:6], y[:6]), val_data=(x[6:10], y[6:10]), batch_size=2,
+        epochs=2, seed=0, device="cpu", callbacks=[recorder], save_dir=tmp_path, verbose=0,
+        loss="cross_entropy" if how == "function" else None, **options)
+    trainer.fit()
+    assert recorder.events == expected_fit(epochs=2, batches=3, saved=True)
+    if how == "model methods":
+        assert model.calls.count("training_step") == 6
+        assert model.calls.count("validation_step") == 4
+        trainer.predict(x[:2])
+        assert model.calls[-1] == "predict_step"
+    else:
+        assert trainer.loss_names == ["ce", "l2"]

@@ -59,3 +59,23 @@ def test_a_callback_that_reads_the_loss_is_what_syncs(count_reads):
     before = count_reads["n"]
     trainer.fit()
     assert count_reads["n"] - before >= 10  # one per step, asked for by the callback
+
+
+def test_loss_parts_stay_on_the_device_until_the_epoch_ends(count_reads):
+    def step(trainer, batch):
+        x, y = batch
+        logits = trainer.model(x)
+        return {"ce": torch.nn.functional.cross_entropy(logits, y),
+                "l2": 1e-3 * logits.pow(2).mean(), "preds": logits, "target": y}
+
+    def reads(samples):
+        x, y = tiny_data(samples=samples)
+        trainer = hookline.Trainer(tiny_model(), optimizer="sgd", training_step=step,
+                                   train_data=(x, y), val_data=(x[:8], y[:8]), batch_size=4,
+                                   epochs=2, device="cpu", seed=0, verbose=2,
+                                   train_metrics=True, loss="cross_entropy")
+        before = count_reads["n"]
+        trainer.fit()
+        assert set(trainer.metrics) >= {"train/ce", "train/l2", "val_loss"}
+        return count_reads["n"] - before
+    assert reads(120) == reads(12)  # 30 steps per epoch read as much as 3

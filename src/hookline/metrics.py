@@ -182,7 +182,10 @@ class MetricSet:
     def __init__(self, metrics: list[tuple[str, Any]],
                  weighted: list[tuple[str, Any]] | None = None) -> None:
         self.metrics = metrics
-        self.weighted = [(name, _weighable(name, metric)) for name, metric in weighted or []]
+        plain = {name for name, _ in metrics}
+        # Keras' names: a weighted metric that shares a plain one's name is "weighted_<name>"
+        self.weighted = [(f"weighted_{name}" if name in plain else name,
+                          _weighable(name, metric)) for name, metric in weighted or []]
         self._stateful = [hasattr(metric, "compute") for _, metric in metrics]
         self.reset()
 

@@ -32,7 +32,7 @@ class Objective:
     def __init__(self, loss: Callable[..., Any] | None, *, by_name: bool = False,
                  prediction: Prediction = None) -> None:
         self.loss = loss
-        self.takes_prediction = by_name or prediction is not None
+        self.takes_prediction = by_name
         self.prediction = prediction
         self._per_sample: Callable[..., Any] | None = None
         self._takes_weight = loss is not None and _accepts(loss, "sample_weight")
@@ -41,6 +41,10 @@ class Objective:
         """The loss tensor; the model's own output when there is no loss function or target
         (the step-output rule then reads its ``loss``)."""
         loss = self.loss
+        if loss is None and isinstance(output, torch.Tensor):
+            raise TypeError(f"the model returned {describe(output)}, which holds no loss: "
+                            f"pass loss= (e.g. loss='cross_entropy'), return a loss from the "
+                            f"model (an output with .loss), or write a training step")
         if loss is None or target is None:
             if loss is not None and loss_of(output) is None:
                 raise ValueError(f"loss= was given but the batch has no target (the model got "
@@ -105,12 +109,12 @@ def _like(target: torch.Tensor, preds: torch.Tensor) -> torch.Tensor:
 
 
 def _accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` names the parameter ``name`` (a module's ``forward`` is read)."""
+    target = fn.forward if isinstance(fn, torch.nn.Module) else fn
     try:
-        parameters = inspect.signature(fn).parameters
+        return name in inspect.signature(target).parameters
     except (TypeError, ValueError):
         return False
-    return name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD
-                                     for p in parameters.values())
 
 
 def _explain_loss_error(error: BaseException, preds: Any, targets: Any) -> None:

@@ -271,7 +271,7 @@ class Trainer(Engine):
         from hookline.engine.predictor import Predictor
         step, custom = resolve_step(self, "predict_step", self._given_steps["predict_step"],
                                     Trainer)
-        options.setdefault("step", step if custom else None)
+        options.setdefault("step", (lambda engine, batch: step(batch)) if custom else None)
         options.setdefault("prediction", self.args.prediction)
         options.setdefault("target_key", self.args.target_key)
         predictor = Predictor(self.model, callbacks=self.callbacks, device=self.device,
@@ -494,7 +494,7 @@ class Trainer(Engine):
             self.target = output.target
         self.step_extras = output.extras
         if output.logs is not None:
-            self.step_logs = output.logs
+            self.step_logs = dict(output.logs)
         return output.loss
 
     def _record_parts(self, loss: torch.Tensor) -> torch.Tensor:
