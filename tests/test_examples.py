@@ -33,7 +33,7 @@ TIMEOUT_S = 90  # per example
 WORKERS = 3  # examples at once: on two cores a third hides the others' I/O and start-up
 FORK = hasattr(os, "fork") and os.environ.get("HOOKLINE_EXAMPLES_FRESH") != "1"
 # examples that show an integration instead of twinning a seed page
-EXTRAS = {"optuna_search"}
+EXTRAS = {"optuna_search", "any_model_hf_text", "any_model_vae_digits", "any_model_two_inputs"}
 
 
 @dataclass
@@ -421,6 +421,44 @@ def _optuna_search(run: Run) -> None:
     assert best, run.stdout
     assert float(best[1]) == min(float(loss) for loss, _ in finished)
     assert max(float(accuracy) for _, accuracy in finished) > 0.9
+
+
+# --- any model ---------------------------------------------------------------------------------
+
+def _epoch_values(run: Run, name: str) -> list[float]:
+    return [float(value) for value in re.findall(rf"\b{re.escape(name)} ([\d.]+)", run.stdout)]
+
+
+@check("any_model_hf_text")
+def _hf_text(run: Run) -> None:
+    losses, accuracies = _epoch_values(run, "loss"), _epoch_values(run, "val_accuracy")
+    assert len(losses) == 4, run.stdout
+    assert losses[-1] < 0.6 * losses[0]  # the model's own loss goes down
+    assert max(accuracies) > 0.85
+
+
+@check("any_model_vae_digits")
+def _vae_digits(run: Run) -> None:
+    assert "loss_names ['recon', 'kl']" in run.stdout
+    with open(run.out / "results.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 8
+    assert {"loss", "train/recon", "train/kl", "val/recon", "val/kl"} <= set(rows[0])
+    for row in rows:  # the total is the sum of the parts
+        assert float(row["loss"]) == pytest.approx(
+            float(row["train/recon"]) + float(row["train/kl"]), rel=1e-5)
+    assert float(rows[-1]["train/recon"]) < float(rows[0]["train/recon"])
+    assert (run.out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@check("any_model_two_inputs")
+def _two_inputs(run: Run) -> None:
+    losses = _epoch_values(run, "loss")
+    plain, weighted = _epoch_values(run, "val_accuracy"), _epoch_values(
+        run, "val_weighted_accuracy")
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert plain[-1] > 0.6 and weighted[-1] != plain[-1]
+    assert "predictions (360, 10)" in run.stdout
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ class PlotResults(Callback):
     Args:
         path: the PNG to write (default: ``save_dir/"results.png"``; a trainer without a
             save_dir needs a path).
-        metrics: the names to plot, without the ``val_`` prefix (default: every numeric
+        metrics: the names to plot, without the ``val_`` (or a loss part's ``train/`` and
+            ``val/``) prefix (default: every numeric
             metric seen).
         dpi: resolution of the image.
 
@@ -115,11 +116,11 @@ class PlotResults(Callback):
         """Panel title -> the metric names drawn in it (train first, then validation)."""
         panels: dict[str, list[str]] = {}
         for name in self.values:
-            base = name[4:] if name.startswith("val_") and len(name) > 4 else name
+            base = _base_name(name)
             if self.metrics is None or base in self.metrics:
                 panels.setdefault(base, []).append(name)
         for names in panels.values():
-            names.sort(key=lambda name: name.startswith("val_"))
+            names.sort(key=lambda name: name.startswith(("val_", "val/")))
         return panels
 
     def plot(self, path: str | os.PathLike) -> Path:
@@ -156,3 +157,12 @@ class PlotResults(Callback):
         with atomic_path(target) as temporary:
             figure.savefig(temporary, format="png", dpi=self.dpi)
         return target
+
+
+def _base_name(name: str) -> str:
+    """The panel of a metric: ``val_loss`` with ``loss``; a loss part's ``train/kl`` with
+    ``val/kl`` (panel ``kl``)."""
+    for prefix in ("val_", "val/", "train/"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return name
