@@ -9,7 +9,8 @@ from the framework's own state so a run that stopped early cannot pass unnoticed
 FRAMEWORKS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "raw": ("frameworks.raw", "torch", ("bare", "typical")),
     "naive-logging": ("frameworks.naive", "torch", ("typical",)),
-    "hookline": ("frameworks.hookline_bench", "hookline", ("bare", "typical")),
+    "hookline": ("frameworks.hookline_bench", "hookline",
+                 ("bare", "typical", "custom-step", "dict-batch")),
     "lightning": ("frameworks.lightning_bench", "pytorch_lightning", ("bare", "typical")),
     "keras": ("frameworks.keras_bench", "keras", ("bare", "typical")),
     "ignite": ("frameworks.ignite_bench", "ignite.engine, ignite.handlers, ignite.metrics",

@@ -3,6 +3,11 @@
 bare: no callbacks beyond the defaults, ``verbose=0``. typical: the built-in EarlyStopping and
 ModelCheckpoint (best one, weights only) on val_loss, plus a per-step CSV callback
 (``hookline_step_csv.py``). Validation computes the loss only, as for the peers.
+
+custom-step and dict-batch are bare runs through the other doors of "any model": a
+``training_step`` function doing the default step's math, and the same arrays given as a dict
+batch (``{"input": x, "y": y}``, the target taken out under ``target_key``) so the batch and
+output rules run each step. Their overhead over bare is what those doors cost per step.
 """
 
 from __future__ import annotations
@@ -27,12 +32,26 @@ def build(spec: RunSpec) -> Fit:
                             save_weights_only=True),
             StepCSVLogger(spec.workdir / "steps.csv"),
         ]
+    train_data: object = (spec.x_train, spec.y_train)
+    val_data: object = (spec.x_val, spec.y_val)
+    options: dict = {}
+    if spec.variant == "custom-step":
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def training_step(trainer: hookline.Trainer, batch: tuple) -> torch.Tensor:
+            x, y = batch
+            return loss_fn(trainer.model(x), y)
+        options["training_step"] = training_step
+    elif spec.variant == "dict-batch":
+        train_data = {"input": spec.x_train, "y": spec.y_train}
+        val_data = {"input": spec.x_val, "y": spec.y_val}
+        options["target_key"] = "y"
     trainer = hookline.Trainer(
         model, optimizer=torch.optim.SGD(model.parameters(), lr=LEARNING_RATE),
         loss=torch.nn.CrossEntropyLoss(), metrics=None,
-        train_data=(spec.x_train, spec.y_train), val_data=(spec.x_val, spec.y_val),
+        train_data=train_data, val_data=val_data,
         epochs=workload.epochs, batch_size=workload.batch_size, shuffle=True,
-        seed=spec.seed, callbacks=callbacks, verbose=0, device="cpu")
+        seed=spec.seed, callbacks=callbacks, verbose=0, device="cpu", **options)
 
     def fit() -> int:
         trainer.fit()

@@ -40,12 +40,17 @@ EVENTS: tuple[Event, ...] = (
           "epoch"),
     Event("on_train_batch_start", "train", "each training batch, before the forward pass",
           "batch, batch_i", per_batch=True),
-    Event("on_after_forward", "train", "each training batch, right after model(x)",
-          "preds", per_batch=True),
+    Event("on_after_forward", "train",
+          "each training batch, right after the forward pass (after a custom training step "
+          "returns)",
+          "outputs (as the model returned them), preds (what metrics receive), target",
+          per_batch=True),
     Event("on_after_loss", "train", "each training batch, after the loss is computed",
-          "loss (a tensor; reading its value syncs the device)", per_batch=True),
+          "loss (the total, a tensor; reading its value syncs the device), loss_parts",
+          per_batch=True),
     Event("on_after_backward", "train",
-          "each training batch, after loss.backward(); gradients are accumulated",
+          "each training batch, after loss.backward(); gradients are accumulated (with "
+          "automatic_optimization=False: when the step calls trainer.backward)",
           "model gradients (scaled under fp16)", per_batch=True),
     Event("optimizer_step", "train",
           "each optimizer step (every `accumulate` batches), right before optimizer.step(); "
@@ -58,10 +63,12 @@ EVENTS: tuple[Event, ...] = (
           "gradients of the step just taken", per_batch=True),
     Event("on_train_batch_end", "train",
           "each training batch, after backward (and the step, when one was due)",
-          "loss, tloss (running mean), step", per_batch=True),
+          "loss, loss_items (detached parts), tloss (running mean per part), step",
+          per_batch=True),
     Event("on_train_epoch_end", "train",
           "each epoch, after its last batch and before validation",
-          "tloss; metrics['loss'] (validation metrics are not ready yet)"),
+          "tloss, loss_names; metrics['loss'] and metrics['train/<part>'] (validation "
+          "metrics are not ready yet)"),
     Event("on_model_save", "train",
           "a checkpoint was written (by the engine's save_dir weights or a checkpoint callback)",
           "fitness, best_fitness, metrics, last_checkpoint"),
@@ -181,7 +188,7 @@ on_pretrain_routine_end
 on_train_start
 for each epoch:
     on_train_epoch_start
-    for each batch:
+    for each batch (the training step: the default or yours):
         on_train_batch_start
         on_after_forward
         on_after_loss
