@@ -412,3 +412,13 @@ def test_each_new_path_resumes_exactly_mid_epoch(tmp_path: Path, kind: str) -> N
     assert_same_weights(resumed.model, expected.model)
     assert resumed.metrics == expected.metrics
     assert resumed.loss_names == expected.loss_names
+
+
+def test_any_nested_batch_moves_to_the_device_whole() -> None:
+    from hookline.data import move_to
+    batch = ({"a": torch.ones(2), "b": [torch.ones(2), (torch.ones(1),)]}, torch.zeros(2), 3)
+    moved = move_to(batch, torch.device("meta"))
+    inputs, target, plain = moved
+    assert [t.device.type for t in (inputs["a"], inputs["b"][0], inputs["b"][1][0], target)] \
+        == ["meta"] * 4
+    assert plain == 3 and isinstance(inputs["b"], list) and isinstance(inputs["b"][1], tuple)

@@ -27,7 +27,8 @@ class TensorBoard(Callback):
         log_dir: the folder of the event files (default: ``save_dir/"tensorboard"`` when the
             trainer has a save_dir, else ``"logs"`` as in Keras).
         log_every_n_steps: every n optimizer steps write ``step/loss`` (the current batch's
-            loss) and ``step/lr`` (first param group) at that step; only then is the loss
+            loss; with named loss parts also ``step/<part>``) and ``step/lr`` (first param
+            group) at that step; only then is the loss
             read, so other steps stay free of host-device syncs. 0 turns it off.
         histogram_freq: every n epochs (from epoch 0) write a histogram of every parameter
             (``weights/<name>``); 0 turns it off.
@@ -97,7 +98,14 @@ class TensorBoard(Callback):
         if step == self._last_step or step % self.log_every_n_steps or self.writer is None:
             return
         self._last_step = step
-        loss = float(trainer.loss.detach())  # the one host-device sync, every n steps
+        parts = getattr(trainer, "loss_parts", None)
+        if parts:  # the total and each named part, read with one device copy
+            values = torch.stack([trainer.loss.detach(), *(p.detach() for p in parts.values())])
+            loss, *part_values = values.tolist()
+            for name, value in zip(parts, part_values):
+                self.writer.add_scalar(f"step/{name}", value, step)
+        else:
+            loss = float(trainer.loss.detach())  # the one host-device sync, every n steps
         self.writer.add_scalar("step/loss", loss, step)
         self.writer.add_scalar("step/lr", trainer.optimizer.param_groups[0]["lr"], step)
 
