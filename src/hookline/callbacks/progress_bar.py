@@ -38,9 +38,11 @@ class ProgressBar(Callback):
         flavour: "tqdm" or "rich"; None picks tqdm when installed, else rich, else lines. A
             flavour named explicitly must be installed (``pip install 'hookline[progress]'``).
 
-    The bar counts batches and never reads the loss, so it adds no host-device sync per step;
-    the epoch's metrics appear when the epoch ends. Only in bar mode does it listen to a
-    per-batch event at all.
+    On a terminal the bar shows the running loss (and each named loss part) during the epoch,
+    read at most every ``refresh_s`` seconds, so the loss costs one host-device sync per
+    refresh, never one per step; an ETA once the epoch's length is known; and a second bar
+    while validation runs. The epoch's metrics appear when the epoch ends. Only in bar mode
+    does it listen to per-batch events at all.
 
     Example::
 
@@ -54,7 +56,7 @@ class ProgressBar(Callback):
     rank_zero_only = True  # in a distributed run one process writes (or prints)
 
     def __init__(self, verbose: int | str = 1, file: TextIO | None = None, *,
-                 flavour: str | None = None) -> None:
+                 flavour: str | None = None, refresh_s: float = 0.5) -> None:
         if verbose == "auto":
             verbose = 1
         if verbose not in (0, 1, 2) or isinstance(verbose, bool):
@@ -66,6 +68,13 @@ class ProgressBar(Callback):
         if flavour is not None and not _installed(flavour):
             raise ImportError(f"ProgressBar(flavour={flavour!r}) needs the {flavour} package: "
                               f"pip install 'hookline[progress]'")
+        if isinstance(refresh_s, bool) or not isinstance(refresh_s, (int, float)) or \
+                refresh_s < 0:
+            raise ValueError(f"ProgressBar(refresh_s=...) must be a number of seconds >= 0, "
+                             f"got {refresh_s!r}")
+        self.refresh_s = float(refresh_s)
+        self._next_refresh = 0.0
+        self._val_bar: _Bar | None = None
         self.verbose = int(verbose)
         self.file = file
         self.flavour = flavour or next((name for name in _FLAVOURS if _installed(name)), None)
@@ -97,6 +106,9 @@ class ProgressBar(Callback):
         }
         if self.uses_bar():
             handlers["on_train_batch_end"] = self._advance
+            handlers["on_val_start"] = self._val_start
+            handlers["on_val_batch_end"] = self._val_advance
+            handlers["on_val_end"] = self._val_end
         return handlers
 
     # --- handlers -------------------------------------------------------------------------
@@ -111,8 +123,38 @@ class ProgressBar(Callback):
             self._bar = make(title, total, self._stream(), done)
 
     def _advance(self, trainer: Any) -> None:
-        if self._bar is not None:
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        if now >= self._next_refresh:  # one read of the running means per refresh
+            self._next_refresh = now + self.refresh_s
+            self._bar.advance(running_losses(trainer))
+        else:
             self._bar.advance()
+
+    def _val_start(self, validator: Any) -> None:
+        self._close_val()
+        try:
+            total: int | None = len(validator.data)
+        except TypeError:
+            total = None
+        if isinstance(self._bar, _RichBar):  # rich draws one live display: a second task
+            self._val_bar = self._bar.subtask("  validating", total)
+            return
+        make = _TqdmBar if self.flavour == "tqdm" else _RichBar
+        self._val_bar = make("  validating", total, self._stream(), 0, leave=False)
+
+    def _val_advance(self, validator: Any) -> None:
+        if self._val_bar is not None:
+            self._val_bar.advance()
+
+    def _val_end(self, validator: Any) -> None:
+        self._close_val()
+
+    def _close_val(self) -> None:
+        if self._val_bar is not None:
+            self._val_bar.close("")
+            self._val_bar = None
 
     def _epoch_end(self, trainer: Any) -> None:
         summary = format_metrics(trainer.metrics)
@@ -132,6 +174,7 @@ class ProgressBar(Callback):
                   file=self._stream(), flush=True)
 
     def _close(self, engine: Any) -> None:
+        self._close_val()
         if self._bar is not None:
             self._bar.close("")
             self._bar = None
@@ -148,31 +191,49 @@ def _batch_total(trainer: Any) -> int | None:
     return total
 
 
-class _Bar(Protocol):
-    """One epoch's bar: ``advance()`` per batch, ``close(summary)`` at the end."""
+def running_losses(trainer: Any) -> str:
+    """``loss=0.1234 box=0.05 ...``: the epoch's running means so far, read with one copy."""
+    losses = getattr(trainer, "epoch_losses", None)
+    if not losses:
+        return ""
+    import torch
+    means = torch.stack(losses).mean(0).reshape(-1).tolist()
+    names = ["loss"] if len(means) == 1 else ["loss", *trainer.loss_names]
+    return " ".join(f"{name}={value:.4g}" for name, value in zip(names, means))
 
-    def advance(self) -> None: ...
+
+class _Bar(Protocol):
+    """One epoch's bar: ``advance(postfix)`` per batch, ``close(summary)`` at the end."""
+
+    def advance(self, postfix: str | None = None) -> None: ...
 
     def close(self, summary: str) -> None: ...
 
 
 class _TqdmBar:
-    def __init__(self, title: str, total: int | None, stream: TextIO, done: int) -> None:
+    def __init__(self, title: str, total: int | None, stream: TextIO, done: int, *,
+                 leave: bool = True) -> None:
         from tqdm import tqdm
-        self.bar = tqdm(total=total, initial=done, desc=title, file=stream, leave=True,
+        self.bar = tqdm(total=total, initial=done, desc=title, file=stream, leave=leave,
                         unit="batch", dynamic_ncols=True)
 
-    def advance(self) -> None:
+    def advance(self, postfix: str | None = None) -> None:
+        if postfix:
+            self.bar.set_postfix_str(postfix, refresh=False)
         self.bar.update(1)
 
     def close(self, summary: str) -> None:
-        if summary:
-            self.bar.set_postfix_str(summary, refresh=False)
+        # the epoch's metrics on a line of their own: tqdm cuts a postfix at the terminal's
+        # width, and these are the figures a user reads
+        self.bar.set_postfix_str("", refresh=False)
         self.bar.close()
+        if summary:
+            print(f"{self.bar.desc} - {summary}", file=self.bar.fp, flush=True)
 
 
 class _RichBar:
-    def __init__(self, title: str, total: int | None, stream: TextIO, done: int) -> None:
+    def __init__(self, title: str, total: int | None, stream: TextIO, done: int, *,
+                 leave: bool = True) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -180,17 +241,43 @@ class _RichBar:
             Progress,
             TextColumn,
             TimeElapsedColumn,
+            TimeRemainingColumn,
         )
         console = Console(file=stream, force_terminal=True)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TextColumn("{task.fields[summary]}"), console=console)
+                                 TextColumn("eta"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[summary]}"), console=console,
+                                 transient=not leave)
         self.task = self.progress.add_task(title, total=total, completed=done, summary="")
         self.progress.start()
 
-    def advance(self) -> None:
+    def advance(self, postfix: str | None = None) -> None:
+        if postfix:
+            self.progress.update(self.task, summary=postfix)
         self.progress.advance(self.task)
 
     def close(self, summary: str) -> None:
-        self.progress.update(self.task, summary=summary)
+        # the epoch's metrics on a line of their own: in the bar's row a table would squeeze
+        # them (and the title) to fit the terminal
+        self.progress.update(self.task, summary="")
         self.progress.stop()
+        if summary:
+            title = self.progress.tasks[0].description if self.progress.tasks else ""
+            self.progress.console.print(f"{title} - {summary}", highlight=False,
+                                        soft_wrap=True)
+
+    def subtask(self, title: str, total: int | None) -> _RichTask:
+        """A second, transient line in this bar's display (the validation pass)."""
+        return _RichTask(self.progress, self.progress.add_task(title, total=total, summary=""))
+
+
+class _RichTask:
+    def __init__(self, progress: Any, task: Any) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, postfix: str | None = None) -> None:
+        self.progress.advance(self.task)
+
+    def close(self, summary: str) -> None:
+        self.progress.remove_task(self.task)
