@@ -484,12 +484,14 @@ class Model:
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
             sample_weight: Any = None, class_weight: dict[int, float] | None = None,
-            resume: Any = None, **trainer_options: Any) -> History:
+            validation_freq: int | Sequence[int] = 1, resume: Any = None,
+            **trainer_options: Any) -> History:
         """Train like Keras' ``fit``; returns the History (also ``model.history``).
 
         ``x`` may be an array, a list or tuple of arrays (several inputs: ``model(a, b)``), a
         dict of arrays (named inputs, or a whole dict batch with ``y=None``), a DataLoader or
-        batches. ``sample_weight`` and ``class_weight`` weigh the loss and the
+        batches. ``validation_freq`` validates every n epochs or after the listed (1-based)
+        epochs, as in Keras. ``sample_weight`` and ``class_weight`` weigh the loss and the
         ``weighted_metrics`` as in Keras (a class weight multiplies the sample's weight).
         Without a compiled loss, the module must return its own loss (a Hugging Face model).
 
@@ -506,6 +508,7 @@ class Model:
         if self._overrides("test_step"):
             trainer_options.setdefault("validation_step", self._step_adapter("test_step"))
         trainer_options.setdefault("weighted_metrics", self.weighted_metrics)
+        trainer_options.setdefault("check_val_every_n_epoch", validation_freq)
         optimizer = self._torch_optimizer or self._optimizer_spec
         trainer = Trainer(self.module, optimizer=optimizer, loss=self.loss,
                           train_data=train_data, val_data=val_data, epochs=epochs,

@@ -112,8 +112,12 @@ class Monitor:
 
 def read_metric(trainer: Any, name: str, *, owner: str, strict: bool) -> float | None:
     """``trainer.metrics[name]`` as a float (None counts as NaN). When it is missing: raise a
-    ValueError listing the metrics there are (``strict``), or warn and return None."""
+    ValueError listing the metrics there are (``strict``), or warn and return None. A
+    validation metric on an epoch that did not validate is None, silently: the monitor
+    skips that epoch, as Keras' and Lightning's do with a validation frequency."""
     metrics = trainer.metrics
+    if name.startswith(("val_", "val/")) and getattr(trainer, "validation_skipped", False):
+        return None  # an epoch without validation (check_val_every_n_epoch): nothing to read
     if name in metrics:
         value = metrics[name]
         return float(value) if value is not None else math.nan

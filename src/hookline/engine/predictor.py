@@ -12,6 +12,7 @@ from torch import nn
 
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import resolve_step
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
@@ -81,7 +82,8 @@ class Predictor(Engine):
                  save_dir: str | Path | None = None,
                  postprocess: Callable[[Any, int], Any] | None = None,
                  step: Callable[..., Any] | None = None, prediction: Prediction = None,
-                 target_key: str | None = None) -> None:
+                 target_key: str | None = None,
+                 limit_batches: float | None = None) -> None:
         super().__init__(callbacks)
         self.model = model
         self.device = resolve_device(device)
@@ -96,6 +98,7 @@ class Predictor(Engine):
         self.preds: Any = None
         self.args.prediction = prediction
         self.args.target_key = target_key
+        self.args.limit_batches = limit_batches
         self._given_step = step
         self.results: Any = []
         self.saved = 0
@@ -119,6 +122,7 @@ class Predictor(Engine):
         model, device, fire = self.model, self.device, self.callbacks.fire
         step, _ = resolve_step(self, "predict_step", self._given_step, Predictor)
         choice = self.args.prediction
+        limit = batch_limit(self.args.limit_batches, batches, "limit_predict_batches")
         amp = autocast(device, self.precision)
         self.saved = 0
         model.to(device)
@@ -128,6 +132,8 @@ class Predictor(Engine):
         index = 0
         try:
             for batch_i, batch in enumerate(batches.epoch(0)):
+                if limit is not None and batch_i >= limit:
+                    break
                 self.batch_i, self.batch = batch_i, batch
                 fire("on_predict_batch_start", self)
                 if device.type != "cpu":

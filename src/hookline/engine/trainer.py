@@ -25,6 +25,7 @@ from hookline.engine.base import (
     resolve_precision,
     sigterm_raises,
 )
+from hookline.engine.schedule import Schedule, batch_limit
 from hookline.engine.steps import read_step_output, resolve_step
 from hookline.engine.validator import Validator
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
@@ -67,6 +68,10 @@ class Trainer(Engine):
             element, ``logits``).
         weighted_metrics: metrics weighed by ``sample_weight`` (Keras' meaning; ``metrics``
             ignore the weights).
+        check_val_every_n_epoch, val_check_interval, min_epochs, min_steps, max_steps,
+        num_sanity_val_steps, limit_train_batches, limit_val_batches, limit_predict_batches,
+        fast_dev_run: Lightning's options for when to validate, how many batches to run and
+            when a stop may happen (``hookline.engine.schedule``).
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
@@ -113,8 +118,23 @@ class Trainer(Engine):
                  validation_step: Callable[..., Any] | None = None,
                  predict_step: Callable[..., Any] | None = None,
                  automatic_optimization: bool = True, target_key: str | None = None,
-                 prediction: Prediction = None, weighted_metrics: Any = None) -> None:
+                 prediction: Prediction = None, weighted_metrics: Any = None,
+                 check_val_every_n_epoch: int | Sequence[int] = 1,
+                 val_check_interval: float | None = None, min_epochs: int = 0,
+                 min_steps: int = 0, max_steps: int | None = None,
+                 num_sanity_val_steps: int = 0, limit_train_batches: float | None = None,
+                 limit_val_batches: float | None = None,
+                 limit_predict_batches: float | None = None,
+                 fast_dev_run: bool | int = False) -> None:
         super().__init__(callbacks, profile=profile)
+        self.schedule = Schedule.build(
+            check_val_every_n_epoch=check_val_every_n_epoch,
+            val_check_interval=val_check_interval, min_epochs=min_epochs, min_steps=min_steps,
+            max_steps=max_steps, num_sanity_val_steps=num_sanity_val_steps,
+            limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+            limit_predict_batches=limit_predict_batches, fast_dev_run=fast_dev_run)
+        if fast_dev_run:
+            epochs, save_dir = 1, None  # Lightning's fast_dev_run writes no weights
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         _check_positive_int("epochs", epochs, allow_zero=True)
@@ -146,7 +166,8 @@ class Trainer(Engine):
                 "verbose": verbose, "resume": resume, "train_metrics": train_metrics,
                 "metrics": [name for name, _ in metric_list], "target_key": target_key,
                 "prediction": prediction,
-                "automatic_optimization": bool(automatic_optimization)}.items():
+                "automatic_optimization": bool(automatic_optimization),
+                "fast_dev_run": fast_dev_run}.items():
             setattr(self.args, key, value)
         batches = as_batches(train_data, name="train_data", batch_size=batch_size,
                              shuffle=shuffle, seed=seed)
@@ -154,6 +175,10 @@ class Trainer(Engine):
             raise ValueError("train_data is required: arrays (x, y), a DataLoader or an "
                              "iterable of (x, y) batches")
         self.train_data: Batches = batches
+        limit = batch_limit(self.schedule.limit_train_batches, batches, "limit_train_batches")
+        if limit is not None:
+            self.args.steps_per_epoch = limit if steps_per_epoch is None else min(
+                limit, steps_per_epoch)
         self._given_steps = {"training_step": training_step,
                              "validation_step": validation_step, "predict_step": predict_step}
         self.validator = Validator(model, data=val_data, loss=self.objective,
@@ -161,7 +186,8 @@ class Trainer(Engine):
                                    batch_size=batch_size, device=self.device,
                                    precision=self.precision, callbacks=self.callbacks,
                                    trainer=self, target_key=target_key,
-                                   prediction=prediction)
+                                   prediction=prediction,
+                                   limit_batches=self.schedule.limit_val_batches)
         self.train_metric_set = MetricSet(own_copies(metric_list), own_copies(weighted_list)) \
             if train_metrics else None
         _apply_freeze(model, freeze)
@@ -188,6 +214,11 @@ class Trainer(Engine):
         self.stop = False
         self.stop_reason = ""
         self.skip_rest_of_epoch = False
+        # True on an epoch whose end skips validation (check_val_every_n_epoch): monitors of
+        # val_* metrics skip it
+        self.validation_skipped = False
+        self.sanity_checking = False  # during the num_sanity_val_steps pass
+        self.val_metrics: dict[str, float] = {}  # the latest validation's, mid-epoch included
         self.save_dir = self.args.save_dir
         self.last_checkpoint: Path | None = None
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
@@ -274,6 +305,7 @@ class Trainer(Engine):
         options.setdefault("step", (lambda engine, batch: step(batch)) if custom else None)
         options.setdefault("prediction", self.args.prediction)
         options.setdefault("target_key", self.args.target_key)
+        options.setdefault("limit_batches", self.schedule.limit_predict_batches)
         predictor = Predictor(self.model, callbacks=self.callbacks, device=self.device,
                               precision=self.precision, batch_size=self.args.batch_size,
                               **options)
@@ -298,6 +330,8 @@ class Trainer(Engine):
             _seed_everything(self.args.seed)
         fire("on_pretrain_routine_start", self)
         self._setup()
+        if self.schedule.num_sanity_val_steps and self.validator.data is not None:
+            self._sanity_check()
         if self.args.resume:
             from hookline.resume import resume_trainer
             resume_trainer(self, self.args.resume)
@@ -308,10 +342,21 @@ class Trainer(Engine):
             self._train_epoch(epoch)
             self._end_epoch()
             if self.stop:
-                break
+                if self.schedule.may_stop(epoch + 1, self.step):
+                    break
+                self.stop = False  # min_epochs / min_steps not reached: keep training
         fire("on_train_end", self)
         self.phase = "done"
         return self.metrics
+
+    def _sanity_check(self) -> None:
+        """Lightning's sanity check: a few validation batches before training, discarded."""
+        self.sanity_checking = True
+        try:
+            self.validator.run(limit=self.schedule.num_sanity_val_steps)
+        finally:
+            self.sanity_checking = False
+        self.validator.metrics = {}
 
     def _setup(self) -> None:
         self.model.to(self.device)
@@ -405,6 +450,9 @@ class Trainer(Engine):
         plain = scaler is None and not args.clip_grad_norm and not args.clip_grad_value
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
+        interval = self.schedule.mid_epoch_interval(last) if self.validator.data is not None \
+            else None
+        max_steps, schedule = self.schedule.max_steps, self.schedule
         self.epoch_losses = losses = []
         self.step_logs = {}
         self.skip_rest_of_epoch = False
@@ -468,9 +516,14 @@ class Trainer(Engine):
                 losses.append(self._record_parts(loss))
             if metric_set is not None:
                 metric_set.update(self.preds, self.target, None, self.sample_weight)
+            if interval is not None and seen % interval == 0 and seen != last:
+                self.val_metrics = self.validator.run()  # val_check_interval
+            if max_steps is not None and self.step >= max_steps:
+                self.request_stop(f"max_steps={max_steps} reached")
             if on_batch_end:
                 fire("on_train_batch_end", self)
-            if (self.stop or self.skip_rest_of_epoch) and alone:
+            if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(epoch + 1, self.step)
+                    ) and alone:
                 break
         if seen == skip and skip == 0:
             raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
@@ -539,13 +592,17 @@ class Trainer(Engine):
         if self.world_size > 1:
             self.metrics = metrics = distributed.all_mean(metrics)  # every rank logs the same
         fire("on_train_epoch_end", self)
-        if self.validator.data is not None:
-            values = self.validator.run()
+        has_validation = self.validator.data is not None
+        self.validation_skipped = has_validation and not self.schedule.validates_after(
+            self.epoch)
+        if has_validation and not self.validation_skipped:
+            values = self.val_metrics = self.validator.run()
             parts = set(self.validator.loss_names) if self.validator.loss_names != ["loss"] \
                 else set()
             metrics.update({f"val/{name}" if name in parts else f"val_{name}": value
                             for name, value in values.items()})
-        self.fitness = self._fitness(metrics)
+        # an epoch that skipped validation has no fitness: train loss is no stand-in for it
+        self.fitness = None if self.validation_skipped else self._fitness(metrics)
         improved = self.fitness is not None and (
             self.best_fitness is None or self.fitness > self.best_fitness)
         if improved:

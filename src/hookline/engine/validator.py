@@ -10,6 +10,7 @@ from torch import nn
 
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
 from hookline.objective import Objective
@@ -37,7 +38,8 @@ class Validator(Engine):
                  device: str | torch.device = "auto", precision: str = "32",
                  callbacks: Any = (), trainer: Any = None,
                  step: Callable[..., Any] | None = None, target_key: str | None = None,
-                 prediction: Prediction = None) -> None:
+                 prediction: Prediction = None,
+                 limit_batches: float | None = None) -> None:
         super().__init__(callbacks)
         self.model = model
         self.trainer = trainer
@@ -67,6 +69,7 @@ class Validator(Engine):
         self.args.precision = self.precision
         self.args.target_key = target_key
         self.args.prediction = prediction
+        self.args.limit_batches = limit_batches
         self._given_step = step
         self._step: Callable[[Any], Any] | None = None
 
@@ -91,8 +94,9 @@ class Validator(Engine):
         """Run validation as a whole run (with on_exception and teardown); returns metrics."""
         return self._run_top_level(lambda: self.run(data))
 
-    def run(self, data: Any = None) -> dict[str, float]:
-        """One validation pass (no teardown: used inside fit)."""
+    def run(self, data: Any = None, limit: int | None = None) -> dict[str, float]:
+        """One validation pass (no teardown: used inside fit), of at most ``limit`` batches
+        (default: ``limit_batches``)."""
         batches = as_batches(data, name="val_data", batch_size=self.args.batch_size) \
             if data is not None else self.data
         if batches is None:
@@ -103,6 +107,8 @@ class Validator(Engine):
         on_batch_start, on_batch_end = handlers["on_val_batch_start"], handlers["on_val_batch_end"]
         metric_set = self.metric_set
         step = self._current_step()
+        if limit is None:
+            limit = batch_limit(self.args.limit_batches, batches, "limit_val_batches")
         custom = step is not self.validation_step
         move = device.type != "cpu"
         was_training = model.training
@@ -114,6 +120,8 @@ class Validator(Engine):
         try:
             with torch.no_grad(), autocast(device, self.precision):
                 for batch_i, batch in enumerate(batches.epoch(0)):
+                    if limit is not None and batch_i >= limit:
+                        break
                     self.batch_i, self.batch = batch_i, batch
                     if on_batch_start:
                         fire("on_val_batch_start", self)

@@ -1,0 +1,135 @@
+"""When a fit validates, how many batches each phase runs, and when it may stop (Lightning's
+and Keras' options), exact under resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import hookline
+from hookline.callbacks import EarlyStopping, OnExceptionCheckpoint
+from hookline.testing import Crash, RecordingCallback, ScriptedMetrics, crash_at, tiny_data, \
+    tiny_model
+
+
+def make(callbacks: list[Any] = (), **options: Any) -> hookline.Trainer:
+    settings: dict[str, Any] = dict(loss="cross_entropy", train_data=tiny_data(48),
+                                    val_data=tiny_data(16, seed=1), batch_size=8, epochs=4,
+                                    seed=0, device="cpu", verbose=0)
+    settings.update(options)
+    return hookline.Trainer(tiny_model(), callbacks=list(callbacks), **settings)
+
+
+def validations(trainer: hookline.Trainer) -> list[tuple[int, int]]:
+    """Records (epoch, training batch_i) at each validation's start, from now on."""
+    starts: list[tuple[int, int]] = []
+    trainer.add_callback("on_val_start", lambda v: starts.append((v.trainer.epoch,
+                                                                  v.trainer.batch_i)))
+    return starts
+
+
+def test_validation_every_n_epochs_or_after_listed_epochs() -> None:
+    for every, expected in [(2, [1, 3]), ([1, 4], [0, 3])]:
+        trainer = make(check_val_every_n_epoch=every)
+        starts = validations(trainer)
+        trainer.fit()
+        assert [epoch for epoch, _ in starts] == expected
+        history = trainer.callbacks.find(hookline.History)[0].history
+        assert len(history["val_loss"]) == 4  # an empty cell where no validation ran
+        assert [value is not None for value in history["val_loss"]] == \
+            [epoch in expected for epoch in range(4)]
+
+
+def test_keras_validation_freq_and_a_monitor_skip_unvalidated_epochs() -> None:
+    x, y = tiny_data(48)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    stopper = EarlyStopping(monitor="val_loss", patience=1)
+    history = model.fit(x, y, epochs=4, batch_size=8, validation_split=0.25, verbose=0,
+                        validation_freq=2, callbacks=[stopper])
+    assert [value is not None for value in history.history["val_loss"]] == \
+        [False, True, False, True]  # the stopper saw only epochs 2 and 4
+
+
+def test_val_check_interval_validates_inside_the_epoch() -> None:
+    for interval, starts in [(2, [1, 3]), (0.5, [2])]:  # 6 batches per epoch
+        trainer = make(val_check_interval=interval, epochs=1)
+        seen = validations(trainer)
+        trainer.fit()
+        assert seen == [(0, b) for b in starts] + [(0, 5)]
+
+
+def test_min_epochs_holds_an_early_stop_and_max_steps_ends_training() -> None:
+    stopper = EarlyStopping(monitor="val_loss", patience=0)
+    trainer = make([ScriptedMetrics({"val_loss": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}), stopper],
+                   epochs=6, min_epochs=4)
+    trainer.fit()
+    assert trainer.epoch == 3  # asked to stop after epoch 2 (index 1), held until 4 epochs
+    trainer = make(epochs=10, max_steps=9)
+    trainer.fit()
+    assert trainer.step == 9 and trainer.epoch == 1
+    assert trainer.stop_reason == "max_steps=9 reached"
+    held = make(epochs=3, max_steps=2, min_steps=8)
+    held.fit()
+    assert held.step == 8
+
+
+def test_sanity_validation_runs_first_and_changes_nothing() -> None:
+    recorder = RecordingCallback(capture=("batch_i",),
+                                 events=("on_val_batch_end", "on_train_start"))
+    seen = []
+    trainer = make([recorder], num_sanity_val_steps=2, epochs=1)
+    trainer.add_callback("on_val_start", lambda v: seen.append(v.trainer.sanity_checking))
+    trainer.fit()
+    assert recorder.events[:3] == ["on_val_batch_end", "on_val_batch_end", "on_train_start"]
+    assert seen == [True, False]
+    plain = make(epochs=1)
+    plain.fit()
+    assert all(torch.equal(a, b) for a, b in zip(trainer.model.state_dict().values(),
+                                                 plain.model.state_dict().values()))
+
+
+def test_batch_limits_and_fast_dev_run(tmp_path: Path) -> None:
+    recorder = RecordingCallback(events=("on_train_batch_end", "on_val_batch_end"))
+    trainer = make([recorder], epochs=1, limit_train_batches=0.5, limit_val_batches=1)
+    trainer.fit()
+    assert recorder.events.count("on_train_batch_end") == 3
+    assert recorder.events.count("on_val_batch_end") == 1
+    assert len(trainer.predict(torch.randn(40, 8), limit_batches=2)) == 16
+    quick = make(epochs=5, fast_dev_run=True, save_dir=tmp_path)
+    quick.fit()
+    assert quick.step == 1 and quick.epoch == 0
+    assert not (tmp_path / "weights").exists()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"check_val_every_n_epoch": 0}, "check_val_every_n_epoch must be an integer >= 1"),
+    ({"check_val_every_n_epoch": [0, 2]}, "names the 1-based epochs"),
+    ({"val_check_interval": 1.5}, "val_check_interval must be a number of batches"),
+    ({"min_epochs": -1}, "min_epochs must be an integer >= 0"),
+    ({"max_steps": 0}, "max_steps must be an integer >= 1"),
+    ({"limit_val_batches": 0}, "limit_val_batches must be a number of batches"),
+    ({"fast_dev_run": -2}, "fast_dev_run must be an integer >= 1"),
+])
+def test_bad_options_name_the_option(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(**options)
+
+
+def test_the_schedule_is_exact_under_resume(tmp_path: Path) -> None:
+    options = dict(epochs=4, check_val_every_n_epoch=2, val_check_interval=3, min_epochs=3,
+                   max_steps=20, limit_train_batches=5)
+    expected = make(**options)
+    expected.fit()
+    first = make([OnExceptionCheckpoint(tmp_path, rng="all"), crash_at("on_train_batch_end", 8)],
+                 **options)
+    with pytest.raises(Crash):
+        first.fit()
+    resumed = make(resume=tmp_path / "on_exception.ckpt", **options)
+    resumed.fit()
+    assert resumed.step == expected.step == 20
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
+                                                 expected.model.state_dict().values()))
+    assert resumed.metrics == expected.metrics
