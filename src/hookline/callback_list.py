@@ -15,6 +15,7 @@ from typing import Any
 
 from hookline.callback import Callback
 from hookline.events import ALIASES, EVENT_NAMES, EVENTS, looks_like_event, resolve_event
+from hookline.hook_checks import check_native_signature
 
 __all__ = ["CallbackList", "Filtered", "filtered"]
 
@@ -133,7 +134,9 @@ def discover_hooks(callback: Any) -> list[tuple[str, Handler]]:
             resolve_event(name)  # raises with "did you mean"
         if isinstance(callback, Callback) and attribute is getattr(Callback, name, None):
             continue  # the base class's no-op: not a listener
-        hooks.append((resolve_event(name), getattr(callback, name)))
+        method = getattr(callback, name)
+        check_native_signature(callback, name, method)
+        hooks.append((resolve_event(name), method))
     return hooks
 
 

@@ -23,6 +23,7 @@ from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
+from hookline.hook_checks import check_keras_methods
 
 __all__ = ["Callback", "LambdaCallback", "Model", "OptimizerView"]
 
@@ -140,6 +141,7 @@ class Callback:
 
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         """The hookline events this callback listens to, adapted to Keras' signatures."""
+        check_keras_methods(self, Callback, _KERAS_HOOKS)  # typos and the native signature
         grouped: dict[str, list[Callable[[Any], None]]] = {}
         for name, (event, kind) in _KERAS_HOOKS.items():
             method = self._keras_method(name)
