@@ -21,6 +21,7 @@ from hookline.checkpoint import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
     build_checkpoint,
+    load_checkpoint,
     write_checkpoint,
 )
 from hookline.saving import MODEL_MAGIC
@@ -266,3 +267,18 @@ def test_tied_weights_are_written_once_and_stay_tied_values(tmp_path):
     hookline.Model(target, loss="mse").load_weights(path)
     assert torch.equal(target.head.weight, source.module.embed.weight)
     assert target.head.weight is target.embed.weight
+
+
+def test_a_model_file_is_no_resume_candidate_and_the_checkpoint_reader_says_what_it_is(tmp_path):
+    x, y = tiny_data(samples=8)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    hookline.Model(make_mlp(), loss="cross_entropy").save(folder / "model.pt")
+    with pytest.raises(CorruptCheckpointError, match=r"is a model file \(Model.save\).*"
+                                                     r"hookline.load_model"):
+        load_checkpoint(folder / "model.pt")
+    trainer = hookline.Trainer(make_mlp(), loss="cross_entropy", train_data=(x, y),
+                               verbose=0, device="cpu", save_dir=folder, resume=True)
+    with pytest.warns(RuntimeWarning, match="resume=True found no checkpoint"):
+        trainer.fit()  # the model file is not taken for a checkpoint to resume from
+    assert not trainer.resumed

@@ -30,9 +30,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from hookline import architecture
-from hookline.checkpoint import (
-    MAGIC as CHECKPOINT_MAGIC,
-)
+from hookline.checkpoint import MAGIC as CHECKPOINT_MAGIC
+from hookline.checkpoint import MODEL_MAGIC
 from hookline.checkpoint import (
     CheckpointMismatchError,
     CheckpointVersionError,
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 
 __all__ = ["MODEL_FORMAT", "MODEL_MAGIC", "load_model", "read_model_info", "save_model"]
 
-MODEL_MAGIC = b"HOOKLINE-MODEL\n"
 MODEL_FORMAT = "hookline.model"
 MODEL_VERSION = 1
 _MAX_HEADER = 64 * 1024
