@@ -31,8 +31,8 @@ import torch
 
 from hookline import architecture
 from hookline.checkpoint import MAGIC as CHECKPOINT_MAGIC
-from hookline.checkpoint import MODEL_MAGIC
 from hookline.checkpoint import (
+    MODEL_MAGIC,
     CheckpointMismatchError,
     CheckpointVersionError,
     CorruptCheckpointError,
