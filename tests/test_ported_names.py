@@ -177,7 +177,7 @@ def test_keras_signature_on_native_base_is_an_error():
             pass
 
     with pytest.raises(TypeError, match=r"KerasStyle.on_epoch_end\(epoch, logs=None\) cannot "
-                                        r"be a hookline hook.*Keras' signature: subclass "
+                                        r"be a hookline hook.*Keras' signature: use "
                                         r"hookline.keras.Callback"):
         make_trainer(callbacks=[KerasStyle()])
 
@@ -233,3 +233,18 @@ def test_correct_signatures_still_register_and_run():
 
     make_trainer(epochs=1, callbacks=[Native(), Keras()]).fit()
     assert seen == [("native", 0), ("keras", 0)]
+
+
+def test_functions_with_the_other_doors_signature_are_errors_at_registration():
+    trainer = make_trainer()
+    with pytest.raises(TypeError, match=r"add_callback\('on_epoch_end', fn\).*\(epoch, logs\) "
+                                        r"cannot be a hookline hook.*keras.LambdaCallback"):
+        trainer.add_callback("on_epoch_end", lambda epoch, logs: None)
+    with pytest.raises(TypeError, match=r"LambdaCallback\(on_train_end=...\).*Keras' signature"):
+        hookline.LambdaCallback(on_train_end=lambda logs: None)
+    with pytest.raises(TypeError, match=r"keras.LambdaCallback\(on_epoch_end=.*\(trainer\)\): "
+                                        r"Keras calls it as lambda epoch, logs"):
+        hookline.keras.LambdaCallback(on_epoch_end=lambda trainer: None)
+    hookline.keras.LambdaCallback(on_epoch_end=lambda epoch, logs: None,
+                                  on_train_begin=lambda logs: None)  # Keras' own: accepted
+    trainer.add_callback("on_epoch_end", lambda trainer: None)

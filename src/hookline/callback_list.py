@@ -194,6 +194,7 @@ class CallbackList:
         if not callable(fn):
             raise TypeError(f"the callback for {event!r} must be callable, got "
                             f"{type(fn).__name__}: {fn!r}")
+        check_native_signature(fn, event, fn, label=f"add_callback({event!r}, fn)")
         spec = Filtered(fn, every=every, once=once, when=when) \
             if (every is not None or once is not None or when is not None) else None
         self._register(fn, _describe(fn), [(name, fn)], spec, order, on_error)

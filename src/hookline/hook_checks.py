@@ -15,7 +15,7 @@ from typing import Any
 
 from hookline.events import ALIASES, EVENT_NAMES, PORTED_NAMES, ported_hint
 
-__all__ = ["check_keras_methods", "check_native_signature"]
+__all__ = ["check_keras_function", "check_keras_methods", "check_native_signature"]
 
 # Parameter names that give away Keras' (epoch | batch, logs) signature.
 _KERAS_PARAMETERS = frozenset({"logs", "epoch", "batch"})
@@ -36,9 +36,11 @@ def _where(owner: Any, name: str, signature: inspect.Signature) -> str:
     return f"{type(owner).__qualname__}.{name}{signature}"
 
 
-def check_native_signature(owner: Any, name: str, method: Callable[..., Any]) -> None:
+def check_native_signature(owner: Any, name: str, method: Callable[..., Any], *,
+                           label: str | None = None) -> None:
     """Raise TypeError when a hook of a native callback cannot be called as ``hook(engine)``
-    or is written with Keras' or Lightning's signature."""
+    or is written with Keras' or Lightning's signature. ``label`` names a function
+    registered on an event (``add_callback('on_epoch_end', fn)``) instead of a method."""
     signature = _signature(method)
     if signature is None:
         return
@@ -50,19 +52,45 @@ def check_native_signature(owner: Any, name: str, method: Callable[..., Any]) ->
         fits = False
     if fits and not (_KERAS_PARAMETERS & set(names)):
         return
-    where = _where(owner, name, signature)
+    where = f"{label}: {_describe(method)}{signature}" if label else \
+        _where(owner, name, signature)
     if _KERAS_PARAMETERS & set(names):
-        hint = ("that is Keras' signature: subclass hookline.keras.Callback, whose hooks "
-                "receive (epoch | batch, logs), or write it as "
-                f"{name}(self, trainer) and read trainer.epoch and trainer.metrics")
+        keras = "hookline.keras.LambdaCallback" if label else "hookline.keras.Callback"
+        hint = (f"that is Keras' signature: use {keras}, whose hooks receive (epoch | batch, "
+                f"logs), or take (trainer) and read trainer.epoch and trainer.metrics")
     elif "pl_module" in names or "stage" in names or len(names) > 1:
         hint = ("that looks like Lightning's signature (trainer, pl_module, ...): hookline "
                 f"passes only the engine; write {name}(self, trainer) and use trainer.model, "
                 f"trainer.batch, trainer.batch_i")
     else:
         hint = f"write {name}(self, trainer)"
-    raise TypeError(f"{where} cannot be a hookline hook: hookline calls every hook of a "
-                    f"hookline.Callback with one argument, the engine; {hint}")
+    raise TypeError(f"{where} cannot be a hookline hook: hookline calls every hook with one "
+                    f"argument, the engine; {hint}")
+
+
+def _describe(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    return name if isinstance(name, str) else type(fn).__name__
+
+
+def check_keras_function(name: str, fn: Callable[..., Any], kind: str) -> None:
+    """Raise TypeError when a function given to ``hookline.keras.LambdaCallback`` cannot take
+    the arguments Keras passes: ``fn(logs)`` for kind "plain"/"metrics", else
+    ``fn(epoch_or_batch, logs)``."""
+    signature = _signature(fn)
+    if signature is None:
+        return
+    arguments: tuple[Any, ...] = ({},) if kind in ("plain", "metrics") else (0, {})
+    try:
+        signature.bind(*arguments)
+        return
+    except TypeError:
+        pass
+    expected = "lambda logs: ..." if len(arguments) == 1 else \
+        f"lambda {'epoch' if 'epoch' in kind else 'batch'}, logs: ..."
+    raise TypeError(f"hookline.keras.LambdaCallback({name}={_describe(fn)}{signature}): Keras "
+                    f"calls it as {expected}; for a function that takes the trainer use "
+                    f"hookline.LambdaCallback")
 
 
 def check_keras_methods(callback: Any, base: type, hooks: Mapping[str, tuple[str, str]]) -> None:

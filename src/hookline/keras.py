@@ -23,7 +23,7 @@ from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
-from hookline.hook_checks import check_keras_methods
+from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings
 
 __all__ = ["Callback", "LambdaCallback", "Model", "OptimizerView"]
@@ -176,6 +176,7 @@ class LambdaCallback(Callback):
                 raise ValueError(f"unknown Keras callback method {name!r}.{hint}")
             if not callable(fn):
                 raise TypeError(f"LambdaCallback({name}=...) must be callable, got {fn!r}")
+            check_keras_function(name, fn, _KERAS_HOOKS[name][1])
         self._hooks = hooks
 
     def _keras_method(self, name: str) -> Callable[..., Any] | None:
