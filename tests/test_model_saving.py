@@ -130,6 +130,8 @@ def test_get_config_class_round_trip_keeps_every_argument(tmp_path):
     assert isinstance(loaded.module, ConfigNet)
     assert loaded.module.get_config() == {"hidden": 10, "dropout": 0.25}
     assert np.array_equal(loaded.predict(x), model.predict(x))
+    # the file keeps one training sample, so the loaded model's summary has shapes
+    assert loaded.summary(print_fn=None).layers[0].output_shape == "[1, 3]"
     again = hookline.load_model(loaded.save(tmp_path / "again.hookline"), device="cpu")
     assert again.module.get_config() == {"hidden": 10, "dropout": 0.25}
 
