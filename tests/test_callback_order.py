@@ -125,7 +125,8 @@ def test_resolved_order_at_the_epochs_end():
     assert fit_end == ["ReduceLROnPlateau", "LRSchedulerCallback", "EarlyStopping",
                        "History", "ProgressBar", "ModelCheckpoint"]
     epoch_end = re.findall(r"(\w+)\(order=", lines["on_train_epoch_end"])
-    assert epoch_end[0] == "LearningRateMonitor"
+    # the producers of learning_rate and lr, before every reader
+    assert epoch_end[:2] == ["LearningRateScheduler", "LearningRateMonitor"]
     assert re.findall(r"(\w+)\(order=", lines["on_train_epoch_start"])[0] == \
         "LearningRateScheduler"
 

@@ -5,6 +5,7 @@ optional behaviour is a callback. Three doors: ``Trainer`` (native), ``Model`` (
 the ``hookline`` command line.
 """
 
+from hookline.architecture import serializable
 from hookline.callback import Callback
 from hookline.callback_list import CallbackList, filtered
 from hookline.callbacks.history import History
@@ -13,6 +14,7 @@ from hookline.engine import EXPORT_FORMATS, Exporter, Predictor, Result, Trainer
 from hookline.engine.base import Terminated
 from hookline.events import EVENT_NAMES, EVENTS
 from hookline.keras import Model
+from hookline.saving import load_model
 
 __version__ = "0.1.0"
 
@@ -33,4 +35,6 @@ __all__ = [
     "Validator",
     "__version__",
     "filtered",
+    "load_model",
+    "serializable",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from hookline.callback import Callback
 from hookline.events import ALIASES, EVENT_NAMES, EVENTS, looks_like_event, resolve_event
+from hookline.hook_checks import check_native_signature
 
 __all__ = ["CallbackList", "Filtered", "filtered"]
 
@@ -133,7 +134,9 @@ def discover_hooks(callback: Any) -> list[tuple[str, Handler]]:
             resolve_event(name)  # raises with "did you mean"
         if isinstance(callback, Callback) and attribute is getattr(Callback, name, None):
             continue  # the base class's no-op: not a listener
-        hooks.append((resolve_event(name), getattr(callback, name)))
+        method = getattr(callback, name)
+        check_native_signature(callback, name, method)
+        hooks.append((resolve_event(name), method))
     return hooks
 
 
@@ -191,6 +194,7 @@ class CallbackList:
         if not callable(fn):
             raise TypeError(f"the callback for {event!r} must be callable, got "
                             f"{type(fn).__name__}: {fn!r}")
+        check_native_signature(fn, event, fn, label=f"add_callback({event!r}, fn)")
         spec = Filtered(fn, every=every, once=once, when=when) \
             if (every is not None or once is not None or when is not None) else None
         self._register(fn, _describe(fn), [(name, fn)], spec, order, on_error)

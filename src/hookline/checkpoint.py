@@ -58,6 +58,7 @@ FORMAT_NAME = "hookline.checkpoint"
 FORMAT_VERSION = 1
 MAGIC = b"HOOKLINE-CHECKPOINT\n"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format: a weights file, not a full checkpoint
+MODEL_MAGIC = b"HOOKLINE-MODEL\n"  # Model.save's files (hookline.saving)
 _MAX_HEADER = 64 * 1024
 _WRITE_CHUNK = 8 * 1024 * 1024
 # A background save of at most this many tensor bytes is serialised in the loop, not in the
@@ -585,6 +586,9 @@ def _read_header(source: Path, file: Any) -> dict[str, Any]:
         elif start.startswith(_ZIP_MAGIC):
             problem = ("is a plain torch.save file, not a hookline checkpoint; read weights "
                        "files with hookline.checkpoint.load_weights")
+        elif start.startswith(MODEL_MAGIC):
+            problem = ("is a model file (Model.save), not a training checkpoint; load it "
+                       "with hookline.load_model")
         else:
             problem = ("is not a hookline checkpoint: it does not start with the "
                        "HOOKLINE-CHECKPOINT header (random bytes, or another kind of file)")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-__all__ = ["ALIASES", "EVENTS", "EVENT_NAMES", "Event", "looks_like_event", "resolve_event"]
+__all__ = ["ALIASES", "EVENTS", "EVENT_NAMES", "PORTED_NAMES", "Event", "PortedName",
+           "looks_like_event", "ported_hint", "resolve_event"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,72 @@ ALIASES: dict[str, str] = {
     "on_predict_batch_begin": "on_predict_batch_start",
 }
 
+
+@dataclass(frozen=True)
+class PortedName:
+    """A hook name from another framework that hookline does not accept as it is, with the
+    hookline event(s) that take its place. They are not aliases because their signatures or
+    their moment differ: registering one raises, naming the replacement."""
+
+    framework: str
+    events: tuple[str, ...]
+    note: str = ""
+
+
+def _ported(framework: str, *events: str, note: str = "") -> PortedName:
+    return PortedName(framework, events, note)
+
+
+_L = "Lightning"
+PORTED_NAMES: dict[str, PortedName] = {
+    "on_fit_start": _ported(_L, "on_pretrain_routine_start", "on_train_start",
+                            note="on_pretrain_routine_start before set-up, on_train_start after"),
+    "on_fit_end": _ported(_L, "on_train_end", "teardown",
+                          note="teardown also runs when the fit fails"),
+    "setup": _ported(_L, "on_pretrain_routine_start"),
+    "on_sanity_check_start": _ported(_L, "on_val_start"),
+    "on_sanity_check_end": _ported(_L, "on_val_end"),
+    "on_validation_start": _ported(_L, "on_val_start"),
+    "on_validation_end": _ported(_L, "on_val_end"),
+    "on_validation_epoch_start": _ported(_L, "on_val_start"),
+    "on_validation_epoch_end": _ported(_L, "on_val_end",
+                                       note="or on_fit_epoch_end, with the val_* metrics"),
+    "on_validation_batch_start": _ported(_L, "on_val_batch_start"),
+    "on_validation_batch_end": _ported(_L, "on_val_batch_end"),
+    "on_validation_model_eval": _ported(_L, "on_val_start"),
+    "on_validation_model_train": _ported(_L, "on_val_end"),
+    "on_test_start": _ported(_L, "on_val_start", note="hookline tests with a Validator"),
+    "on_test_epoch_start": _ported(_L, "on_val_start"),
+    "on_test_epoch_end": _ported(_L, "on_val_end"),
+    "on_test_batch_start": _ported(_L, "on_val_batch_start"),
+    "on_predict_epoch_start": _ported(_L, "on_predict_start"),
+    "on_predict_epoch_end": _ported(_L, "on_predict_end"),
+    "on_before_backward": _ported(_L, "on_after_loss"),
+    "on_before_optimizer_step": _ported(_L, "optimizer_step",
+                                        note="gradients are final (unscaled, clipped) there"),
+    "on_after_optimizer_step": _ported(_L, "on_params_update"),
+    "on_before_batch_transfer": _ported(_L, "on_train_batch_start"),
+    "on_after_batch_transfer": _ported(_L, "on_train_batch_start"),
+    "on_save_checkpoint": _ported(_L, "on_model_save",
+                                  note="a callback's own state goes in state_dict()"),
+    "on_load_checkpoint": _ported(_L, "on_pretrain_routine_end",
+                                  note="a callback's own state comes back in "
+                                       "load_state_dict(); a resume is applied before "
+                                       "on_pretrain_routine_end"),
+}
+
 _ALL_NAMES = sorted(EVENT_NAMES | set(ALIASES))
+
+
+def ported_hint(name: str) -> str:
+    """The sentence that tells a user of another framework which event replaces ``name``
+    (empty when ``name`` is not in ``PORTED_NAMES``)."""
+    ported = PORTED_NAMES.get(name)
+    if ported is None:
+        return ""
+    events = " or ".join(ported.events)
+    note = f" ({ported.note})" if ported.note else ""
+    return f"{name!r} is {ported.framework}'s name; in hookline use {events}{note}."
 
 
 def looks_like_event(name: str) -> bool:
@@ -146,6 +212,10 @@ def resolve_event(name: str) -> str:
         return alias
     if not isinstance(name, str):
         raise TypeError(f"an event name must be a string, got {type(name).__name__}: {name!r}")
+    hint = ported_hint(name)
+    if hint:
+        raise ValueError(f"unknown event {name!r}: {hint} The events are listed in "
+                         f"docs/events.md (or hookline.EVENT_NAMES).")
     close = difflib.get_close_matches(name, _ALL_NAMES, n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(close)}?" if close else ""
     raise ValueError(
@@ -177,6 +247,16 @@ def catalogue_markdown() -> str:
         lines.append("")
     lines += ["## Keras aliases", "", "| Keras name | hookline event |", "|---|---|"]
     lines += [f"| `{alias}` | `{name}` |" for alias, name in ALIASES.items()]
+    lines += ["", "## Names from other frameworks", "",
+              ("Not accepted as they are (their signatures or moments differ): registering "
+               "one raises `ValueError` naming the hookline event to use. Lightning's hooks "
+               "that share hookline's name (`on_train_epoch_end`, `on_train_batch_end`...) "
+               "are accepted, with hookline's signature `(self, engine)`; Lightning's "
+               "`(trainer, pl_module, ...)` is an error at registration."), "",
+              "| name | from | hookline event | note |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {ported.framework} | "
+              f"{' or '.join(f'`{event}`' for event in ported.events)} | {ported.note} |"
+              for name, ported in PORTED_NAMES.items()]
     lines += ["", "## Order of one fit", "", "```", FIT_ORDER.strip(), "```", ""]
     return "\n".join(lines)
 

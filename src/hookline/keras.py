@@ -23,6 +23,8 @@ from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
+from hookline.hook_checks import check_keras_function, check_keras_methods
+from hookline.keras_options import numbers_from_strings
 from hookline.metrics import resolve_loss
 from hookline.objective import Objective
 from hookline.structure import loss_of, prediction_of, unpack_batch
@@ -159,6 +161,7 @@ class Callback:
 
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         """The hookline events this callback listens to, adapted to Keras' signatures."""
+        check_keras_methods(self, Callback, _KERAS_HOOKS)  # typos and the native signature
         grouped: dict[str, list[Callable[[Any], None]]] = {}
         for name, (event, kind) in _KERAS_HOOKS.items():
             method = self._keras_method(name)
@@ -192,6 +195,7 @@ class LambdaCallback(Callback):
                 raise ValueError(f"unknown Keras callback method {name!r}.{hint}")
             if not callable(fn):
                 raise TypeError(f"LambdaCallback({name}=...) must be callable, got {fn!r}")
+            check_keras_function(name, fn, _KERAS_HOOKS[name][1])
         self._hooks = hooks
 
     def _keras_method(self, name: str) -> Callable[..., Any] | None:
@@ -261,6 +265,7 @@ class Model:
         probabilities = model.predict(x_test)
     """
 
+    @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def __init__(self, module: nn.Module, optimizer: Any = "adam", loss: Any = None,
                  metrics: Sequence[Any] | None = None, *, lr: float = 1e-3,
                  device: str | torch.device = "auto", precision: str = "32",
@@ -479,6 +484,7 @@ class Model:
         return exporter.export()
 
     # --- Keras' fit / evaluate / predict ------------------------------------------------------
+    @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
             verbose: int = 1, callbacks: Sequence[Any] | None = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
@@ -532,6 +538,7 @@ class Model:
         self.history = trainer.callbacks.find(History)[0]
         return self.history
 
+    @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: int = 1,
                  callbacks: Sequence[Any] | None = None, return_dict: bool = False,
                  sample_weight: Any = None) -> float | list[float] | dict[str, float]:
@@ -553,6 +560,7 @@ class Model:
         values = list(metrics.values())
         return values[0] if len(values) == 1 else values
 
+    @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
                 callbacks: Sequence[Any] | None = None) -> np.ndarray:
         """Model outputs for ``x`` as one numpy array, like Keras' ``predict``."""
@@ -578,6 +586,41 @@ class Model:
         for event, fn, filters in self._functions:
             listed.add_function(event, fn, **filters)
         return listed  # type: ignore[return-value]
+
+    # --- saving and summary (hookline/saving.py, safetensors_weights.py, summary.py) -------
+    def save(self, path: str | Path, *, architecture: Any = None,
+             config: dict[str, Any] | None = None, example_input: Any = None) -> Path:
+        """Save architecture, weights and compile settings; ``hookline.load_model(path)``
+        rebuilds the Model. See ``hookline.architecture`` for how the architecture is
+        recorded (``architecture=``/``config=`` give it explicitly)."""
+        from hookline.saving import save_model
+        return save_model(self, path, architecture_of=architecture, config=config,
+                          example_input=example_input)
+
+    def save_weights(self, path: str | Path) -> Path:
+        """Write the weights (parameters and buffers) as a safetensors file."""
+        from hookline.safetensors_weights import save_safetensors
+        return save_safetensors(self.module, path)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load a safetensors file written by ``save_weights`` (names and shapes must match)."""
+        from hookline.safetensors_weights import load_safetensors
+        load_safetensors(self.module, path)
+
+    def summary(self, example_input: Any = None, *, max_depth: int = 1,
+                print_fn: Callable[[str], Any] | None = print) -> Any:
+        """Print (with ``print_fn``; None: don't) and return the layers, output shapes and
+        parameter counts; shapes from ``example_input`` or the example the model knows."""
+        from hookline.summary import model_example, summarize
+        if example_input is not None:
+            example_input = torch.as_tensor(np.asarray(example_input)) \
+                if not isinstance(example_input, torch.Tensor) else example_input
+            self._example_input = example_input
+        summary = summarize(self.module, model_example(self), max_depth=max_depth,
+                            strict=example_input is not None)
+        if print_fn is not None:
+            print_fn(str(summary))
+        return summary
 
 
 def _pair(x: Any, y: Any, sample_weight: Any = None) -> Any:

@@ -28,6 +28,7 @@ import torch
 
 from hookline.checkpoint import (
     MAGIC,
+    MODEL_MAGIC,
     CheckpointMismatchError,
     CorruptCheckpointError,
     check_model_state,
@@ -130,8 +131,8 @@ def _newness(path: Path) -> int | None:
         mtime = path.stat().st_mtime_ns
     except OSError:
         return None
-    if start.startswith(b"PK\x03\x04"):
-        return None  # a torch.save weights file: not a resumable checkpoint
+    if start.startswith((b"PK\x03\x04", MODEL_MAGIC)):
+        return None  # a torch.save weights file or a Model.save file: not resumable
     if start != MAGIC:
         return mtime
     try:

@@ -16,6 +16,7 @@ from hookline.callbacks.lr_scheduler import (
     warmup_cosine,
 )
 from hookline.callbacks.model_checkpoint import ModelCheckpoint
+from hookline.callbacks.model_summary import ModelSummary
 from hookline.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from hookline.callbacks.progress_bar import ProgressBar
 from hookline.callbacks.reduce_lr_on_plateau import ReduceLROnPlateau
@@ -36,6 +37,7 @@ __all__ = [
     "LearningRateMonitor",
     "LearningRateScheduler",
     "ModelCheckpoint",
+    "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
     "ReduceLROnPlateau",

@@ -7,6 +7,7 @@ from typing import Any
 
 from hookline.callback import Callback
 from hookline.events import resolve_event
+from hookline.hook_checks import check_native_signature
 
 __all__ = ["LambdaCallback"]
 
@@ -25,6 +26,7 @@ class LambdaCallback(Callback):
             event = resolve_event(name)
             if not callable(fn):
                 raise TypeError(f"LambdaCallback({name}=...) must be callable, got {fn!r}")
+            check_native_signature(self, name, fn, label=f"LambdaCallback({name}=...)")
             self.hooks[event] = fn
 
     def hookline_handlers(self) -> dict[str, Callable[[Any], Any]]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from hookline.callback import Callback
-from hookline.callbacks.monitor import config_key
+from hookline.callbacks.monitor import check_choice, config_key
 
 __all__ = ["LearningRateMonitor"]
 
@@ -14,15 +14,21 @@ class LearningRateMonitor(Callback):
     """Record the learning rate (and optionally momentum and weight decay) of every param group
     in ``trainer.metrics`` at ``on_train_epoch_end``.
 
-    Keys: ``"lr"`` for the first group, ``"lr-group1"``, ``"lr-group2"``... for the others;
-    likewise ``"momentum"`` (SGD's momentum, or Adam's first beta) and ``"weight_decay"``. The
-    value is the rate in use at the end of the epoch's training, before any plateau reduction
-    at ``on_fit_epoch_end``. It runs early (order -50) so the values are in the metrics before
-    EarlyStopping, ModelCheckpoint, History and the loggers read them.
+    Keys (``key_style="hookline"``): ``"lr"`` for the first group, ``"lr-group1"``,
+    ``"lr-group2"``... for the others; likewise ``"momentum"`` (SGD's momentum, or Adam's
+    first beta) and ``"weight_decay"``. ``key_style="lightning"`` writes Lightning's keys
+    instead, so ported monitors such as ``EarlyStopping(monitor="lr-SGD")`` find them:
+    ``"lr-SGD"`` (the optimizer's class name), ``"lr-SGD/pg1"``, ``"lr-SGD/pg2"``... when there
+    are several groups (a group's ``"name"`` replaces ``pg<i>``), and ``"<key>-momentum"``,
+    ``"<key>-weight_decay"``. ``"both"`` writes the two sets. The value is the rate in use at
+    the end of the epoch's training, before any plateau reduction at ``on_fit_epoch_end``. It
+    runs early (order -50) so the values are in the metrics before EarlyStopping,
+    ModelCheckpoint, History and the loggers read them.
 
     Args:
         log_momentum: also record momentum.
         log_weight_decay: also record weight decay.
+        key_style: "hookline" (``lr``), "lightning" (``lr-SGD``) or "both".
 
     Example::
 
@@ -32,14 +38,18 @@ class LearningRateMonitor(Callback):
 
     order = -50
 
-    def __init__(self, log_momentum: bool = False, log_weight_decay: bool = False) -> None:
+    def __init__(self, log_momentum: bool = False, log_weight_decay: bool = False, *,
+                 key_style: Literal["hookline", "lightning", "both"] = "hookline") -> None:
         self.log_momentum = bool(log_momentum)
         self.log_weight_decay = bool(log_weight_decay)
+        check_choice("LearningRateMonitor", "key_style", key_style,
+                     ("hookline", "lightning", "both"))
+        self.key_style = key_style
 
     @property
     def state_key(self) -> str:
         return config_key("LearningRateMonitor", log_momentum=self.log_momentum,
-                          log_weight_decay=self.log_weight_decay)
+                          log_weight_decay=self.log_weight_decay, key_style=self.key_style)
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         trainer.metrics.update(self.values(trainer.optimizer))
@@ -47,14 +57,31 @@ class LearningRateMonitor(Callback):
     def values(self, optimizer: Any) -> dict[str, float]:
         """The values this callback records, for an optimizer."""
         values: dict[str, float] = {}
-        for index, group in enumerate(optimizer.param_groups):
-            suffix = f"-group{index}" if index else ""
-            values[f"lr{suffix}"] = float(group["lr"])
-            if self.log_momentum:
-                momentum = group.get("momentum")
-                if momentum is None and "betas" in group:
-                    momentum = group["betas"][0]
-                values[f"momentum{suffix}"] = float(momentum) if momentum is not None else 0.0
-            if self.log_weight_decay:
-                values[f"weight_decay{suffix}"] = float(group.get("weight_decay", 0.0))
+        groups = optimizer.param_groups
+        lightning = f"lr-{type(optimizer).__name__}"
+        for index, group in enumerate(groups):
+            keys: list[tuple[str, str]] = []  # (rate key, template for the other values)
+            if self.key_style != "lightning":
+                suffix = f"-group{index}" if index else ""
+                keys.append((f"lr{suffix}", "{}" + suffix))
+            if self.key_style != "hookline":
+                name = lightning
+                if len(groups) > 1:
+                    name += f"/{group.get('name', f'pg{index + 1}')}"
+                keys.append((name, name + "-{}"))
+            for rate_key, template in keys:
+                values[rate_key] = float(group["lr"])
+                if self.log_momentum:
+                    values[template.format("momentum")] = _momentum(group)
+                if self.log_weight_decay:
+                    values[template.format("weight_decay")] = float(
+                        group.get("weight_decay", 0.0))
         return values
+
+
+def _momentum(group: dict[str, Any]) -> float:
+    """SGD's momentum, or Adam's first beta; 0 for optimizers without either."""
+    momentum = group.get("momentum")
+    if momentum is None and "betas" in group:
+        momentum = group["betas"][0]
+    return float(momentum) if momentum is not None else 0.0

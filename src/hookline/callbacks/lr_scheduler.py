@@ -53,6 +53,8 @@ class LearningRateScheduler(Callback):
 
     Keras' semantics: ``epoch`` is 0-based (``trainer.epoch``), ``lr`` the current rate, and the
     returned rate is used for the whole epoch. A one-argument ``schedule(epoch)`` works too.
+    As in Keras 3, the epoch's rate (the first group's) is put in the epoch's metrics as
+    ``"learning_rate"`` at ``on_train_epoch_end``, so History, CSVLogger and the loggers get it.
     With several param groups the schedule is applied to each group's own rate. The rate lives
     in the optimizer, which a checkpoint saves; this callback only remembers the last epoch it
     set, so that a resume inside an epoch (``on_train_epoch_start`` fires again for it) does
@@ -120,6 +122,9 @@ class LearningRateScheduler(Callback):
                 print(f"Epoch {epoch}: LearningRateScheduler set the learning rate of group "
                       f"{index} to {float(new):.6g}")
         self._applied_epoch = epoch
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        trainer.metrics["learning_rate"] = get_lr(trainer.optimizer.param_groups[0])
 
 
 class LRSchedulerCallback(Callback):

@@ -123,8 +123,18 @@ def read_metric(trainer: Any, name: str, *, owner: str, strict: bool) -> float |
         return float(value) if value is not None else math.nan
     message = (f"{owner} monitors {name!r}, which is not among this epoch's metrics "
                f"{sorted(metrics)}. Monitor one of them (validation metrics need val_data), or "
-               f"pass strict=False to skip epochs where it is missing.")
+               f"pass strict=False to skip epochs where it is missing.{_producer_hint(name)}")
     if strict:
         raise ValueError(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
     return None
+
+
+def _producer_hint(name: str) -> str:
+    """Which callback writes a well-known metric name that is missing."""
+    if name.startswith("lr-"):
+        return (" Lightning's learning-rate keys (lr-SGD, lr-Adam/pg1...) are written by "
+                "LearningRateMonitor(key_style='lightning').")
+    if name == "learning_rate":
+        return " Keras' learning_rate is written by LearningRateScheduler."
+    return ""

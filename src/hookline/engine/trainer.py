@@ -320,6 +320,12 @@ class Trainer(Engine):
             options["example_input"] = inputs[:1]
         return Exporter(self.model, callbacks=self.callbacks, format=format, **options).export()
 
+    def summary(self, example_input: Any = None, *, max_depth: int = 1) -> Any:
+        """The model's layers, output shapes (from ``example_input`` or the first training
+        sample) and parameter counts; ``print(trainer.summary())`` shows the table."""
+        from hookline.summary import trainer_summary
+        return trainer_summary(self, example_input, max_depth=max_depth)
+
     # --- the loop -------------------------------------------------------------------------
     def _fit(self) -> dict[str, float]:
         fire = self.callbacks.fire

@@ -1,0 +1,84 @@
+"""Numbers given as strings to the Keras door: ``Model(lr="1e-3")``, ``fit(epochs="5")``.
+
+Values read from a YAML or JSON config, a command line or an environment variable often arrive
+as strings. ``lr="1e-3"`` would fail deep inside the optimizer, and ``shuffle="False"`` would
+silently mean True. The decorator below converts a string when its meaning is unambiguous and
+otherwise raises a ValueError naming the option, the value and what to pass. (The Trainer's
+own options are checked by ``hookline.options``.)
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+__all__ = ["OPTION_KINDS", "convert_option", "numbers_from_strings"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# the Keras-door options that take numbers or switches, and the kind each takes
+OPTION_KINDS: dict[str, type] = {
+    "lr": float, "learning_rate": float, "epochs": int, "batch_size": int, "verbose": int,
+    "validation_split": float, "initial_epoch": int, "steps_per_epoch": int, "shuffle": bool,
+    "validation_batch_size": int, "validation_freq": int, "steps": int,
+}
+_TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
+
+
+def convert_option(owner: str, name: str, value: str, kind: type) -> Any:
+    """``value`` (a string) as ``kind``, or a ValueError naming ``owner(name=...)``."""
+    text = value.strip()
+    where = f"{owner}({name}={value!r})"
+    if kind is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"{where}: {name} is a switch; pass True or False (a string is "
+                         f"accepted only as 'true' or 'false')")
+    if kind is int and name == "verbose" and text.lower() == "auto":
+        return 1  # Keras' "auto": a progress bar
+    try:
+        number = float(text)
+    except ValueError:
+        example = "1e-3" if kind is float else "5"
+        raise ValueError(f"{where}: {name} must be a number and {value!r} is not one; pass "
+                         f"{name}={example}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{where}: {name} must be a finite number, got {value!r}")
+    if kind is float:
+        return number
+    if not number.is_integer():
+        raise ValueError(f"{where}: {name} must be a whole number, got {value!r}; pass "
+                         f"{name}={int(number)} or {name}={int(number) + 1}")
+    return int(number)
+
+
+def numbers_from_strings(function: Callable[P, R]) -> Callable[P, R]:
+    """Convert the string values of ``OPTION_KINDS`` options of ``function`` (see above)."""
+    signature = inspect.signature(function)
+    names = [name for name in signature.parameters if name in OPTION_KINDS]
+    qualname = function.__qualname__
+    owner = qualname.split(".")[0] if qualname.endswith("__init__") else qualname
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            bound = signature.bind_partial(*args, **kwargs)
+        except TypeError:
+            return function(*args, **kwargs)  # the function reports its own misuse
+        changed = False
+        for name in names:
+            value = bound.arguments.get(name)
+            if isinstance(value, str):
+                bound.arguments[name] = convert_option(owner, name, value, OPTION_KINDS[name])
+                changed = True
+        if not changed:
+            return function(*args, **kwargs)
+        return function(*bound.args, **bound.kwargs)
+
+    return wrapper

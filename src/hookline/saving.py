@@ -1,0 +1,225 @@
+"""Model files: ``Model.save(path)`` and ``hookline.load_model(path)`` (Keras' pair).
+
+A model file is the architecture's importable name and constructor arguments
+(``hookline.architecture``), the weights, the compile settings and, when one is known, an
+example input for ``summary()``. On disk it has the layout of a full checkpoint, with its own
+magic line so that neither is mistaken for the other::
+
+    HOOKLINE-MODEL\\n                                          magic line
+    {"version": 1, "size": N, "sha256": "...", ...}\\n          one JSON header line
+    N bytes                                                   torch.save of the payload
+
+Loading checks the header, the size and the SHA-256 checksum before anything is unpickled,
+then unpickles with ``weights_only=True`` (tensors and plain data only), imports the recorded
+class or ``@hookline.serializable`` factory and calls it with the recorded plain arguments:
+nothing else from the file runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from hookline import architecture
+from hookline.checkpoint import MAGIC as CHECKPOINT_MAGIC
+from hookline.checkpoint import (
+    MODEL_MAGIC,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    atomic_write_bytes,
+    check_loadable,
+)
+
+if TYPE_CHECKING:
+    from hookline.keras import Model
+
+__all__ = ["MODEL_FORMAT", "MODEL_MAGIC", "load_model", "read_model_info", "save_model"]
+
+MODEL_FORMAT = "hookline.model"
+MODEL_VERSION = 1
+_MAX_HEADER = 64 * 1024
+# torch.optim classes by the names Trainer(optimizer=...) accepts
+_OPTIMIZER_NAMES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
+                    "Adagrad": "adagrad"}
+
+
+# --- what is recorded -----------------------------------------------------------------------
+def compile_settings(model: Model) -> dict[str, Any]:
+    """The compile settings a file can hold as names, and the ones it cannot."""
+    missing: list[str] = []
+    spec = getattr(model, "_optimizer_spec", None)
+    lr = float(model.lr)
+    if isinstance(spec, str):
+        optimizer: str | None = spec.lower()
+    elif isinstance(spec, torch.optim.Optimizer) and type(spec).__name__ in _OPTIMIZER_NAMES:
+        optimizer = _OPTIMIZER_NAMES[type(spec).__name__]
+        lr = float(spec.param_groups[0]["lr"])
+    else:
+        optimizer = None
+        missing.append(f"optimizer {spec!r:.60}")
+    loss = model.loss if isinstance(model.loss, str) else None
+    if model.loss is not None and loss is None:
+        missing.append(f"loss {model.loss!r:.60}")
+    metrics = []
+    for metric in model.metrics:
+        if isinstance(metric, str):
+            metrics.append(metric)
+        else:
+            missing.append(f"metric {metric!r:.60}")
+    return {"optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metrics,
+            "not_recorded": missing}
+
+
+def _example(model: Model, example_input: Any) -> torch.Tensor | None:
+    from hookline.summary import model_example
+    example = example_input if example_input is not None else model_example(model)
+    if isinstance(example, torch.Tensor):
+        return example.detach()[:1].cpu().clone()
+    return None
+
+
+# --- writing --------------------------------------------------------------------------------
+def save_model(model: Model, path: str | os.PathLike, *, architecture_of: Any = None,
+               config: dict[str, Any] | None = None, example_input: Any = None) -> Path:
+    """Write ``model`` to ``path`` atomically (see the module docstring); returns the path."""
+    from hookline import __version__
+    spec = architecture.describe(model.module, architecture=architecture_of, config=config)
+    architecture.check_rebuilds(spec, model.module)
+    payload = {
+        "format": MODEL_FORMAT, "version": MODEL_VERSION, "architecture": spec,
+        "weights": {key: value.detach().cpu() for key, value in model.module.state_dict().items()},
+        "compile": compile_settings(model), "example_input": _example(model, example_input),
+        "hookline": __version__,
+    }
+    check_loadable(payload, "the model file")
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getbuffer()
+    header = {"version": MODEL_VERSION, "size": len(body),
+              "sha256": hashlib.sha256(body).hexdigest(), "created_ns": time.time_ns(),
+              "architecture": spec["target"], "torch": str(torch.__version__)}
+    return atomic_write_bytes([MODEL_MAGIC, json.dumps(header).encode("utf-8") + b"\n", body],
+                              path)
+
+
+# --- reading --------------------------------------------------------------------------------
+def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The header of a model file (version, size, sha256, architecture...), without loading
+    the payload. Raises CorruptCheckpointError for other files."""
+    source = Path(path)
+    with open(source, "rb") as file:
+        return _read_header(source, file)
+
+
+def _read_header(source: Path, file: Any) -> dict[str, Any]:
+    start = file.read(len(MODEL_MAGIC))
+    if start != MODEL_MAGIC:
+        if not start:
+            problem = "is empty (0 bytes)"
+        elif (start + file.read(len(CHECKPOINT_MAGIC) - len(start))) == CHECKPOINT_MAGIC:
+            problem = ("is a training checkpoint, not a model file: continue training with "
+                       "Trainer(resume=path), or read its weights with "
+                       "hookline.checkpoint.load_weights(path)['model']")
+        else:
+            problem = ("is not a hookline model file: it does not start with the "
+                       "HOOKLINE-MODEL header (a weights file? use Model.load_weights)")
+        raise CorruptCheckpointError(source, f"model file {source} {problem}")
+    try:
+        header = json.loads(file.readline(_MAX_HEADER).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        header = None
+    if not isinstance(header, dict) or not isinstance(header.get("version"), int) or \
+            not isinstance(header.get("size"), int) or not isinstance(header.get("sha256"), str):
+        raise CorruptCheckpointError(source, f"model file {source} has a damaged header line; "
+                                     f"the file is corrupt")
+    if header["version"] > MODEL_VERSION:
+        raise CheckpointVersionError(source, f"model file {source} has format version "
+                                     f"{header['version']}, newer than this hookline reads "
+                                     f"(up to {MODEL_VERSION}); upgrade hookline to load it")
+    return header
+
+
+def _read_payload(source: Path) -> dict[str, Any]:
+    with open(source, "rb") as file:
+        header = _read_header(source, file)
+        body = file.read(header["size"])
+        extra = file.read(1)
+    if len(body) < header["size"]:
+        raise CorruptCheckpointError(source, f"model file {source} is truncated: its header "
+                                     f"announces {header['size']} bytes but {len(body)} follow")
+    if extra or hashlib.sha256(body).hexdigest() != header["sha256"]:
+        raise CorruptCheckpointError(source, f"model file {source} is corrupt: its content "
+                                     f"does not match the SHA-256 checksum in its header")
+    try:
+        payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCheckpointError(source, f"refused to load {source}: it holds objects that "
+                                    f"weights-only unpickling does not allow, which could run "
+                                    f"code; hookline never writes such files") from error
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
+        raise CorruptCheckpointError(source, f"model file {source} does not hold a hookline "
+                                     f"model (no format marker)")
+    return payload
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = True,
+               device: str | torch.device = "auto") -> Model:
+    """Rebuild the Model saved at ``path``: the architecture, its weights and (``compile``)
+    its optimizer, loss and metrics. Returns a Model ready to fit, evaluate or predict.
+
+    Raises CorruptCheckpointError (damaged or another kind of file), ArchitectureError (the
+    class cannot be imported or rebuilt) or CheckpointMismatchError (the weights do not fit
+    the rebuilt module, e.g. the class changed since).
+    """
+    from hookline.keras import Model
+    source = Path(path)
+    payload = _read_payload(source)
+    spec = payload["architecture"]
+    try:
+        module = architecture.build(spec)
+    except architecture.ArchitectureError as error:
+        raise architecture.ArchitectureError(f"model file {source}: {error}") from None
+    _load_state(module, payload["weights"], source)
+    architecture.record(module, spec)
+    settings = payload.get("compile") or {}
+    if compile:
+        if settings.get("not_recorded"):
+            warnings.warn(f"model file {source} does not hold "
+                          f"{', '.join(settings['not_recorded'])} (only names are saved); "
+                          f"call model.compile(...) with them before fit", UserWarning,
+                          stacklevel=2)
+        model = Model(module, optimizer=settings.get("optimizer") or "adam",
+                      loss=settings.get("loss"), metrics=settings.get("metrics") or None,
+                      lr=settings.get("lr", 1e-3), device=device)
+    else:
+        model = Model(module, loss=None, device=device)
+    model._example_input = payload.get("example_input")  # type: ignore[attr-defined]
+    return model
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, Any], source: Path) -> None:
+    own = module.state_dict()
+    problems = [f"{key} (file {tuple(state[key].shape)}, model {tuple(own[key].shape)})"
+                for key in own if key in state and state[key].shape != own[key].shape]
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    if problems or missing or unexpected:
+        parts = [f"{label}: {', '.join(keys[:8])}" for label, keys in (
+            ("shape mismatch", problems), ("missing in the file", missing),
+            ("not in the rebuilt model", unexpected)) if keys]
+        raise CheckpointMismatchError(source, f"model file {source}: the weights do not fit "
+                                      f"{type(module).__qualname__} as rebuilt now "
+                                      f"({'; '.join(parts)}); its class or arguments changed "
+                                      f"since the file was saved")
+    module.load_state_dict(state)

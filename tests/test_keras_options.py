@@ -1,0 +1,51 @@
+"""The Keras door takes numbers given as strings when unambiguous and names the option if not."""
+
+from __future__ import annotations
+
+import pytest
+
+import hookline
+from hookline.testing import tiny_data, tiny_model
+
+
+def test_numbers_as_strings_are_converted():
+    x, y = tiny_data(samples=16)
+    model = hookline.Model(tiny_model(), optimizer="sgd", loss="cross_entropy", lr="5e-2",
+                           device="cpu")
+    assert model.lr == 0.05
+    history = model.fit(x, y, epochs="3", batch_size="8", verbose="0", shuffle="false",
+                        validation_split="0.25")
+    assert history.epoch == [0, 1, 2]
+    assert model._trainer.args.batch_size == 8 and model._trainer.args.shuffle is False
+    assert len(model._trainer.validator.data) == 1  # 4 of 16 held out: one batch of 8
+    assert model.optimizer.learning_rate == 0.05
+    assert model.predict(x, batch_size="4").shape == (16, 3)
+    assert isinstance(model.evaluate(x, y, batch_size="4", verbose="0"), float)  # the loss
+
+
+def test_keras_verbose_auto_means_a_progress_bar():
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    model.fit(x, y, epochs=1, verbose="auto")
+    assert model._trainer.args.verbose == 1
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, y: m.fit(x, y, epochs="2.5"),
+     r"Model.fit\(epochs='2.5'\): epochs must be a whole number, got '2.5'; pass epochs=2"),
+    (lambda m, x, y: m.fit(x, y, batch_size="thirty-two"),
+     r"Model.fit\(batch_size='thirty-two'\): batch_size must be a number"),
+    (lambda m, x, y: m.fit(x, y, shuffle="maybe"),
+     r"Model.fit\(shuffle='maybe'\): shuffle is a switch; pass True or False"),
+    (lambda m, x, y: m.fit(x, y, validation_split="nan"),
+     r"validation_split must be a finite number"),
+    (lambda m, x, y: hookline.Model(tiny_model(), loss="mse", lr="fast"),
+     r"Model\(lr='fast'\): lr must be a number and 'fast' is not one; pass lr=1e-3"),
+    (lambda m, x, y: m.evaluate(x, y, verbose="loud"),
+     r"Model.evaluate\(verbose='loud'\): verbose must be a number"),
+])
+def test_ambiguous_strings_are_rejected_naming_the_option(call, message):
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    with pytest.raises(ValueError, match=message):
+        call(model, x, y)
