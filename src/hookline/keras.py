@@ -272,7 +272,10 @@ class Model:
                  weighted_metrics: Sequence[Any] | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"Model wraps a torch.nn.Module, got {type(module).__name__}")
-        self.module = module
+        # a torch.compile'd module: train through the compiled one, save the plain one
+        original = getattr(module, "_orig_mod", None)
+        self._compiled_module = module if isinstance(original, nn.Module) else None
+        self.module: nn.Module = original if isinstance(original, nn.Module) else module
         self.device, self.precision, self.lr = device, precision, lr
         self._torch_optimizer: torch.optim.Optimizer | None = None
         self._trainer: Trainer | None = None
@@ -287,9 +290,12 @@ class Model:
 
     def compile(self, optimizer: Any = "adam", loss: Any = None,
                 metrics: Sequence[Any] | None = None,
-                weighted_metrics: Sequence[Any] | None = None) -> None:
+                weighted_metrics: Sequence[Any] | None = None,
+                jit_compile: bool | dict[str, Any] = False) -> None:
         """Set the optimizer, loss and metrics (Keras' compile). ``weighted_metrics`` weigh
-        each sample by its ``sample_weight``; ``metrics`` ignore the weights, as in Keras."""
+        each sample by its ``sample_weight``; ``metrics`` ignore the weights, as in Keras.
+        ``jit_compile`` (True or ``torch.compile`` options) compiles the forward for fit."""
+        self.jit_compile = jit_compile
         self._optimizer_spec, self.loss, self.metrics = optimizer, loss, list(metrics or [])
         self.weighted_metrics = list(weighted_metrics or [])
         self._torch_optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) \
@@ -515,10 +521,11 @@ class Model:
             trainer_options.setdefault("validation_step", self._step_adapter("test_step"))
         trainer_options.setdefault("weighted_metrics", self.weighted_metrics)
         trainer_options.setdefault("check_val_every_n_epoch", validation_freq)
+        trainer_options.setdefault("compile", self.jit_compile)
         optimizer = self._torch_optimizer or self._optimizer_spec
-        trainer = Trainer(self.module, optimizer=optimizer, loss=self.loss,
-                          train_data=train_data, val_data=val_data, epochs=epochs,
-                          batch_size=batch_size, shuffle=shuffle, lr=self.lr,
+        module = self._compiled_module or self.module
+        trainer = Trainer(module, optimizer=optimizer, loss=self.loss, train_data=train_data,
+                          val_data=val_data, epochs=epochs, batch_size=batch_size, shuffle=shuffle, lr=self.lr,
                           metrics=self.metrics, train_metrics=True,
                           callbacks=self._callback_list(callbacks), device=self.device,
                           precision=self.precision, verbose=verbose,

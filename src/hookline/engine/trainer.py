@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -59,6 +59,10 @@ class Trainer(Engine):
             replace the default step of a phase (see ``hookline.engine.steps``); a model that
             declares ``training_step(batch)`` (Lightning's way) or a Trainer subclass that
             overrides the method is used the same way.
+        compile: True (or a dict of ``torch.compile`` options) to compile the model's forward
+            for training and validation. A model compiled by you (``torch.compile(model)``) is
+            unwrapped the same way: checkpoints, weights and exports always hold the plain
+            module's parameter names, so they load into a model compiled or not.
         automatic_optimization: False when the training step calls ``trainer.backward(loss)``
             and ``trainer.step_optimizer()`` itself (Lightning's manual optimization).
         target_key: the key of a dict batch that holds the targets (default: the first of
@@ -125,8 +129,10 @@ class Trainer(Engine):
                  num_sanity_val_steps: int = 0, limit_train_batches: float | None = None,
                  limit_val_batches: float | None = None,
                  limit_predict_batches: float | None = None,
-                 fast_dev_run: bool | int = False) -> None:
+                 fast_dev_run: bool | int = False,
+                 compile: bool | dict[str, Any] = False) -> None:
         super().__init__(callbacks, profile=profile)
+        model, compiled = _unwrap_compiled(model)
         self.schedule = Schedule.build(
             check_val_every_n_epoch=check_val_every_n_epoch,
             val_check_interval=val_check_interval, min_epochs=min_epochs, min_steps=min_steps,
@@ -167,7 +173,7 @@ class Trainer(Engine):
                 "metrics": [name for name, _ in metric_list], "target_key": target_key,
                 "prediction": prediction,
                 "automatic_optimization": bool(automatic_optimization),
-                "fast_dev_run": fast_dev_run}.items():
+                "fast_dev_run": fast_dev_run, "compile": compile}.items():
             setattr(self.args, key, value)
         batches = as_batches(train_data, name="train_data", batch_size=batch_size,
                              shuffle=shuffle, seed=seed)
@@ -223,7 +229,10 @@ class Trainer(Engine):
         self.last_checkpoint: Path | None = None
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
         self.rank, self.world_size = 0, 1  # set from torch.distributed when fit starts
-        self.forward_model: nn.Module = model  # DistributedDataParallel(model) across ranks
+        # what the training step calls: the model, DistributedDataParallel(model) across ranks,
+        # torch.compile of either with compile=
+        self.forward_model: nn.Module = model
+        self._user_compiled = compiled
         self.epoch_losses: list[torch.Tensor] = []  # detached per-step losses of this epoch
         # what a checkpoint records: where fit is ("setup", "train" in the batches,
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
@@ -373,11 +382,25 @@ class Trainer(Engine):
         self.forward_model = self.model
         if distributed.is_distributed():
             self._setup_distributed()
+        self._setup_compile()
         self._training_step, self._custom_training_step = resolve_step(
             self, "training_step", self._given_steps["training_step"], Trainer)
         validation_step, custom = resolve_step(
             self, "validation_step", self._given_steps["validation_step"], Trainer)
         self.validator.use_step(validation_step if custom else None)
+
+    def _setup_compile(self) -> None:
+        """Compile the forward the steps call; ``self.model`` stays the plain module, so every
+        state dict (checkpoints, weights, exports) keeps its own parameter names."""
+        options = self.args.compile
+        if self._user_compiled is not None and not options:
+            self.forward_model = self._user_compiled if self.forward_model is self.model \
+                else _compiled(self.forward_model, {})  # DistributedDataParallel, compiled
+        elif options:
+            settings = dict(options) if isinstance(options, dict) else {}
+            self.forward_model = _compiled(self.forward_model, settings)
+        self.validator.forward_model = self.forward_model if options or \
+            self._user_compiled is not None else self.model
 
     def _setup_distributed(self) -> None:
         """One process per rank (torchrun): shard array data, average gradients with DDP, and
@@ -673,6 +696,20 @@ class Trainer(Engine):
             return built
         raise TypeError(f"optimizer must be a torch optimizer, a factory f(params) or a name, "
                         f"got {type(optimizer).__name__}")
+
+
+def _compiled(module: nn.Module, options: dict[str, Any]) -> nn.Module:
+    """``torch.compile(module)``: an nn.Module (an OptimizedModule) for a module given."""
+    return cast("nn.Module", torch.compile(module, **options))
+
+
+def _unwrap_compiled(model: Any) -> tuple[nn.Module, nn.Module | None]:
+    """``(plain module, the compiled wrapper or None)``: a ``torch.compile``d module keeps the
+    original under ``_orig_mod`` and prefixes every state-dict key with it."""
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(model, nn.Module) and isinstance(original, nn.Module):
+        return original, model
+    return model, None
 
 
 def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:

@@ -42,6 +42,7 @@ class Validator(Engine):
                  limit_batches: float | None = None) -> None:
         super().__init__(callbacks)
         self.model = model
+        self.forward_model: nn.Module = model  # the trainer's compiled forward, when compiled
         self.trainer = trainer
         if isinstance(loss, Objective):
             self.objective = loss
@@ -82,7 +83,7 @@ class Validator(Engine):
         the loss (the same rules as the training step)."""
         args, kwargs, target, weight = unpack_batch(
             batch, target_key=self.args.target_key, take_target=self.loss_fn is not None)
-        self.outputs = output = self.model(*args, **kwargs)
+        self.outputs = output = self.forward_model(*args, **kwargs)
         self.preds = output if type(output) is torch.Tensor else \
             prediction_of(output, self.args.prediction)
         self.target, self.sample_weight = target, weight
