@@ -6,6 +6,7 @@ callback; the loop below only trains, validates, keeps the run's state and fires
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from hookline.engine.base import (
     resolve_precision,
     sigterm_raises,
 )
+from hookline.engine.optimizers import OptimizerSet
 from hookline.engine.schedule import Schedule, batch_limit
 from hookline.engine.steps import read_step_output, resolve_step
 from hookline.engine.validator import Validator
@@ -46,7 +48,9 @@ class Trainer(Engine):
     Args:
         model: the ``nn.Module`` to train.
         optimizer: an optimizer instance, a factory ``f(params) -> optimizer`` or a name
-            ("sgd", "adam", "adamw", "rmsprop", "adagrad") used with ``lr``.
+            ("sgd", "adam", "adamw", "rmsprop", "adagrad") used with ``lr``; or a list or dict
+            of optimizers (a GAN's), each stepped in turn (``hookline.engine.optimizers``).
+        optimizer_frequencies: with several optimizers, a step every n batches for each.
         loss: a name ("cross_entropy", "mse"...; it receives the model's prediction) or a
             callable ``loss(output, targets) -> scalar`` (it receives the output as the model
             returned it); None when the model returns its own loss (a Hugging Face model
@@ -130,7 +134,8 @@ class Trainer(Engine):
                  limit_val_batches: float | None = None,
                  limit_predict_batches: float | None = None,
                  fast_dev_run: bool | int = False,
-                 compile: bool | dict[str, Any] = False) -> None:
+                 compile: bool | dict[str, Any] = False,
+                 optimizer_frequencies: Sequence[int] | dict[str, int] | None = None) -> None:
         super().__init__(callbacks, profile=profile)
         model, compiled = _unwrap_compiled(model)
         self.schedule = Schedule.build(
@@ -197,7 +202,15 @@ class Trainer(Engine):
         self.train_metric_set = MetricSet(own_copies(metric_list), own_copies(weighted_list)) \
             if train_metrics else None
         _apply_freeze(model, freeze)
-        self.optimizer = self._build_optimizer(optimizer, lr)
+        self.optimizer_set = OptimizerSet.build(
+            optimizer, lambda spec: self._build_optimizer(spec, lr), optimizer_frequencies)
+        if accumulate > 1 and max(self.optimizer_set.frequencies) > 1:
+            raise ValueError("optimizer_frequencies and accumulate > 1 do not combine: an "
+                             "optimizer that skips batches has nothing to accumulate over them")
+        self.optimizers: dict[str, torch.optim.Optimizer] = self.optimizer_set.by_name
+        self.optimizer = self.optimizers[self.optimizer_set.names[0]]
+        self.optimizer_name, self.optimizer_index = self.optimizer_set.names[0], 0
+        self._scaler_pending = False
         self.scaler: Any = None
         # run state: what callbacks read (names follow Ultralytics and Keras)
         self.epochs = epochs
@@ -270,7 +283,7 @@ class Trainer(Engine):
         of ``len(loss_names)`` values, or one 0-d value for a single loss (reading syncs)."""
         if not self.epoch_losses:
             return None
-        mean = torch.stack(self.epoch_losses).mean(0)
+        mean = _mean_rows(self.epoch_losses)
         return mean if mean.dim() == 0 else mean[1:]
 
     @property
@@ -278,7 +291,7 @@ class Trainer(Engine):
         """Running mean of the total loss over the epoch so far (a 0-d tensor)."""
         if not self.epoch_losses:
             return None
-        mean = torch.stack(self.epoch_losses).mean(0)
+        mean = _mean_rows(self.epoch_losses)
         return mean if mean.dim() == 0 else mean[0]
 
     def request_stop(self, reason: str) -> None:
@@ -452,10 +465,11 @@ class Trainer(Engine):
         if self.callbacks.handlers["on_after_backward"]:
             self.callbacks.fire("on_after_backward", self)
 
-    def step_optimizer(self) -> None:
+    def step_optimizer(self, which: str | int | None = None) -> None:
         """One optimizer step as the engine takes it (unscale, clip, the step events, the
-        scaler's update, ``zero_grad``): for steps with ``automatic_optimization=False``."""
-        self._optimizer_step()
+        scaler's update, ``zero_grad``): for steps with ``automatic_optimization=False``.
+        With several optimizers, ``which`` names (or numbers) the one to step."""
+        self._optimizer_step(self.optimizer_set.names[self.optimizer_set.index(which)])
 
     # --- the loop -------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> None:
@@ -477,6 +491,7 @@ class Trainer(Engine):
                        handlers["on_before_zero_grad"])
         # the common step (no scaler, no clipping, no step listeners) skips _optimizer_step
         plain = scaler is None and not args.clip_grad_norm and not args.clip_grad_value
+        several = len(self.optimizer_set) > 1
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
         interval = self.schedule.mid_epoch_interval(last) if self.validator.data is not None \
@@ -508,6 +523,18 @@ class Trainer(Engine):
                 fire("on_train_batch_start", self)
             if move:
                 batch = move_to(batch, device)
+            if several and automatic:
+                seen = batch_i + 1
+                loss = self._train_each_optimizer(batch, amp, seen, last)
+                losses.append(self._record_parts(loss))
+                if metric_set is not None:
+                    metric_set.update(self.preds, self.target, None, self.sample_weight)
+                if on_batch_end:
+                    fire("on_train_batch_end", self)
+                if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(
+                        epoch + 1, self.step)) and alone:
+                    break
+                continue
             with amp:
                 if custom:
                     self.outputs = self.preds = self.target = self.sample_weight = None
@@ -531,6 +558,8 @@ class Trainer(Engine):
                 if on_after_backward:
                     fire("on_after_backward", self)
             seen = batch_i + 1
+            if self._scaler_pending:
+                self._update_scaler()  # manual steps of several optimizers: once a batch
             if automatic and (seen % accumulate == 0 or seen == last):
                 if plain and not (step_events[0] or step_events[1] or step_events[2]):
                     optimizer.step()
@@ -558,7 +587,10 @@ class Trainer(Engine):
             raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
                              f"one batch (a generator can only be iterated once)")
         if automatic and seen % accumulate and seen != last:
-            self._optimizer_step()  # leftover accumulated gradients of an unsized loader
+            for name in self.optimizer_set.names:  # leftover gradients of an unsized loader
+                self._optimizer_step(name)
+            if self._scaler_pending:
+                self._update_scaler()
 
     def _read_output(self, result: Any) -> Any:
         """The total loss of a non-tensor step result; sets its parts, preds and target."""
@@ -587,20 +619,78 @@ class Trainer(Engine):
         self.loss_items = row[1:]
         return row
 
-    def _optimizer_step(self) -> None:
-        optimizer, scaler, args = self.optimizer, self.scaler, self.args
+    def _train_each_optimizer(self, batch: Any, amp: Any, seen: int,
+                              last: int | None) -> torch.Tensor:
+        """One batch with several optimizers (automatic): the step, backward and optimizer
+        step once per due optimizer, each with only its own parameters requiring grad. Each
+        optimizer's loss is a loss part named after it (NaN on batches it skips)."""
         fire, handlers = self.callbacks.fire, self.callbacks.handlers
+        optimizers, accumulate, scaler = self.optimizer_set, self.args.accumulate, self.scaler
+        custom = self._custom_training_step
+        parts: dict[str, torch.Tensor] = {}
+        taken: list[torch.Tensor] = []
+        for index, name in enumerate(optimizers.names):
+            if not optimizers.due(index, self.batch_i):
+                parts[name] = torch.tensor(math.nan, device=self.device)
+                continue
+            self.optimizer_index, self.optimizer_name = index, name
+            self.optimizer = optimizers.by_name[name]
+            with optimizers.only(name):
+                with amp:
+                    if custom:
+                        self.outputs = self.preds = self.target = self.sample_weight = None
+                    result = self._training_step(batch)
+                if custom and handlers["on_after_forward"]:
+                    fire("on_after_forward", self)
+                loss = result if type(result) is torch.Tensor else \
+                    read_step_output(result).loss
+                if getattr(loss, "ndim", None) != 0:
+                    raise _not_scalar(loss)
+                self.loss = loss
+                if handlers["on_after_loss"]:
+                    fire("on_after_loss", self)
+                scaled = loss / accumulate if accumulate > 1 else loss
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                if handlers["on_after_backward"]:
+                    fire("on_after_backward", self)
+            if seen % accumulate == 0 or seen == last:
+                self._optimizer_step(name)
+            parts[name] = detached = loss.detach()
+            taken.append(detached)
+        if self._scaler_pending:
+            self._update_scaler()
+        self.optimizer = optimizers.by_name[optimizers.names[0]]
+        self.loss_names, self.loss_parts = list(parts), parts
+        self._loss_names_fixed = True
+        return torch.stack(taken).sum()
+
+    def _update_scaler(self) -> None:
+        self.scaler.update()
+        self._scaler_pending = False
+
+    def _optimizer_step(self, name: str | None = None) -> None:
+        optimizers, scaler, args = self.optimizer_set, self.scaler, self.args
+        name = optimizers.names[0] if name is None else name
+        optimizer = optimizers.by_name[name]
+        self.optimizer_name, self.optimizer_index = name, optimizers.names.index(name)
+        fire, handlers = self.callbacks.fire, self.callbacks.handlers
+        several = len(optimizers) > 1
         if scaler is not None and (args.clip_grad_norm or args.clip_grad_value):
             scaler.unscale_(optimizer)
-        if args.clip_grad_norm:
-            nn.utils.clip_grad_norm_(self.model.parameters(), args.clip_grad_norm)
-        if args.clip_grad_value:
-            nn.utils.clip_grad_value_(self.model.parameters(), args.clip_grad_value)
+        if args.clip_grad_norm or args.clip_grad_value:
+            params = optimizers.params_of(name) if several else list(self.model.parameters())
+            if args.clip_grad_norm:
+                nn.utils.clip_grad_norm_(params, args.clip_grad_norm)
+            if args.clip_grad_value:
+                nn.utils.clip_grad_value_(params, args.clip_grad_value)
         if handlers["optimizer_step"]:
             fire("optimizer_step", self)
         if scaler is not None:
             scaler.step(optimizer)
-            scaler.update()
+            if several:
+                self._scaler_pending = True  # updated once, after every optimizer stepped
+            else:
+                scaler.update()
         else:
             optimizer.step()
         self.step += 1
@@ -648,7 +738,7 @@ class Trainer(Engine):
         with one device copy; empty when the epoch had no batches."""
         if not self.epoch_losses:
             return {}
-        means = torch.stack(self.epoch_losses).mean(0)
+        means = _mean_rows(self.epoch_losses)
         if means.dim() == 0:
             return {"loss": float(means)}
         values = means.tolist()
@@ -701,6 +791,13 @@ class Trainer(Engine):
 def _compiled(module: nn.Module, options: dict[str, Any]) -> nn.Module:
     """``torch.compile(module)``: an nn.Module (an OptimizedModule) for a module given."""
     return cast("nn.Module", torch.compile(module, **options))
+
+
+def _mean_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """The epoch's mean of each loss column; NaN marks a part an optimizer skipped that
+    batch (optimizer_frequencies), left out of its mean."""
+    stacked = torch.stack(rows)
+    return stacked.nanmean(0) if stacked.dim() > 1 else stacked.mean(0)
 
 
 def _unwrap_compiled(model: Any) -> tuple[nn.Module, nn.Module | None]:
