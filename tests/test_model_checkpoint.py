@@ -221,7 +221,7 @@ def test_background_writes_leave_the_loop_before_the_disk(tmp_path, monkeypatch)
     """The loop waits for serialisation only; the file write happens in another thread."""
     import threading
 
-    import hookline.checkpoint as checkpoint_module
+    import hookline.files.checkpoint_writer as checkpoint_module
     writers = []
     original = checkpoint_module.atomic_write_bytes
 
