@@ -12,7 +12,7 @@ from typing import Any
 
 from hookline.callback import Callback
 from hookline.callbacks.monitor import Monitor, config_key
-from hookline.checkpoint import CheckpointWriter, build_checkpoint
+from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
 
 __all__ = ["ModelCheckpoint"]
 
@@ -232,6 +232,7 @@ class ModelCheckpoint(Callback):
                                  "or give the Trainer save_dir= (checkpoints then go to "
                                  "<save_dir>/checkpoints)")
             self.dirpath = Path(trainer.save_dir) / "checkpoints"
+        remove_stale_temps(self.dirpath)  # left by a process killed mid-write
 
     def _folder(self) -> Path:
         if self.dirpath is None:
