@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hookline.callback import Callback
+from hookline.callbacks.checkpoint_paths import adopt_stored_path, fixed_root
 from hookline.callbacks.monitor import Monitor, config_key
 from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
 
@@ -206,6 +207,7 @@ class ModelCheckpoint(Callback):
         self.kth_best_model_path = ""
         self.kth_value: float | None = None
         self.last_model_path = ""
+        self._stored: tuple[dict[str, float], str, str | None] | None = None
         self._saves = 0
         self._last_step_saved = -1
         self._last_time = time.monotonic()
@@ -232,6 +234,7 @@ class ModelCheckpoint(Callback):
                                  "or give the Trainer save_dir= (checkpoints then go to "
                                  "<save_dir>/checkpoints)")
             self.dirpath = Path(trainer.save_dir) / "checkpoints"
+        self._adopt_stored_paths()
         remove_stale_temps(self.dirpath)  # left by a process killed mid-write
 
     def _folder(self) -> Path:
@@ -410,14 +413,43 @@ class ModelCheckpoint(Callback):
                 "dirpath": str(self.dirpath) if self.dirpath is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_k_models = {str(k): float(v) for k, v in state["best_k_models"].items()}
-        self.last_model_path = str(state["last_model_path"])
+        """Continue the ranking of a checkpoint. Its paths are data from disk: they are only
+        adopted inside this callback's own folder (``_adopt_stored_paths``), never followed."""
+        self._stored = ({str(k): float(v) for k, v in state["best_k_models"].items()},
+                        str(state["last_model_path"] or ""),
+                        str(state["dirpath"]) if state.get("dirpath") else None)
         self._saves = int(state["saves"])
         self._last_step_saved = int(state["last_step_saved"])
-        if self.dirpath is None and state.get("dirpath"):
-            self.dirpath = Path(state["dirpath"])
+        self.best_k_models, self.last_model_path = {}, ""
         self._rank()
         self._loaded = True
+        if self.dirpath is not None:  # else once on_train_start knows the folder
+            self._adopt_stored_paths()
+
+    def _adopt_stored_paths(self) -> None:
+        if self._stored is None:
+            return
+        best_k, last, stored_root = self._stored
+        self._stored = None
+        root = fixed_root(self._folder())
+        ignored = []
+        for key, score in best_k.items():
+            path = adopt_stored_path(key, stored_root, root)
+            if path is None:
+                ignored.append(key)
+            else:
+                self.best_k_models[str(path)] = score
+        last_path = adopt_stored_path(last, stored_root, root) if last else None
+        if last and last_path is None:
+            ignored.append(last)
+        self.last_model_path = str(last_path) if last_path is not None else ""
+        self._rank()
+        if ignored:
+            warnings.warn(f"ModelCheckpoint ignored {len(ignored)} path(s) of the checkpoint it "
+                          f"resumed from that lie outside its folder {root}: "
+                          f"{', '.join(map(repr, ignored[:5]))}. They are never deleted or "
+                          f"written; the ranking continues without them", RuntimeWarning,
+                          stacklevel=2)
 
 
 def _insert_names(template: str) -> str:
