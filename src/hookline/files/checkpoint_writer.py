@@ -15,7 +15,7 @@ import torch
 
 from hookline.files.atomic import atomic_write_bytes
 from hookline.files.checkpoint_format import check_loadable, file_chunks
-from hookline.files.errors import CheckpointWriteError
+from hookline.files.errors import CheckpointWriteError, FileWriteError
 
 __all__ = ["SERIALIZE_IN_LOOP_BYTES", "CheckpointWriter"]
 
@@ -194,8 +194,10 @@ class CheckpointWriter:
         kept = (f"The previous checkpoint is intact: {self.last_path}"
                 if self.last_path is not None else
                 "No earlier checkpoint was written by this writer")
+        fix = "" if isinstance(error, FileWriteError) else \
+            "; free disk space or choose another folder"  # a FileWriteError says its fix
         message = (f"checkpoint {target} could not be written: {type(error).__name__}: "
-                   f"{error}. {kept}; free disk space or choose another folder")
+                   f"{error}. {kept}{fix}")
         if self.on_error == "warn":
             warnings.warn(message + "; training continues (on_write_error='warn')",
                           RuntimeWarning, stacklevel=3)
