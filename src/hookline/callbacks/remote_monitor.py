@@ -118,9 +118,11 @@ class RemoteMonitor(Callback):
         def sender(event: str) -> Callable[[Any], None]:
             def queue_send(engine: Any) -> None:
                 payload = self.payload_fn(engine, event)  # built now: the state of the event
-                self._sender.submit(lambda: self.send(payload))
-                if event == "on_train_end":
-                    self._sender.finish()
+                try:
+                    self._sender.submit(lambda: self.send(payload))
+                finally:  # an earlier send's error raised by submit: still wait at the end
+                    if event == "on_train_end":
+                        self._sender.finish()
             return queue_send
         handlers = {event: sender(event) for event in self.events}
         handlers.setdefault("on_train_end", self.finish)
