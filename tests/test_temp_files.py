@@ -10,11 +10,13 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 import hookline
+import hookline.callbacks
 from hookline.callbacks import BackupAndRestore, ModelCheckpoint
 from hookline.checkpoint import CheckpointWriter, load_weights, remove_stale_temps
 from hookline.files import atomic, temp_files
@@ -27,11 +29,11 @@ def temps(folder: Path) -> list[Path]:
     return sorted(folder.glob(f"*{TEMP_SUFFIX}")) if folder.exists() else []
 
 
-def fit(callback: object, epochs: int = 1) -> None:
+def fit(callback: object, epochs: int = 1, **options: Any) -> None:
     x, y = torch.randn(32, 256), torch.randn(32, 256)
     hookline.Trainer(torch.nn.Linear(256, 256), loss="mse", train_data=(x, y), batch_size=16,
                      epochs=epochs, callbacks=[callback], default_callbacks=False, verbose=0,
-                     device="cpu", seed=0).fit()
+                     device="cpu", seed=0, **options).fit()
 
 
 def wait_for(marker: Path, child: subprocess.Popen[bytes], seconds: float = 120) -> None:
@@ -125,3 +127,26 @@ def test_a_temp_file_from_another_host_is_removed_only_once_it_is_old(tmp_path: 
     os.utime(old, (stale_time, stale_time))
     assert remove_stale_temps(tmp_path) == [old]
     assert fresh.exists()
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # reaped: no process has this pid now (until the system reuses it)
+    return child.pid
+
+
+def stale_temp_beside(target: Path) -> Path:
+    """A temp file as a killed process with ``dead_pid()`` would have left beside ``target``."""
+    live = Path(temp_files.new_temp_name(target)).name
+    temp = target.parent / live.replace(f".{os.getpid()}-", f".{dead_pid()}-", 1)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"half a file")
+    return temp
+
+
+def test_the_trainers_weights_and_the_csv_log_lose_their_stale_temp_files(tmp_path: Path) -> None:
+    weights_temp = stale_temp_beside(tmp_path / "run" / "weights" / "last.pt")
+    csv_temp = stale_temp_beside(tmp_path / "log.csv")
+    fit(hookline.callbacks.CSVLogger(tmp_path / "log.csv"), save_dir=tmp_path / "run")
+    assert not weights_temp.exists() and not csv_temp.exists()
+    assert (tmp_path / "run" / "weights" / "last.pt").exists()

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hookline import distributed, options
-from hookline.checkpoint import save_weights
+from hookline.checkpoint import remove_stale_temps, save_weights
 from hookline.data import ArrayBatches, Batches, as_batches, move_to
 from hookline.engine.base import (
     Engine,
@@ -98,6 +98,8 @@ class Trainer(Engine):
             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
             steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, seed=seed).values()
         options.check_save_dir(save_dir)
+        if save_dir is not None:  # temp files of weights/*.pt writes a killed run left
+            remove_stale_temps(Path(save_dir) / "weights")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.model = model
