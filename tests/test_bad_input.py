@@ -113,7 +113,7 @@ def test_mismatched_output_and_labels_names_shapes():
     (dict(metrics=["acuracy"]), ValueError, "unknown metric 'acuracy'"),
     (dict(epochs=-1), ValueError, "epochs must be an integer >= 0"),
     (dict(accumulate=0), ValueError, "accumulate must be an integer >= 1"),
-    (dict(batch_size=0), ValueError, "batch_size must be a positive integer"),
+    (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1"),
     (dict(precision="fp8"), ValueError, "unknown precision 'fp8'"),
     (dict(verbose=3), ValueError, "verbose must be 0, 1 or 2"),
     (dict(train_data="data.csv"), TypeError, "train_data must be a DataLoader"),

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import hookline
-from hookline import checkpoint
+from hookline.files import checkpoint_writer
 from hookline.callbacks import BackupAndRestore
 from hookline.checkpoint import (
     FORMAT_VERSION,
@@ -292,7 +292,7 @@ SERIALIZE_IN = {"loop": 2**40, "thread": -1}
 @pytest.mark.parametrize("kind", ["full", "weights"])
 def test_the_writer_saves_the_state_of_the_moment_save_was_called(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, serialized_in: str) -> None:
-    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    monkeypatch.setattr(checkpoint_writer, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
     trainer = make_trainer()
     trainer.fit()
     model = trainer.model
@@ -321,7 +321,7 @@ def test_the_writer_saves_the_state_of_the_moment_save_was_called(
 @pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
 def test_tied_weights_stay_one_tensor_in_a_background_save(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
-    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    monkeypatch.setattr(checkpoint_writer, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
     model = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 5, bias=False))
     model[1].weight = model[0].weight  # tied, as in a language model's head
     writer = CheckpointWriter()
@@ -338,7 +338,7 @@ def test_tied_weights_stay_one_tensor_in_a_background_save(
 @pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
 def test_a_background_save_keeps_sparse_tensors(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
-    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    monkeypatch.setattr(checkpoint_writer, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
     sparse = torch.eye(4).to_sparse()  # an nn.Embedding(sparse=True) gradient is one
     writer = CheckpointWriter()
     writer.save_weights(torch.nn.Linear(2, 2), tmp_path / "sparse.pt", {"grad": sparse})
@@ -349,7 +349,7 @@ def test_a_background_save_keeps_sparse_tensors(
 @pytest.mark.parametrize("serialized_in", sorted(SERIALIZE_IN))
 def test_a_payload_torch_save_refuses_is_reported_by_the_on_error_policy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
-    monkeypatch.setattr(checkpoint, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    monkeypatch.setattr(checkpoint_writer, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
     writer = CheckpointWriter(on_error="warn")
     writer.save_weights(torch.nn.Linear(2, 2), tmp_path / "bad.pt", {"hook": lambda: None})
     with pytest.warns(RuntimeWarning, match="could not be written.*training continues"):

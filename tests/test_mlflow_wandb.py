@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
 import time
 
 import pytest
 
-from hookline import Trainer
+from hookline import Callback, Trainer
 from hookline.callbacks import History, LambdaCallback
 from hookline.loggers import MLflowLogger, WandbLogger
 from hookline.testing import tiny_data, tiny_model
@@ -158,3 +159,108 @@ def test_wandb_bad_options():
         WandbLogger(mode="cloud")
     with pytest.raises(ValueError, match="project"):
         WandbLogger(project="")
+
+
+class SlowTrackingServer:
+    """A tracking server on 127.0.0.1 speaking the few MLflow REST calls a run makes, each
+    answered after ``delay`` seconds; stopped when the test leaves it."""
+
+    INFO = {"run_id": "r1", "run_uuid": "r1", "experiment_id": "1", "status": "RUNNING",
+            "start_time": 1, "artifact_uri": "", "lifecycle_stage": "active", "user_id": "u"}
+
+    def __init__(self, delay: float) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        owner, self.calls = self, []
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                path = self.path.split("?")[0]
+                owner.calls.append(path.rsplit("/mlflow/", 1)[-1])
+                time.sleep(delay)
+                if path.endswith("experiments/get-by-name"):
+                    out = {"experiment": {"experiment_id": "1", "name": "slow",
+                                          "lifecycle_stage": "active"}}
+                elif path.endswith("runs/create"):
+                    out = {"run": {"info": owner.INFO, "data": {}}}
+                elif path.endswith("runs/update"):
+                    out = {"run_info": owner.INFO}
+                else:
+                    out = {}
+                data = json.dumps(out).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.uri = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Stopwatch(Callback):
+    def __init__(self, order, times):
+        self.order, self.times = order, times
+
+    def on_fit_epoch_end(self, trainer):
+        self.times.append(time.perf_counter())
+
+
+def test_a_slow_tracking_server_never_blocks_the_loop(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    before, after = [], []
+    with SlowTrackingServer(delay=1.0) as server:
+        logger = MLflowLogger("slow", tracking_uri=server.uri, timeout=3)
+        trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
+                          epochs=3, batch_size=16, seed=7, verbose=0,
+                          callbacks=[Stopwatch(79, before), logger, Stopwatch(81, after)])
+        started = time.perf_counter()
+        trainer.fit()
+        took = time.perf_counter() - started
+    blocked = sum(end - start for start, end in zip(before, after, strict=True))
+    assert blocked < 0.3, f"the loop waited {blocked:.2f} s for the tracking server"
+    # every call got through in the background (each answered after 1 s), in order
+    assert server.calls[:3] == ["experiments/get-by-name", "runs/create", "runs/log-batch"]
+    assert server.calls.count("runs/log-batch") == 4 and server.calls[-1] == "runs/update"
+    assert logger.run_id == "r1" and took < 3 * 8
+
+
+def test_a_hung_tracking_server_holds_the_end_of_the_run_for_a_bounded_time(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with SlowTrackingServer(delay=20.0) as server:
+        logger = MLflowLogger("hung", tracking_uri=server.uri, timeout=0.5)
+        trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
+                          epochs=2, batch_size=16, seed=7, verbose=0, callbacks=[logger])
+        started = time.perf_counter()
+        with pytest.warns(RuntimeWarning, match=r"MLflowLogger: \d+ send\(s\) still unfinished "
+                                                r"at the end of the run after waiting 0.5 s"):
+            trainer.fit()
+        took = time.perf_counter() - started
+    # queued: the run's creation, its params, two epochs' metrics and its end: 0.75 s each
+    assert took < 5 * 0.75 + 1, f"fit took {took:.1f} s against a server that never answers"

@@ -131,8 +131,10 @@ def test_best_and_kth_are_exposed(tmp_path):
 
 
 def test_full_files_are_verified_checkpoints_and_weights_only_files_are_not(tmp_path):
-    full = ModelCheckpoint(dirpath=tmp_path / "full", filename="m")
-    light = ModelCheckpoint(dirpath=tmp_path / "light", filename="m", save_weights_only=True)
+    # one name, overwritten at every epoch (no -v1, -v2 versions)
+    full = ModelCheckpoint(dirpath=tmp_path / "full", filename="m", enable_version_counter=False)
+    light = ModelCheckpoint(dirpath=tmp_path / "light", filename="m", save_weights_only=True,
+                            enable_version_counter=False)
     trainer = fit([full, light], epochs=2, samples=32)
     info = read_checkpoint_info(tmp_path / "full" / "m.pt")  # the header of the format
     assert info["epoch"] == 1 and info["step"] == 4 and info["phase"] == "epoch_done"
@@ -221,7 +223,7 @@ def test_background_writes_leave_the_loop_before_the_disk(tmp_path, monkeypatch)
     """The loop waits for serialisation only; the file write happens in another thread."""
     import threading
 
-    import hookline.checkpoint as checkpoint_module
+    import hookline.files.checkpoint_writer as checkpoint_module
     writers = []
     original = checkpoint_module.atomic_write_bytes
 
@@ -385,3 +387,80 @@ def test_resume_true_finds_the_newest_file_in_checkpoint_dir(tmp_path):
     assert [snapshot["epoch"] for _, snapshot in epochs.records] == [2, 3]
     for name, tensor in run([]).model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+# --- templates: every field available or an error; version counter ---------------------------
+def test_a_step_save_naming_a_metric_that_is_never_logged_raises_at_the_first_save(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}-{val_acc:.2f}",
+                                 every_n_train_steps=1)
+    with pytest.raises(ValueError, match=r"names 'val_acc', which is not among the values "
+                                         r"available.*epoch, step, batch and the metrics"
+                                         r".*Mid-epoch saves"):
+        fit([checkpoint], epochs=2, samples=32, val_data=tiny_data(samples=16))
+    assert files(tmp_path) == []  # raised at the first save, not skipped for the whole run
+
+
+def test_step_batch_and_epoch_fields_fill_mid_epoch_names(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="e{epoch}-b{batch}-s{step:03d}",
+                                 every_n_train_steps=2)
+    fit([checkpoint], epochs=2, samples=64)  # 4 batches an epoch
+    assert files(tmp_path) == ["e0-b1-s002.pt", "e0-b3-s004.pt", "e1-b1-s006.pt",
+                               "e1-b3-s008.pt"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"filename": "m-{epoch.real}"}, r"field \{epoch\.real\}.*plain names"),
+    ({"filename": "m-{0}"}, r"field \{0\}.*no positions"),
+    ({"filename": "m-{val_loss[0]}"}, r"field \{val_loss\[0\]\}"),
+    ({"filename": "m-{step:.2s}"}, r"\{step:\.2s\} is not a format for an integer"),
+    ({"filepath": ""}, r"filepath=''.*names no file"),
+])
+def test_templates_that_cannot_be_filled_raise_at_construction(tmp_path, options, message):
+    if "filepath" not in options:
+        options = {"dirpath": tmp_path, **options}
+    with pytest.raises(ValueError, match=message):
+        ModelCheckpoint(**options)
+
+
+def test_an_empty_filename_means_the_default_name(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="")
+    fit([checkpoint], epochs=1, samples=32)
+    assert files(tmp_path) == ["epoch=0-step=2.pt"]  # not a hidden ".pt"
+    resumed = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
+                               batch_size=16, epochs=2, callbacks=[ModelCheckpoint(
+                                   dirpath=tmp_path, filename="")],
+                               default_callbacks=False, verbose=0, device="cpu", seed=0,
+                               resume=True)
+    resumed.fit()
+    assert resumed.start_epoch == 1  # resume=True found the file
+
+
+def test_a_repeated_name_gets_a_version_instead_of_being_overwritten(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m")
+    fit([checkpoint], epochs=3)
+    assert files(tmp_path) == ["m-v1.pt", "m-v2.pt", "m.pt"]
+    assert [read_checkpoint_info(tmp_path / name)["epoch"]
+            for name in ("m.pt", "m-v1.pt", "m-v2.pt")] == [0, 1, 2]
+    assert checkpoint.best_model_path == str(tmp_path / "m-v2.pt")  # the latest: ranked by recency
+
+
+def test_a_file_of_an_earlier_run_is_not_overwritten(tmp_path):
+    (tmp_path / "m-0.pt").write_bytes(b"an earlier run's file")
+    fit([ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}")], epochs=1)
+    assert (tmp_path / "m-0.pt").read_bytes() == b"an earlier run's file"
+    assert read_checkpoint_info(tmp_path / "m-0-v1.pt")["epoch"] == 0
+
+
+def test_a_name_pushed_out_of_the_top_k_is_reused_not_versioned(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="best", monitor="val_loss",
+                                 save_top_k=1)
+    fit([ScriptedMetrics({"val_loss": [3, 2, 1]}), checkpoint], epochs=3)
+    assert files(tmp_path) == ["best.pt"]
+    assert read_checkpoint_info(tmp_path / "best.pt")["epoch"] == 2
+
+
+def test_without_the_version_counter_a_repeated_name_is_overwritten(tmp_path):
+    fit([ModelCheckpoint(dirpath=tmp_path, filename="m", enable_version_counter=False)],
+        epochs=3)
+    assert files(tmp_path) == ["m.pt"]
+    assert read_checkpoint_info(tmp_path / "m.pt")["epoch"] == 2

@@ -9,11 +9,12 @@ import threading
 import time
 import warnings
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
-from hookline import Trainer
+from hookline import Callback, Trainer
 from hookline.callbacks import History, RemoteMonitor
 from hookline.testing import tiny_data, tiny_model
 
@@ -132,8 +133,10 @@ def test_an_unreachable_server_warns_and_never_stops_training():
     with socket.socket() as probe:  # a port that was free a moment ago: nobody listens
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    messages = _failing_fit(RemoteMonitor(f"http://127.0.0.1:{port}", timeout=1))
-    assert any("failed 3 time(s)" in message for message in messages)
+    monitor = RemoteMonitor(f"http://127.0.0.1:{port}", timeout=1)
+    messages = _failing_fit(monitor)
+    assert monitor.failed == 3 and monitor.sent == 0
+    assert any("Connection refused" in message for message in messages), messages
 
 
 def test_a_slow_server_times_out_and_training_goes_on():
@@ -157,3 +160,96 @@ def test_a_slow_server_times_out_and_training_goes_on():
 def test_bad_options_fail_at_construction(kwargs, error, match):
     with pytest.raises(error, match=match):
         RemoteMonitor(**kwargs)
+
+
+class DribblingServer:
+    """A server on 127.0.0.1 that reads a request, then answers one byte a second (a valid
+    response, 38 bytes: 38 s). Each answer stops when the client hangs up, and the server stops
+    itself after ``lifetime`` seconds, whatever the test does."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+
+    def __init__(self, lifetime: float = 60.0) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.root = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.requests = 0
+        self.stop_at = time.monotonic() + lifetime
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while time.monotonic() < self.stop_at:
+            try:
+                connection, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            threading.Thread(target=self._dribble, args=(connection,), daemon=True).start()
+
+    def _dribble(self, connection: socket.socket) -> None:
+        with connection:
+            connection.settimeout(5)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    data += connection.recv(4096)
+                self.requests += 1
+                for byte in self.ANSWER:
+                    if time.monotonic() > self.stop_at:
+                        return
+                    connection.sendall(bytes([byte]))
+                    time.sleep(1.0)
+            except OSError:
+                return  # the client gave up
+
+    def __enter__(self) -> DribblingServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_at = 0.0
+        self.thread.join(5)
+        self.listener.close()
+
+
+class Stopwatch(Callback):
+    """Records when on_fit_epoch_end reaches it (its order places it around another callback)."""
+
+    def __init__(self, order: int, times: list[float]) -> None:
+        self.order, self.times = order, times
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        self.times.append(time.perf_counter())
+
+
+def test_a_server_answering_one_byte_a_second_never_blocks_the_loop():
+    before: list[float] = []
+    after: list[float] = []
+    with DribblingServer() as server:
+        monitor = RemoteMonitor(server.root, timeout=2)
+        trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
+                          val_data=tiny_data(16, seed=1), epochs=3, batch_size=16, seed=0,
+                          verbose=0, callbacks=[Stopwatch(79, before), monitor,
+                                                Stopwatch(81, after)])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            started = time.perf_counter()
+            trainer.fit()
+        total = time.perf_counter() - started
+    blocked = sum(end - start for start, end in zip(before, after, strict=True))
+    assert len(before) == 3
+    assert blocked < 0.3, f"the loop waited {blocked:.2f} s for the network"
+    # at the end each queued send gets at most its 2 s: the three, cut off, end within ~6 s
+    assert total < 9, f"fit took {total:.1f} s"
+    assert monitor.failed == 3 and monitor.sent == 0
+    assert any("RemoteMonitor" in str(w.message) and "did not answer within 2 s" in
+               str(w.message) for w in caught), [str(w.message) for w in caught]
+
+
+def test_one_send_is_bounded_in_total_not_per_socket_read():
+    with DribblingServer() as server:
+        monitor = RemoteMonitor(server.root, timeout=1)
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError, match=r"did not answer within 1 s \(the whole request"):
+            monitor.send({"epoch": 0})
+        took = time.perf_counter() - started
+    assert took < 1.8, f"send took {took:.2f} s with timeout=1"

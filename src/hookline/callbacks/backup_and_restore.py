@@ -121,8 +121,7 @@ class BackupAndRestore(Callback):
     # --- events ---------------------------------------------------------------------------
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         self._batches = 0
-        for path in (self.latest, self.previous):
-            remove_stale_temps(path)  # left by a process killed mid-write
+        remove_stale_temps(self.checkpoint_dir)  # left by a process killed mid-write
         if trainer.args.resume:
             return
         if not self.auto_resume:

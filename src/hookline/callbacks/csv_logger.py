@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hookline.callback import Callback
-from hookline.checkpoint import atomic_write_bytes
+from hookline.checkpoint import atomic_write_bytes, remove_stale_temps
 
 __all__ = ["CSVLogger"]
 
@@ -75,6 +75,7 @@ class CSVLogger(Callback):
     # --- events ---------------------------------------------------------------------------
     def on_train_start(self, trainer: Any) -> None:
         self._close()
+        remove_stale_temps(self.filename)  # left by a process killed mid-rewrite
         self._ignored = set()
         continuing = self._resumed or self.append
         if self._resumed:

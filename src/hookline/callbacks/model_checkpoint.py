@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import string
 import time
 import warnings
 from datetime import timedelta
@@ -11,30 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from hookline.callback import Callback
+from hookline.callbacks.checkpoint_names import (
+    check_template,
+    fill_template,
+    insert_names,
+    versioned,
+)
+from hookline.callbacks.checkpoint_paths import adopt_stored_path, fixed_root
 from hookline.callbacks.monitor import Monitor, config_key
-from hookline.checkpoint import CheckpointWriter, build_checkpoint
+from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
 
 __all__ = ["ModelCheckpoint"]
 
 _EXTENSIONS = (".pt", ".pth", ".ckpt", ".bin")
-
-
-def _template_fields(template: str, owner: str, option: str) -> list[str]:
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as error:
-        raise ValueError(f"{owner}({option}={template!r}) is not a valid template ({error}); "
-                         f"write fields as {{epoch}}, {{step}} or {{val_loss:.2f}} and double "
-                         f"literal braces") from None
-    fields = []
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        if not field:
-            raise ValueError(f"{owner}({option}={template!r}) has an empty field {{}}; name "
-                             f"what to insert: {{epoch}}, {{step}} or a metric")
-        fields.append(field)
-    return fields
 
 
 class ModelCheckpoint(Callback):
@@ -42,9 +30,13 @@ class ModelCheckpoint(Callback):
 
     Where files go: ``filepath`` (Keras; a template used as given, e.g.
     ``"ckpt/model-{epoch:02d}-{val_loss:.2f}.pt"``) or ``dirpath`` + ``filename`` (Lightning;
-    ``filename`` gets ``.pt`` unless it ends in .pt/.pth/.ckpt/.bin). Templates may use
-    ``{epoch}`` (0-based, as ``trainer.epoch``), ``{step}`` (optimizer steps) and any metric of
-    ``trainer.metrics``. With neither, files go to ``<trainer save_dir>/checkpoints``.
+    ``filename`` gets ``.pt`` unless it ends in .pt/.pth/.ckpt/.bin; ``""`` or None is the
+    default ``epoch={epoch}-step={step}``). Templates may use ``{epoch}`` (0-based, as
+    ``trainer.epoch``), ``{step}`` (optimizer steps), ``{batch}`` (the batch's index in its
+    epoch) and any metric of ``trainer.metrics``; a field that cannot be filled raises at
+    construction (syntax, attributes, indexes, a counter's format spec) or at the save that
+    needs it (a metric not logged), never skipping a save. With neither, files go to
+    ``<trainer save_dir>/checkpoints``.
 
     Args:
         monitor: the metric that ranks checkpoints; None ranks by recency (latest is best).
@@ -62,6 +54,10 @@ class ModelCheckpoint(Callback):
         initial_value_threshold: a checkpoint is only kept if it beats this value.
         auto_insert_metric_name: Lightning's "epoch=3-val_loss=0.12" spelling of fields.
         save_freq: Keras' trigger: "epoch", or an integer n for ``every_n_train_steps=n``.
+        enable_version_counter: Lightning's: a top-k file whose name is already taken (on
+            disk, or by a file still in the top k) is written as ``name-v1.pt``,
+            ``name-v2.pt``... instead of overwriting it; False overwrites. A name this save
+            pushes out of the top k is reused, and ``last.pt`` is always rewritten in place.
         background: write files from a background thread (default): the loop only waits
             while the tensors are copied to memory; the next save waits for the previous write.
             False writes before ``on_model_save`` fires.
@@ -100,7 +96,8 @@ class ModelCheckpoint(Callback):
                  train_time_interval: timedelta | float | None = None,
                  initial_value_threshold: float | None = None,
                  auto_insert_metric_name: bool = False, save_freq: str | int | None = None,
-                 background: bool = True, verbose: int = 0) -> None:
+                 enable_version_counter: bool = True, background: bool = True,
+                 verbose: int = 0) -> None:
         owner = "ModelCheckpoint"
         if save_freq is not None:  # Keras' spelling of the two triggers
             if save_freq == "epoch":
@@ -151,19 +148,25 @@ class ModelCheckpoint(Callback):
         if initial_value_threshold is not None and self.monitor is None:
             raise ValueError(f"{owner}(initial_value_threshold={initial_value_threshold!r}) "
                              f"needs monitor= to compare against")
+        if filepath is not None and not str(filepath):
+            raise ValueError(f"{owner}(filepath='') names no file; pass a template such as "
+                             f"'ckpt/model-{{epoch:02d}}.pt', or dirpath= (and filename=)")
+        if filename is not None and not isinstance(filename, str):
+            raise TypeError(f"{owner}(filename={filename!r}) must be a string template such as "
+                            f"'model-{{epoch:02d}}'")
         if filepath is not None:
             self.template = str(filepath)
             self.dirpath: Path | None = Path(self.template).parent
             self._given_dirpath: str | None = None
         else:
-            template = filename if filename is not None else "epoch={epoch}-step={step}"
+            template = filename or "epoch={epoch}-step={step}"  # "" too: the default name
             if not template.endswith(_EXTENSIONS):
                 template += ".pt"
             self._given_dirpath = str(dirpath) if dirpath is not None else None
             self.dirpath = Path(dirpath) if dirpath is not None else None
             self.template = template
-        self.fields = _template_fields(self.template, owner,
-                                       "filepath" if filepath is not None else "filename")
+        self.fields = check_template(self.template, owner,
+                                     "filepath" if filepath is not None else "filename")
         self.filepath = filepath
         self.save_top_k = save_top_k
         self.save_best_only = bool(save_best_only)
@@ -176,6 +179,7 @@ class ModelCheckpoint(Callback):
         self.train_time_interval = train_time_interval
         self.initial_value_threshold = initial_value_threshold
         self.auto_insert_metric_name = bool(auto_insert_metric_name)
+        self.enable_version_counter = bool(enable_version_counter)
         self.verbose = verbose
         self._writer = CheckpointWriter(background=bool(background))
         self._loaded = False
@@ -206,10 +210,10 @@ class ModelCheckpoint(Callback):
         self.kth_best_model_path = ""
         self.kth_value: float | None = None
         self.last_model_path = ""
+        self._stored: tuple[dict[str, float], str, str | None] | None = None
         self._saves = 0
         self._last_step_saved = -1
         self._last_time = time.monotonic()
-        self._warned_missing = False
 
     # --- events: only the per-batch hook the configuration needs is subscribed -----------
     def hookline_handlers(self) -> dict[str, Any]:
@@ -232,6 +236,8 @@ class ModelCheckpoint(Callback):
                                  "or give the Trainer save_dir= (checkpoints then go to "
                                  "<save_dir>/checkpoints)")
             self.dirpath = Path(trainer.save_dir) / "checkpoints"
+        self._adopt_stored_paths()
+        remove_stale_temps(self.dirpath)  # left by a process killed mid-write
 
     def _folder(self) -> Path:
         if self.dirpath is None:
@@ -267,9 +273,11 @@ class ModelCheckpoint(Callback):
         score = self._score(trainer, at_epoch_end)
         targets: list[Path] = []
         evicted: list[str] = []
-        if score is not None and self._qualifies(score):
-            path = self.format_path(trainer, strict=at_epoch_end)
-            if path is not None:
+        if score is not None:  # None: nothing ranked (save_top_k=0, or a monitor not logged yet)
+            path = self.format_path(trainer, mid_epoch=not at_epoch_end)
+            if self._qualifies(score):
+                if self.enable_version_counter:
+                    path = self._free_name(path)
                 evicted = self._admit(path, score)
                 targets.append(path)
         if self.save_last:
@@ -320,31 +328,29 @@ class ModelCheckpoint(Callback):
             return score > reference
         return self.monitor.is_better(score, reference)
 
-    def format_path(self, trainer: Any, *, strict: bool = True) -> Path | None:
-        """The file name for the current epoch and step. A field that is not available raises
-        a ValueError naming it (or, mid-epoch before the first validation, returns None)."""
+    def format_path(self, trainer: Any, *, mid_epoch: bool = False) -> Path:
+        """The file name for the current epoch, step and batch (before any version suffix). A
+        field that is not available raises a ValueError naming it."""
         values: dict[str, Any] = dict(trainer.metrics)
-        values.update(epoch=trainer.epoch, step=trainer.step)
-        missing = [field for field in self.fields if field not in values]
-        if missing and not strict:
-            if not self._warned_missing:
-                self._warned_missing = True
-                warnings.warn(f"ModelCheckpoint skipped a mid-epoch save: its template "
-                              f"{self.template!r} names {missing[0]!r}, not available yet "
-                              f"(metrics so far: {sorted(trainer.metrics)})", RuntimeWarning,
-                              stacklevel=2)
-            return None
-        if missing:
-            raise ValueError(
-                f"ModelCheckpoint's template {self.template!r} names {missing[0]!r}, which is "
-                f"not among the values available at this save: epoch, step and the metrics "
-                f"{sorted(trainer.metrics)}. Use one of them (validation metrics need "
-                f"val_data).")
-        template = self.template
-        if self.auto_insert_metric_name:
-            template = _insert_names(template)
-        name = template.format(**values)
+        values.update(epoch=trainer.epoch, step=trainer.step,
+                      batch=getattr(trainer, "batch_i", 0))
+        template = insert_names(self.template) if self.auto_insert_metric_name else self.template
+        name = fill_template(template, self.fields, values, mid_epoch)
         return self._folder() / name if self.filepath is None else Path(name)
+
+    def _free_name(self, path: Path) -> Path:
+        """``path``, or ``path`` with -v1, -v2... when that name is taken (on disk, in the top
+        k, or last.pt) by a file this save does not replace (Lightning's version counter)."""
+        doomed = None  # the file this save pushes out of a full top k: its name may be reused
+        if self.save_top_k != -1 and len(self.best_k_models) >= self.save_top_k:
+            doomed = self._worst_key()
+        last = str(self._folder() / "last.pt") if self.save_last else None
+        candidate, version = path, 0
+        while str(candidate) != doomed and (str(candidate) in self.best_k_models
+                                            or str(candidate) == last or candidate.exists()):
+            version += 1
+            candidate = versioned(path, version)
+        return candidate
 
     def _payload(self, trainer: Any) -> dict[str, Any]:
         if self.save_weights_only:
@@ -409,26 +415,41 @@ class ModelCheckpoint(Callback):
                 "dirpath": str(self.dirpath) if self.dirpath is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best_k_models = {str(k): float(v) for k, v in state["best_k_models"].items()}
-        self.last_model_path = str(state["last_model_path"])
+        """Continue the ranking of a checkpoint. Its paths are data from disk: they are only
+        adopted inside this callback's own folder (``_adopt_stored_paths``), never followed."""
+        self._stored = ({str(k): float(v) for k, v in state["best_k_models"].items()},
+                        str(state["last_model_path"] or ""),
+                        str(state["dirpath"]) if state.get("dirpath") else None)
         self._saves = int(state["saves"])
         self._last_step_saved = int(state["last_step_saved"])
-        if self.dirpath is None and state.get("dirpath"):
-            self.dirpath = Path(state["dirpath"])
+        self.best_k_models, self.last_model_path = {}, ""
         self._rank()
         self._loaded = True
+        if self.dirpath is not None:  # else once on_train_start knows the folder
+            self._adopt_stored_paths()
 
+    def _adopt_stored_paths(self) -> None:
+        if self._stored is None:
+            return
+        best_k, last, stored_root = self._stored
+        self._stored = None
+        root = fixed_root(self._folder())
+        ignored = []
+        for key, score in best_k.items():
+            path = adopt_stored_path(key, stored_root, root)
+            if path is None:
+                ignored.append(key)
+            else:
+                self.best_k_models[str(path)] = score
+        last_path = adopt_stored_path(last, stored_root, root) if last else None
+        if last and last_path is None:
+            ignored.append(last)
+        self.last_model_path = str(last_path) if last_path is not None else ""
+        self._rank()
+        if ignored:
+            warnings.warn(f"ModelCheckpoint ignored {len(ignored)} path(s) of the checkpoint it "
+                          f"resumed from that lie outside its folder {root}: "
+                          f"{', '.join(map(repr, ignored[:5]))}. They are never deleted or "
+                          f"written; the ranking continues without them", RuntimeWarning,
+                          stacklevel=2)
 
-def _insert_names(template: str) -> str:
-    """``{epoch}-{val_loss:.2f}`` -> ``epoch={epoch}-val_loss={val_loss:.2f}`` (Lightning)."""
-    out = []
-    for literal, field, spec, conversion in string.Formatter().parse(template):
-        out.append(literal.replace("{", "{{").replace("}", "}}"))
-        if field is not None and literal.endswith(f"{field}="):
-            out.append(f"{{{field}{'!' + conversion if conversion else ''}"
-                       f"{':' + spec if spec else ''}}}")
-        elif field is not None:
-            conv = f"!{conversion}" if conversion else ""
-            fmt = f":{spec}" if spec else ""
-            out.append(f"{field}={{{field}{conv}{fmt}}}")
-    return "".join(out)

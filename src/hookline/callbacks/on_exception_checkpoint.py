@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 
 from hookline.callback import Callback
-from hookline.checkpoint import build_checkpoint, write_checkpoint
+from hookline.checkpoint import build_checkpoint, remove_stale_temps, write_checkpoint
 from hookline.rng import get_rng_state
 
 __all__ = ["OnExceptionCheckpoint"]
@@ -81,6 +81,9 @@ class OnExceptionCheckpoint(Callback):
     @property
     def state_key(self) -> str:
         return f"OnExceptionCheckpoint[{self.path}]"
+
+    def on_train_start(self, trainer: Any) -> None:
+        remove_stale_temps(self.path)  # left by a process killed while writing this file
 
     def on_train_epoch_start(self, trainer: Any) -> None:
         self._epoch_rng, self._batch_rng, self._step = get_rng_state(), None, trainer.step

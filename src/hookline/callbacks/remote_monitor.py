@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from hookline.background_sender import BackgroundSender
+from hookline.bounded_http import post
 from hookline.callback import Callback
 from hookline.events import resolve_event
 
@@ -47,16 +49,23 @@ class RemoteMonitor(Callback):
             ``root`` with ``path=""``.
         events: the events that send (names or Keras aliases); default: every epoch's end.
         headers: extra HTTP headers (e.g. an authorization token).
-        timeout: seconds to wait for the server on each send.
+        timeout: the most one send may take, in seconds: the whole request, from connecting
+            to the last byte of the answer (a server that answers one byte a second is cut off
+            at the deadline like one that does not answer).
         send_as_json: True (the default, unlike Keras) sends the payload as the JSON body;
             False sends Keras' form ``field=<payload as JSON>``.
         field: the form field used when ``send_as_json=False``.
         payload_fn: ``fn(engine, event) -> dict`` building what is sent (default:
             ``{"event", "epoch", "step", **engine.metrics}``; NaN and Inf are sent as null).
 
-    Sending blocks training for at most ``timeout`` seconds. A failure (refused connection,
-    timeout, an HTTP error status) never stops training: ``on_error="warn"`` warns once with
-    this callback's name and counts the rest, reported when the run ends.
+    Sends run in a background thread, in order: training never waits for the network. When
+    the run ends (``on_train_end``, or ``teardown`` after an exception) it waits for the sends
+    still queued, at most ``timeout`` seconds for each, then gives up on the rest with a
+    warning. A failure (refused connection, timeout, an HTTP error status) never stops
+    training: it is reported at the next send (or at the end) and ``on_error="warn"`` warns
+    once with this callback's name and counts the rest, reported when the run ends;
+    ``failed`` counts the sends that failed (``sent`` those that got through).
+    ``send(payload)`` posts at once, in the calling thread, within ``timeout``.
 
     Example::
 
@@ -102,17 +111,37 @@ class RemoteMonitor(Callback):
         self.send_as_json = send_as_json
         self.field = field
         self.payload_fn = payload_fn or default_payload
-        self.sent = 0
+        self.sent = 0  # sends the server accepted
+        self._sender = BackgroundSender("RemoteMonitor", self.timeout)
 
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         def sender(event: str) -> Callable[[Any], None]:
-            return lambda engine: self.send(self.payload_fn(engine, event))
-        return {event: sender(event) for event in self.events}
+            def queue_send(engine: Any) -> None:
+                payload = self.payload_fn(engine, event)  # built now: the state of the event
+                try:
+                    self._sender.submit(lambda: self.send(payload))
+                finally:  # an earlier send's error raised by submit: still wait at the end
+                    if event == "on_train_end":
+                        self._sender.finish()
+            return queue_send
+        handlers = {event: sender(event) for event in self.events}
+        handlers.setdefault("on_train_end", self.finish)
+        handlers["teardown"] = self.finish
+        return handlers
+
+    @property
+    def failed(self) -> int:
+        """Sends that failed (refused, timed out, an HTTP error status)."""
+        return self._sender.failed
+
+    def finish(self, engine: Any = None) -> None:
+        """Wait for the queued sends (at most ``timeout`` s each); raise one that failed."""
+        self._sender.finish()
 
     def send(self, payload: dict[str, Any]) -> None:
-        """POST ``payload`` now; raises on a network error or an HTTP error status."""
+        """POST ``payload`` now, within ``timeout`` seconds in all; raises TimeoutError past it,
+        and on a network error or an HTTP error status."""
         import urllib.parse
-        import urllib.request  # lazily: it pulls in http.client, email and ssl
 
         text = json.dumps(_plain(payload), allow_nan=False)
         if self.send_as_json:
@@ -122,7 +151,5 @@ class RemoteMonitor(Callback):
             body = urllib.parse.urlencode({self.field: text}).encode("ascii")
             content_type = "application/x-www-form-urlencoded"
         headers = {"Content-Type": content_type, "Accept": "application/json", **self.headers}
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            response.read()
+        post(self.url, body, headers, self.timeout)
         self.sent += 1

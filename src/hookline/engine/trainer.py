@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hookline import distributed
-from hookline.checkpoint import save_weights
+from hookline import distributed, options
+from hookline.checkpoint import remove_stale_temps, save_weights
 from hookline.data import ArrayBatches, Batches, as_batches, move_to
 from hookline.engine.base import (
     Engine,
@@ -148,10 +148,15 @@ class Trainer(Engine):
             epochs, save_dir = 1, None  # Lightning's fast_dev_run writes no weights
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        _check_positive_int("epochs", epochs, allow_zero=True)
-        _check_positive_int("accumulate", accumulate)
-        if steps_per_epoch is not None:
-            _check_positive_int("steps_per_epoch", steps_per_epoch)
+        # option checks (hookline.options): numbers checked, number strings converted
+        (epochs, batch_size, lr, accumulate, clip_grad_norm, clip_grad_value, steps_per_epoch,
+         initial_epoch, seed) = options.check_trainer_numbers(
+            epochs=epochs, batch_size=batch_size, lr=lr, accumulate=accumulate,
+            clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
+            steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, seed=seed).values()
+        options.check_save_dir(save_dir)
+        if save_dir is not None:  # temp files of weights/*.pt writes a killed run left
+            remove_stale_temps(Path(save_dir) / "weights")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.model = model
@@ -851,9 +856,3 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _check_positive_int(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")

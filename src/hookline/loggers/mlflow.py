@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from hookline.background_sender import BackgroundSender
 from hookline.callback import Callback
 from hookline.loggers._optional import require
 from hookline.loggers._params import run_params
@@ -26,6 +27,15 @@ class MLflowLogger(Callback):
         log_params: log ``trainer.args`` (epochs, batch_size, lr, seed...) as params when the
             run is created.
         run_id: continue an existing run instead of creating one.
+        timeout: at the end of the run, the most it waits for each call still queued, in
+            seconds (default 10).
+
+    Every call to the tracker (creating the run, logging, ending it) runs in a background
+    thread, in order: training never waits for a slow or unreachable tracking server. When
+    training ends it waits for the calls still queued, at most ``timeout`` seconds for each,
+    then gives up on the rest with a warning. Inside that thread MLflow's own HTTP timeout and
+    retries apply (``MLFLOW_HTTP_REQUEST_TIMEOUT``, ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``). A
+    checkpoint written before the run is created on the server holds no ``run_id``.
 
     Every epoch, each numeric value of ``trainer.metrics`` is logged with ``step=epoch``
     (0-based). The run ends ``FINISHED`` when training ends, ``FAILED`` when an exception
@@ -46,10 +56,15 @@ class MLflowLogger(Callback):
 
     def __init__(self, experiment_name: str = "hookline", *, run_name: str | None = None,
                  tracking_uri: str | None = None, tags: dict[str, str] | None = None,
-                 log_params: bool = True, run_id: str | None = None) -> None:
+                 log_params: bool = True, run_id: str | None = None,
+                 timeout: float = 10.0) -> None:
         if not isinstance(experiment_name, str) or not experiment_name:
             raise ValueError(f"MLflowLogger(experiment_name=...) must be a non-empty string, "
                              f"got {experiment_name!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+                not timeout > 0:
+            raise ValueError(f"MLflowLogger(timeout={timeout!r}) must be a positive number of "
+                             f"seconds")
         if tags is not None and not isinstance(tags, dict):
             raise TypeError(f"MLflowLogger(tags=...) must be a dict of strings, got {tags!r}")
         self.experiment_name = experiment_name
@@ -60,6 +75,7 @@ class MLflowLogger(Callback):
         self.run_id = run_id
         self.client: Any = None
         self._active = False
+        self._sender = BackgroundSender("MLflowLogger", float(timeout))
 
     @property
     def state_key(self) -> str:
@@ -73,23 +89,27 @@ class MLflowLogger(Callback):
 
     def on_train_start(self, trainer: Any) -> None:
         tracking = require("mlflow.tracking", extra="mlflow", feature="MLflowLogger")
-        self.client = client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        self.client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
+        params = run_params(trainer.args) if self.log_params else None
+        self._active = True
+        self._sender.submit(lambda: self._open_run(params))
+
+    def _open_run(self, params: dict[str, Any] | None) -> None:  # in the sender's thread
+        client = self.client
         if self.run_id is not None:
             client.update_run(self.run_id, status="RUNNING")
-        else:
-            experiment = client.get_experiment_by_name(self.experiment_name)
-            experiment_id = experiment.experiment_id if experiment is not None \
-                else client.create_experiment(self.experiment_name)
-            run = client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
-            self.run_id = run.info.run_id
-            if self.log_params:
-                self._log_params(trainer)
-        self._active = True
+            return
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        experiment_id = experiment.experiment_id if experiment is not None \
+            else client.create_experiment(self.experiment_name)
+        run = client.create_run(experiment_id, run_name=self.run_name, tags=self.tags)
+        self.run_id = run.info.run_id
+        if params is not None:
+            self._log_params(params)
 
-    def _log_params(self, trainer: Any) -> None:
+    def _log_params(self, values: dict[str, Any]) -> None:
         from mlflow.entities import Param
-        params = [Param(name, str(value)[:_MAX_PARAM_CHARS])
-                  for name, value in run_params(trainer.args).items()]
+        params = [Param(name, str(value)[:_MAX_PARAM_CHARS]) for name, value in values.items()]
         for start in range(0, len(params), 100):  # MLflow takes at most 100 params a batch
             self.client.log_batch(self.run_id, params=params[start:start + 100])
 
@@ -102,6 +122,10 @@ class MLflowLogger(Callback):
                    for name, value in trainer.metrics.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)]
         if metrics:
+            self._sender.submit(lambda: self._log_metrics(metrics))
+
+    def _log_metrics(self, metrics: list[Any]) -> None:  # in the sender's thread
+        if self.run_id is not None:  # else the run could not be created: that error is raised
             self.client.log_batch(self.run_id, metrics=metrics)
 
     def on_train_end(self, trainer: Any) -> None:
@@ -115,6 +139,13 @@ class MLflowLogger(Callback):
             self._end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
     def _end(self, status: str) -> None:
-        if self._active:
-            self._active = False
+        try:
+            if self._active:
+                self._active = False
+                self._sender.submit(lambda: self._terminate(status))
+        finally:  # an earlier call's error raised by submit: still wait for the queue
+            self._sender.finish()
+
+    def _terminate(self, status: str) -> None:  # in the sender's thread
+        if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)

@@ -1,0 +1,294 @@
+"""The full-checkpoint file format: magic line, JSON header, payload; verified and loaded safely.
+
+On disk::
+
+    HOOKLINE-CHECKPOINT\\n                                  magic line
+    {"version": 1, "size": N, "sha256": "...", ...}\\n      one JSON header line
+    N bytes                                                torch.save of the payload
+
+The header is checked before anything is unpickled, so a truncated file, random bytes or a
+damaged byte is reported (naming the file) and never reaches the unpickler. Loading uses
+``torch.load(weights_only=True)``. This module knows files and tensors only: no trainer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hookline.files.atomic import WRITE_CHUNK, atomic_write_bytes
+from hookline.files.errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    CheckpointVersionError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+)
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "check_loadable", "check_model_state",
+           "file_chunks", "load_checkpoint", "load_weights", "read_checkpoint_info",
+           "save_weights", "serialize_checkpoint", "verify_checkpoint", "write_checkpoint"]
+
+FORMAT_NAME = "hookline.checkpoint"
+FORMAT_VERSION = 1
+MAGIC = b"HOOKLINE-CHECKPOINT\n"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format: a weights file, not a full checkpoint
+MODEL_MAGIC = b"HOOKLINE-MODEL\n"  # Model.save's files (hookline.saving)
+_MAX_HEADER = 64 * 1024
+
+
+# --- weights files ------------------------------------------------------------------------
+def save_weights(model: torch.nn.Module, path: str | os.PathLike,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Save a model's state_dict (and plain ``extra`` values) atomically with torch.save."""
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), **(extra or {})}, buffer)
+    return atomic_write_bytes(buffer.getbuffer(), path)
+
+
+def load_weights(path: str | os.PathLike, *, trusted: bool = False) -> dict[str, Any]:
+    """Load what ``save_weights`` wrote (or a full checkpoint) with weights-only unpickling.
+
+    ``trusted=True`` allows full unpickling: only for files you made yourself."""
+    source = Path(path)
+    with open(source, "rb") as file:
+        start = file.read(len(MAGIC))
+    if start == MAGIC:
+        return load_checkpoint(source, trusted=trusted)
+    try:
+        return torch.load(source, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise _unpickling_error(source, error, trusted) from None
+    except (RuntimeError, EOFError, ValueError) as error:
+        raise CorruptCheckpointError(source, f"{source} could not be read as a weights file "
+                                     f"({_first_line(error)}); it is truncated or not a "
+                                     f"torch.save file") from error
+
+
+# --- serialising and writing --------------------------------------------------------------
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray,
+                          torch.Size, torch.dtype, torch.device})
+
+
+def check_loadable(value: Any, where: str = "checkpoint") -> None:
+    """Raise TypeError naming the first part of ``value`` that weights-only unpickling would
+    refuse, so a checkpoint that cannot be loaded safely is never written."""
+    stack = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        kind = type(item)
+        if kind in _PLAIN_TYPES or isinstance(item, torch.Tensor):
+            continue
+        if kind is dict or kind is OrderedDict:
+            for key, sub in item.items():
+                if type(key) not in _PLAIN_TYPES:
+                    raise TypeError(f"{at} has a key of type {type(key).__qualname__} "
+                                    f"({key!r}); {_SAFE_HINT}")
+                stack.append((sub, f"{at}[{key!r}]"))
+        elif kind is list or kind is tuple or kind is set:
+            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
+        else:
+            raise TypeError(f"{at} is a {kind.__module__}.{kind.__qualname__} ({item!r:.60}); "
+                            f"{_SAFE_HINT}")
+
+
+_SAFE_HINT = ("a checkpoint holds only tensors, numbers, strings, bytes, None and lists, tuples, "
+              "sets and dicts of them, so that it loads with weights-only (safe) unpickling. "
+              "Convert the value in the state_dict() that returns it (float(x), str(path), "
+              "torch.as_tensor(array)...)")
+
+
+def serialize_checkpoint(payload: dict[str, Any]) -> memoryview:
+    """``torch.save`` of a checked payload into memory: the snapshot is taken now, so later
+    training steps cannot change what gets written."""
+    check_loadable(payload)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getbuffer()
+
+
+def file_chunks(body: memoryview, payload_run: dict[str, Any] | None) -> list[Any]:
+    run = payload_run or {}
+    header = {"version": FORMAT_VERSION, "size": len(body),
+              "sha256": hashlib.sha256(body).hexdigest(), "created_ns": time.time_ns(),
+              "epoch": run.get("epoch"), "step": run.get("step"), "phase": run.get("phase"),
+              "batches_done": run.get("batches_done"), "torch": str(torch.__version__)}
+    return [MAGIC, json.dumps(header).encode("utf-8") + b"\n", body]
+
+
+def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, *,
+                     previous: str | os.PathLike | None = None) -> Path:
+    """Write a full checkpoint now (atomic, durable, with its checksum). Returns the path."""
+    body = serialize_checkpoint(payload)
+    return atomic_write_bytes(file_chunks(body, payload.get("run")), path, previous=previous)
+
+
+# --- reading ------------------------------------------------------------------------------
+def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The header of a full checkpoint (version, size, sha256, created_ns, epoch, step...),
+    read without loading the payload. Raises CorruptCheckpointError for other files."""
+    source = Path(path)
+    with open(source, "rb") as file:
+        return _read_header(source, file)
+
+
+def _read_header(source: Path, file: Any) -> dict[str, Any]:
+    start = file.read(len(MAGIC))
+    if start != MAGIC:
+        if not start:
+            problem = "is empty (0 bytes)"
+        elif start.startswith(_ZIP_MAGIC):
+            problem = ("is a plain torch.save file, not a hookline checkpoint; read weights "
+                       "files with hookline.checkpoint.load_weights")
+        elif start.startswith(MODEL_MAGIC):
+            problem = ("is a model file (Model.save), not a training checkpoint; load it "
+                       "with hookline.load_model")
+        else:
+            problem = ("is not a hookline checkpoint: it does not start with the "
+                       "HOOKLINE-CHECKPOINT header (random bytes, or another kind of file)")
+        raise CorruptCheckpointError(source, f"checkpoint {source} {problem}")
+    line = file.readline(_MAX_HEADER)
+    try:
+        header = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        header = None
+    if not isinstance(header, dict) or not isinstance(header.get("version"), int):
+        raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
+                                     f"line; the file is corrupt")
+    if header["version"] > FORMAT_VERSION:
+        raise CheckpointVersionError(
+            source, f"checkpoint {source} has format version {header['version']}, newer than "
+                    f"this hookline reads (up to {FORMAT_VERSION}): it was written by a newer "
+                    f"hookline; upgrade hookline to load it")
+    if not isinstance(header.get("size"), int) or header["size"] < 0 or \
+            not isinstance(header.get("sha256"), str):
+        raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
+                                     f"(no size or checksum); the file is corrupt")
+    return header
+
+
+def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Check a full checkpoint's header, size and SHA-256 checksum without unpickling it (the
+    body is streamed, not held); returns the header. Raises what ``load_checkpoint`` raises
+    for a damaged file."""
+    source = Path(path)
+    digest = hashlib.sha256()
+    with open(source, "rb") as file:
+        header = _read_header(source, file)
+        left = header["size"]
+        while left:
+            chunk = file.read(min(left, WRITE_CHUNK))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+        extra = file.read(1)
+    _check_body(source, header, header["size"] - left, bool(extra), digest.hexdigest())
+    return header
+
+
+def _check_body(source: Path, header: dict[str, Any], size: int, extra: bool,
+                sha256: str) -> None:
+    if size < header["size"]:
+        raise CorruptCheckpointError(
+            source, f"checkpoint {source} is truncated: its header announces {header['size']} "
+                    f"bytes of content but only {size} follow (the write was interrupted "
+                    f"or the copy is incomplete)")
+    if extra:
+        raise CorruptCheckpointError(source, f"checkpoint {source} has bytes after its "
+                                     f"announced end; the file is corrupt")
+    if sha256 != header["sha256"]:
+        raise CorruptCheckpointError(
+            source, f"checkpoint {source} is corrupt: its content does not match the SHA-256 "
+                    f"checksum in its header (it was damaged after it was written)")
+
+
+def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
+                    map_location: Any = "cpu") -> dict[str, Any]:
+    """Read and verify a full checkpoint; returns the payload of ``build_checkpoint``.
+
+    Checks, in order, each raising an error that names the file: the magic line (random bytes,
+    another kind of file), the format version (``CheckpointVersionError`` for a newer one),
+    the size (truncated), the SHA-256 checksum (damaged), then unpickles with
+    ``weights_only=True`` (``UnsafeCheckpointError`` if the file holds code-running objects).
+    ``trusted=True`` unpickles everything: only for files you made yourself.
+    """
+    source = Path(path)
+    if source.is_dir():
+        raise IsADirectoryError(f"{source} is a folder; pass a checkpoint file, or use "
+                                f"Trainer(resume='{source}') to pick the newest one in it")
+    with open(source, "rb") as file:
+        header = _read_header(source, file)
+        body = file.read(header["size"])
+        extra = file.read(1)
+    _check_body(source, header, len(body), bool(extra), hashlib.sha256(body).hexdigest())
+    try:
+        payload = torch.load(io.BytesIO(body), map_location=map_location,
+                             weights_only=not trusted)
+    except pickle.UnpicklingError as error:
+        raise _unpickling_error(source, error, trusted) from None
+    except Exception as error:  # a verified file that still does not unpickle
+        raise CorruptCheckpointError(source, f"checkpoint {source} could not be unpickled "
+                                     f"({type(error).__name__}: {_first_line(error)})") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise CorruptCheckpointError(source, f"checkpoint {source} does not hold a hookline "
+                                     f"payload (no format marker)")
+    if payload.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointVersionError(source, f"checkpoint {source} has payload version "
+                                     f"{payload['version']}, newer than this hookline reads "
+                                     f"(up to {FORMAT_VERSION}); upgrade hookline")
+    return payload
+
+
+def _unpickling_error(source: Path, error: Exception, trusted: bool) -> CheckpointError:
+    if trusted:
+        return CorruptCheckpointError(source, f"checkpoint {source} could not be unpickled "
+                                      f"({_first_line(error)})")
+    return UnsafeCheckpointError(
+        source, f"refused to load {source}: it holds objects that weights-only unpickling "
+                f"does not allow, which could run code when loaded ({_first_line(error)}). "
+                f"hookline never writes such files. If you made this file yourself and trust "
+                f"it, load it with trusted=True (load_checkpoint(path, trusted=True), then "
+                f"Trainer(resume=payload))")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    unsupported = [line for line in lines if "Unsupported global" in line
+                   or "unsupported" in line.lower()]
+    return (unsupported or lines or [type(error).__name__])[0][:300]
+
+
+def check_model_state(model: torch.nn.Module, state: dict[str, Any],
+                      path: str | os.PathLike | None = None) -> None:
+    """Raise CheckpointMismatchError listing missing, unexpected and mis-shaped keys when
+    ``state`` does not fit ``model``."""
+    own = model.state_dict()
+    missing = [key for key in own if key not in state]
+    unexpected = [key for key in state if key not in own]
+    shapes = [f"{key} (checkpoint {tuple(state[key].shape)}, model {tuple(own[key].shape)})"
+              for key in own if key in state and isinstance(state[key], torch.Tensor)
+              and isinstance(own[key], torch.Tensor) and state[key].shape != own[key].shape]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    for label, keys in (("shape mismatch", shapes), ("missing in checkpoint", missing),
+                        ("not in model", unexpected)):
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            parts.append(f"{label}: {shown}")
+    where = f"checkpoint {path}" if path is not None else "the checkpoint"
+    raise CheckpointMismatchError(
+        path, f"{where} does not fit this model ({'; '.join(parts)}). It was saved from "
+              f"another model or another configuration of it; resume with the model it was "
+              f"saved from")

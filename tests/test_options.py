@@ -1,0 +1,156 @@
+"""Option checks at construction: errors name the option and the fix; number strings are
+converted by one rule; a full disk names the file and what was kept."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import hookline
+from hookline import LambdaCallback
+from hookline.callbacks import ModelCheckpoint
+from hookline.checkpoint import (
+    CheckpointWriteError,
+    load_checkpoint,
+    load_weights,
+    save_weights,
+)
+from hookline.testing import tiny_data, tiny_model
+
+
+def trainer(**options: Any) -> hookline.Trainer:
+    x, y = tiny_data(samples=16)
+    settings: dict[str, Any] = {"loss": "cross_entropy", "train_data": (x, y), "batch_size": 8,
+                                "verbose": 0, "device": "cpu", "default_callbacks": False,
+                                "seed": 0}
+    settings.update(options)
+    return hookline.Trainer(tiny_model(), **settings)
+
+
+# --- gradient clipping ------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["clip_grad_norm", "clip_grad_value"])
+@pytest.mark.parametrize("value", [-1, 0, -0.5, "abc", float("nan"), True])
+def test_clipping_that_is_not_a_positive_number_is_refused(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=rf"Trainer\({name}=.*\) is not allowed: {name} must "
+                                         rf"be a number > 0 .*None turns clipping off"):
+        trainer(**{name: value})
+
+
+def test_positive_clipping_is_accepted() -> None:
+    assert trainer(clip_grad_norm=1.0, clip_grad_value="0.5").args.clip_grad_value == 0.5
+
+
+# --- strings for numbers: converted when exactly a literal of the option's kind ---------------
+def test_number_strings_are_converted() -> None:
+    built = trainer(lr="1e-3", epochs="5", batch_size=" 4 ", accumulate="2", seed="7")
+    assert built.optimizer.param_groups[0]["lr"] == 1e-3
+    assert (built.epochs, built.args.batch_size, built.args.accumulate, built.args.seed) == \
+        (5, 4, 2, 7)
+    assert isinstance(built.epochs, int)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": "5.0"}, r"Trainer\(epochs='5.0'\) is not allowed: epochs must be an integer "
+                        r">= 0; pass e.g. epochs=1"),
+    ({"epochs": 2.0}, r"epochs must be an integer >= 0"),
+    ({"lr": "fast"}, r"Trainer\(lr='fast'\) is not allowed: lr must be a number >= 0 "
+                     r"\(the learning rate"),
+    ({"lr": "nan"}, r"lr must be a number >= 0"),
+    ({"lr": -0.1}, r"lr must be a number >= 0"),
+    ({"batch_size": "sixteen"}, r"batch_size must be an integer >= 1"),
+    ({"steps_per_epoch": "0"}, r"steps_per_epoch must be an integer >= 1"),
+])
+def test_strings_that_are_not_numbers_of_the_options_kind_are_refused(
+        options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        trainer(**options)
+
+
+# --- save_dir ---------------------------------------------------------------------------------
+def test_a_save_dir_that_is_a_file_fails_at_construction(tmp_path: Path) -> None:
+    taken = tmp_path / "results.txt"
+    taken.write_text("a file")
+    with pytest.raises(NotADirectoryError, match=r"save_dir='.*results\.txt'\) is a file, not a "
+                                                 r"folder; pass a folder path"):
+        trainer(save_dir=taken)
+    with pytest.raises(NotADirectoryError, match=r"save_dir=.*run'\) lies under .*results\.txt"
+                                                 r", which is a file"):
+        trainer(save_dir=taken / "run")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
+def test_an_unwritable_save_dir_fails_at_construction() -> None:
+    # /proc refuses new files even to root, where permission bits would not
+    with pytest.raises(PermissionError, match=r"save_dir='/proc/hookline-run'\) is not "
+                                              r"writable \(it would be created in /proc\).*"
+                                              r"choose a folder you can write to"):
+        trainer(save_dir="/proc/hookline-run")
+
+
+def test_a_missing_save_dir_under_a_writable_folder_is_fine_and_nothing_is_left(
+        tmp_path: Path) -> None:
+    trainer(save_dir=tmp_path / "new" / "run")
+    assert list(tmp_path.iterdir()) == []  # the check wrote nothing that stays
+
+
+# --- a full disk --------------------------------------------------------------------------------
+def fail_writes_with_enospc(monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(*args: Any) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "write", full)
+
+
+def test_a_full_disk_names_the_weights_file_and_keeps_the_previous_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = torch.nn.Linear(4, 2)
+    path = save_weights(model, tmp_path / "last.pt", {"epoch": 0})
+    before = path.read_bytes()
+    fail_writes_with_enospc(monkeypatch)
+    with pytest.raises(OSError, match=r"could not write .*last\.pt: No space left on device "
+                                      r"\(errno ENOSPC\); .*last\.pt still holds its previous "
+                                      r"version, unchanged; free disk space") as caught:
+        save_weights(model, path, {"epoch": 1})
+    monkeypatch.undo()
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(path)
+    assert path.read_bytes() == before and load_weights(path)["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left
+
+
+def test_a_full_disk_during_a_runs_weights_write_names_the_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def at_epoch_1(t: hookline.Trainer) -> None:
+        if t.epoch == 1:
+            fail_writes_with_enospc(monkeypatch)
+
+    run = trainer(epochs=3, save_dir=tmp_path,
+                  callbacks=[LambdaCallback(on_train_epoch_start=at_epoch_1)])
+    with pytest.raises(OSError, match=r"could not write .*weights/last\.pt: No space left.*"
+                                      r"still holds its previous version"):
+        run.fit()
+    monkeypatch.undo()
+    assert load_weights(tmp_path / "weights" / "last.pt")["epoch"] == 0
+
+
+def test_a_full_disk_during_a_model_checkpoint_names_the_file_and_the_one_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def at_epoch_1(t: hookline.Trainer) -> None:
+        if t.epoch == 1:
+            checkpoint.wait()  # m-0.pt is on disk (written in the background)
+            fail_writes_with_enospc(monkeypatch)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}")
+    run = trainer(epochs=3, callbacks=[LambdaCallback(on_train_epoch_start=at_epoch_1),
+                                       checkpoint])
+    with pytest.raises(CheckpointWriteError, match=r"checkpoint .*m-1\.pt could not be written"
+                                                   r".*No space left on device.*The previous "
+                                                   r"checkpoint is intact: .*m-0\.pt"):
+        run.fit()
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "m-0.pt")["run"]["epoch"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-0.pt"]
