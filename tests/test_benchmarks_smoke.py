@@ -17,7 +17,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED_RUNS = {("raw", "bare"), ("raw", "typical"), ("hookline", "bare"),
-                 ("hookline", "typical")}
+                 ("hookline", "typical"), ("hookline", "custom-step"),
+                 ("hookline", "dict-batch")}
 
 
 def _table_rows(text: str) -> dict[tuple[str, str], list[str]]:

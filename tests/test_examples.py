@@ -33,7 +33,8 @@ TIMEOUT_S = 90  # per example
 WORKERS = 3  # examples at once: on two cores a third hides the others' I/O and start-up
 FORK = hasattr(os, "fork") and os.environ.get("HOOKLINE_EXAMPLES_FRESH") != "1"
 # examples that show an integration instead of twinning a seed page
-EXTRAS = {"optuna_search", "any_model_hf_text", "any_model_vae_digits", "any_model_two_inputs"}
+EXTRAS = {"optuna_search", "any_model_hf_text", "any_model_vae_digits", "any_model_two_inputs",
+          "gan_digits"}
 
 
 @dataclass
@@ -459,6 +460,18 @@ def _two_inputs(run: Run) -> None:
     assert len(losses) == 6 and losses[-1] < losses[0]
     assert plain[-1] > 0.6 and weighted[-1] != plain[-1]
     assert "predictions (360, 10)" in run.stdout
+
+
+
+@check("gan_digits")
+def _gan_digits(run: Run) -> None:
+    assert "optimizer steps 368, loss_names ['discriminator', 'generator']" in run.stdout
+    epochs = re.findall(r"^epoch \d+: d_loss ([\d.]+) g_loss ([\d.]+) D\(real\) ([\d.]+) "
+                        r"D\(fake\) ([\d.]+)$", run.stdout, re.M)
+    assert len(epochs) == 8, run.stdout
+    # an adversarial game, not a collapse: neither side wins outright
+    assert all(0.05 < float(real) < 0.95 and 0.05 < float(fake) < 0.95
+               for _, _, real, fake in epochs)
 
 
 if __name__ == "__main__":

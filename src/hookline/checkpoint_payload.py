@@ -51,6 +51,10 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
         "version": FORMAT_VERSION,
         "model": trainer.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
+        # every optimizer by name when there are several (a GAN's generator and critic)
+        "optimizers": {str(name): optimizer.state_dict() for name, optimizer in
+                       (getattr(trainer, "optimizers", None) or {}).items()}
+        if len(getattr(trainer, "optimizers", None) or {}) > 1 else None,
         "lr_schedulers": [scheduler.state_dict()
                           for scheduler in getattr(trainer, "lr_schedulers", ())],
         "scaler": scaler.state_dict() if scaler is not None else None,

@@ -176,12 +176,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     check_model_state(trainer.model, payload["model"], source)
     _check_data(trainer, payload.get("data") or {}, name, source)
     trainer.model.load_state_dict(payload["model"])
-    try:
-        trainer.optimizer.load_state_dict(payload["optimizer"])
-    except (ValueError, KeyError) as error:
-        raise CheckpointMismatchError(
-            source, f"{name}: the optimizer state does not fit this optimizer ({error}); "
-                    f"resume with the optimizer and parameter groups it was saved with") from None
+    _restore_optimizers(trainer, payload, name, source)
     _restore_schedulers(trainer, payload.get("lr_schedulers") or [], name, source)
     _restore_scaler(trainer, payload.get("scaler"), name)
     for parameter_name, parameter in trainer.model.named_parameters():
@@ -250,6 +245,24 @@ def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> 
             raise CheckpointMismatchError(
                 source, f"{name}: train_data has {length} batches per epoch but had "
                         f"{saved['batches']}; an exact resume needs the same data")
+
+
+def _restore_optimizers(trainer: Any, payload: dict[str, Any], name: str, source: Any) -> None:
+    """The optimizer's state, or every optimizer's by name when the run had several."""
+    current = getattr(trainer, "optimizers", None) or {"optimizer": trainer.optimizer}
+    saved = payload.get("optimizers") or {next(iter(current)): payload["optimizer"]}
+    if list(saved) != list(current):
+        raise CheckpointMismatchError(
+            source, f"{name} holds the optimizers {list(saved)} but this trainer has "
+                    f"{list(current)}; resume with the optimizers it was saved with")
+    for key, state in saved.items():
+        try:
+            current[key].load_state_dict(state)
+        except (ValueError, KeyError) as error:
+            raise CheckpointMismatchError(
+                source, f"{name}: the state of optimizer {key!r} does not fit it ({error}); "
+                        f"resume with the optimizer and parameter groups it was saved "
+                        f"with") from None
 
 
 def _restore_schedulers(trainer: Any, states: list[Any], name: str, source: Any) -> None:

@@ -20,7 +20,9 @@ class LearningRateMonitor(Callback):
     instead, so ported monitors such as ``EarlyStopping(monitor="lr-SGD")`` find them:
     ``"lr-SGD"`` (the optimizer's class name), ``"lr-SGD/pg1"``, ``"lr-SGD/pg2"``... when there
     are several groups (a group's ``"name"`` replaces ``pg<i>``), and ``"<key>-momentum"``,
-    ``"<key>-weight_decay"``. ``"both"`` writes the two sets. The value is the rate in use at
+    ``"<key>-weight_decay"``. ``"both"`` writes the two sets. With several optimizers each
+    gets its keys: ``"lr-<name>"`` (``"lr-generator"``), and Lightning's ``"lr-Adam"``,
+    ``"lr-Adam-1"`` for a repeated class. The value is the rate in use at
     the end of the epoch's training, before any plateau reduction at ``on_fit_epoch_end``. It
     runs early (order -50) so the values are in the metrics before EarlyStopping,
     ModelCheckpoint, History and the loggers read them.
@@ -52,17 +54,32 @@ class LearningRateMonitor(Callback):
                           log_weight_decay=self.log_weight_decay, key_style=self.key_style)
 
     def on_train_epoch_end(self, trainer: Any) -> None:
-        trainer.metrics.update(self.values(trainer.optimizer))
+        optimizers = getattr(trainer, "optimizers", None) or {"optimizer": trainer.optimizer}
+        if len(optimizers) == 1:
+            trainer.metrics.update(self.values(trainer.optimizer))
+            return
+        # several optimizers: hookline keys carry the optimizer's name (lr-generator...),
+        # Lightning's count repeated classes (lr-Adam, lr-Adam-1)
+        seen: dict[str, int] = {}
+        for name, optimizer in optimizers.items():
+            kind = type(optimizer).__name__
+            repeat = seen.get(kind, 0)
+            seen[kind] = repeat + 1
+            trainer.metrics.update(self.values(
+                optimizer, name=f"-{name}",
+                lightning=f"lr-{kind}" + (f"-{repeat}" if repeat else "")))
 
-    def values(self, optimizer: Any) -> dict[str, float]:
-        """The values this callback records, for an optimizer."""
+    def values(self, optimizer: Any, *, name: str = "",
+               lightning: str | None = None) -> dict[str, float]:
+        """The values this callback records, for an optimizer (``name``: the suffix of its
+        hookline keys when the trainer has several)."""
         values: dict[str, float] = {}
         groups = optimizer.param_groups
-        lightning = f"lr-{type(optimizer).__name__}"
+        lightning = lightning or f"lr-{type(optimizer).__name__}"
         for index, group in enumerate(groups):
             keys: list[tuple[str, str]] = []  # (rate key, template for the other values)
             if self.key_style != "lightning":
-                suffix = f"-group{index}" if index else ""
+                suffix = name + (f"-group{index}" if index else "")
                 keys.append((f"lr{suffix}", "{}" + suffix))
             if self.key_style != "hookline":
                 name = lightning

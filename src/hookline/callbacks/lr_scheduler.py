@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 
 from hookline.callback import Callback
-from hookline.callbacks.monitor import check_choice, config_key, read_metric
+from hookline.callbacks.monitor import check_choice, chosen_optimizer, config_key, read_metric
 
 __all__ = ["LRSchedulerCallback", "LearningRateScheduler", "TorchScheduler", "WarmupCosine",
            "get_lr", "one_cycle", "set_lr", "warmup_cosine"]
@@ -73,12 +73,14 @@ class LearningRateScheduler(Callback):
 
     order = -60
 
-    def __init__(self, schedule: Callable[..., float], verbose: int = 0) -> None:
+    def __init__(self, schedule: Callable[..., float], verbose: int = 0, *,
+                 optimizer: str | int | None = None) -> None:
         if not callable(schedule):
             raise TypeError(f"LearningRateScheduler(schedule={schedule!r}) must be callable: "
                             f"schedule(epoch, lr) -> new lr")
         self.schedule = schedule
         self.verbose = verbose
+        self.optimizer_choice = optimizer  # which of several optimizers (None: the first)
         self._two_args = _positional_arity(schedule) >= 2
         self._applied_epoch: int | None = None  # the epoch whose rate is in the optimizer
         self._loaded = False
@@ -101,6 +103,9 @@ class LearningRateScheduler(Callback):
             self._applied_epoch = None  # a new fit: every epoch is scheduled afresh
         self._loaded = False
 
+    def _optimizer(self, trainer: Any) -> Any:
+        return chosen_optimizer(trainer, self.optimizer_choice, type(self).__name__)
+
     def on_train_epoch_start(self, trainer: Any) -> None:
         epoch = trainer.epoch
         # A resume into this epoch restored the optimizer with the rate already set for it:
@@ -108,7 +113,7 @@ class LearningRateScheduler(Callback):
         # that this epoch was scheduled).
         if getattr(trainer, "resume_batch", 0) > 0 or epoch == self._applied_epoch:
             return
-        for index, group in enumerate(trainer.optimizer.param_groups):
+        for index, group in enumerate(self._optimizer(trainer).param_groups):
             lr = get_lr(group)
             new = self.schedule(epoch, lr) if self._two_args else self.schedule(epoch)
             if isinstance(new, torch.Tensor) and new.numel() == 1:
@@ -124,7 +129,7 @@ class LearningRateScheduler(Callback):
         self._applied_epoch = epoch
 
     def on_train_epoch_end(self, trainer: Any) -> None:
-        trainer.metrics["learning_rate"] = get_lr(trainer.optimizer.param_groups[0])
+        trainer.metrics["learning_rate"] = get_lr(self._optimizer(trainer).param_groups[0])
 
 
 class LRSchedulerCallback(Callback):
@@ -155,8 +160,10 @@ class LRSchedulerCallback(Callback):
     order = 20
 
     def __init__(self, scheduler: Any, *, interval: str = "epoch", frequency: int = 1,
-                 monitor: str | None = None, strict: bool = True) -> None:
+                 monitor: str | None = None, strict: bool = True,
+                 optimizer: str | int | None = None) -> None:
         owner = "LRSchedulerCallback"
+        self.optimizer_choice = optimizer  # which of several optimizers (None: the first)
         check_choice(owner, "interval", interval, ("step", "epoch"))
         if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
             raise ValueError(f"{owner}(frequency={frequency!r}) is not allowed; frequency must "
@@ -194,6 +201,9 @@ class LRSchedulerCallback(Callback):
             raise TypeError(f"the scheduler factory returned {type(scheduler).__name__}, "
                             f"expected a torch.optim.lr_scheduler scheduler")
 
+    def _optimizer(self, trainer: Any) -> Any:
+        return chosen_optimizer(trainer, self.optimizer_choice, type(self).__name__)
+
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         handlers: dict[str, Callable[[Any], None]] = {"on_train_start": self.on_train_start}
         if self.interval == "step":
@@ -207,17 +217,17 @@ class LRSchedulerCallback(Callback):
             build = self._factory
             # building a scheduler sets the rate of its step 0; a resume restored the optimizer
             # with the rate of the step it continues, which is put back after the build
-            restored = [get_lr(group) for group in trainer.optimizer.param_groups]
+            restored = [get_lr(group) for group in self._optimizer(trainer).param_groups]
             if _positional_arity(build) >= 2:
                 # a resumed run rebuilds the schedule of the run it continues, not of its rest
                 saved = (self._pending or {}).get("total")
                 self._total = int(saved) if saved is not None else self.total(trainer)
-                scheduler = build(trainer.optimizer, self._total)
+                scheduler = build(self._optimizer(trainer), self._total)
             else:
-                scheduler = build(trainer.optimizer)
+                scheduler = build(self._optimizer(trainer))
             self._check_kind(scheduler)
             self.scheduler = scheduler
-        elif self.scheduler.optimizer is not trainer.optimizer:
+        elif self.scheduler.optimizer is not self._optimizer(trainer):
             raise ValueError("LRSchedulerCallback: the scheduler was built on a different "
                              "optimizer than the trainer's; build it on trainer.optimizer or "
                              "pass a factory, e.g. lambda optimizer: StepLR(optimizer, 10)")
@@ -226,7 +236,7 @@ class LRSchedulerCallback(Callback):
             self.count = int(self._pending["count"])
             self._pending = None
             if self._factory is not None:
-                for group, lr in zip(trainer.optimizer.param_groups, restored):
+                for group, lr in zip(self._optimizer(trainer).param_groups, restored):
                     set_lr(group, lr)
         else:
             self.count = 0
@@ -251,6 +261,9 @@ class LRSchedulerCallback(Callback):
         return max(per_epoch * epochs // self.frequency, 1)
 
     def on_params_update(self, trainer: Any) -> None:
+        if self.optimizer_choice is not None and \
+                self._optimizer(trainer) is not trainer.optimizers.get(trainer.optimizer_name):
+            return  # another optimizer's step (several optimizers)
         self.count += 1
         if self.count % self.frequency == 0:
             self.scheduler.step()

@@ -138,3 +138,18 @@ def _producer_hint(name: str) -> str:
     if name == "learning_rate":
         return " Keras' learning_rate is written by LearningRateScheduler."
     return ""
+
+
+def chosen_optimizer(trainer: Any, which: str | int | None, owner: str) -> Any:
+    """The optimizer an LR callback acts on: ``which`` (a name or an index among
+    ``trainer.optimizers``), or the trainer's first optimizer when None."""
+    if which is None:
+        return trainer.optimizer
+    optimizers = getattr(trainer, "optimizers", None) or {"optimizer": trainer.optimizer}
+    names = list(optimizers)
+    if isinstance(which, int) and not isinstance(which, bool) and 0 <= which < len(names):
+        return optimizers[names[which]]
+    if isinstance(which, str) and which in optimizers:
+        return optimizers[which]
+    raise ValueError(f"{owner}(optimizer={which!r}) names no optimizer of this trainer; its "
+                     f"optimizers are {names} (or their indexes)")

@@ -6,7 +6,7 @@ from typing import Any
 
 from hookline.callback import Callback
 from hookline.callbacks.lr_scheduler import get_lr, set_lr
-from hookline.callbacks.monitor import Monitor, check_non_negative, config_key
+from hookline.callbacks.monitor import Monitor, check_non_negative, chosen_optimizer, config_key
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -47,8 +47,9 @@ class ReduceLROnPlateau(Callback):
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
                  verbose: int = 0, mode: str = "auto", min_delta: float = 1e-4,
                  cooldown: int = 0, min_lr: float | list[float] = 0.0, *,
-                 strict: bool = True) -> None:
+                 strict: bool = True, optimizer: str | int | None = None) -> None:
         owner = "ReduceLROnPlateau"
+        self.optimizer_choice = optimizer  # which of several optimizers (None: the first)
         self.monitor = Monitor(monitor, mode=mode, min_delta=min_delta, strict=strict,
                                owner=owner)
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or \
@@ -85,7 +86,7 @@ class ReduceLROnPlateau(Callback):
         if not self._loaded:
             self._reset()
         self._loaded = False
-        groups = trainer.optimizer.param_groups
+        groups = chosen_optimizer(trainer, self.optimizer_choice, "ReduceLROnPlateau").param_groups
         if isinstance(self.min_lr, (list, tuple)) and len(self.min_lr) != len(groups):
             raise ValueError(f"ReduceLROnPlateau(min_lr={self.min_lr!r}) gives "
                              f"{len(self.min_lr)} values but the optimizer has {len(groups)} "
@@ -110,7 +111,7 @@ class ReduceLROnPlateau(Callback):
             self.wait = 0
 
     def _reduce(self, trainer: Any) -> None:
-        groups = trainer.optimizer.param_groups
+        groups = chosen_optimizer(trainer, self.optimizer_choice, "ReduceLROnPlateau").param_groups
         floors = list(self.min_lr) if isinstance(self.min_lr, (list, tuple)) \
             else [self.min_lr] * len(groups)
         reduced = False

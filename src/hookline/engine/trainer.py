@@ -6,6 +6,7 @@ callback; the loop below only trains, validates, keeps the run's state and fires
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -476,6 +477,11 @@ class Trainer(Engine):
         With several optimizers, ``which`` names (or numbers) the one to step."""
         self._optimizer_step(self.optimizer_set.names[self.optimizer_set.index(which)])
 
+    def only_optimizer(self, which: str | int) -> contextlib.AbstractContextManager[None]:
+        """A block in which only that optimizer's parameters require gradients (Lightning's
+        ``toggle_optimizer``), for a manual step's backward with several optimizers."""
+        return self.optimizer_set.only(self.optimizer_set.names[self.optimizer_set.index(which)])
+
     # --- the loop -------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> None:
         fire, handlers = self.callbacks.fire, self.callbacks.handlers
@@ -639,7 +645,6 @@ class Trainer(Engine):
                 parts[name] = torch.tensor(math.nan, device=self.device)
                 continue
             self.optimizer_index, self.optimizer_name = index, name
-            self.optimizer = optimizers.by_name[name]
             with optimizers.only(name):
                 with amp:
                     if custom:
@@ -664,7 +669,6 @@ class Trainer(Engine):
             taken.append(detached)
         if self._scaler_pending:
             self._update_scaler()
-        self.optimizer = optimizers.by_name[optimizers.names[0]]
         self.loss_names, self.loss_parts = list(parts), parts
         self._loss_names_fixed = True
         return torch.stack(taken).sum()
