@@ -52,22 +52,22 @@ def resume_trainer(trainer: Any, resume: Any) -> Path | None:
         return None
     if resume is True:
         folders = checkpoint_folders(trainer)
-        found = load_latest(folders)
-        if found is None:
+        used = _restore_latest(trainer, folders)
+        if used is None:
             where = ", ".join(str(folder) for folder in folders) or (
                 "nowhere: the Trainer has no save_dir and no callback declares a "
                 "checkpoint_dir")
             warnings.warn(f"resume=True found no checkpoint (looked in {where}); training "
                           f"starts from scratch", RuntimeWarning, stacklevel=3)
-            return None
-    elif isinstance(resume, (str, os.PathLike)):
+        return used
+    if isinstance(resume, (str, os.PathLike)):
         path = Path(resume)
         if path.is_dir():
-            found = load_latest([path])
-            if found is None:
+            used = _restore_latest(trainer, [path])
+            if used is None:
                 warnings.warn(f"resume={str(resume)!r}: no checkpoint in that folder yet; "
                               f"training starts from scratch", RuntimeWarning, stacklevel=3)
-                return None
+            return used
         elif not path.exists():
             raise FileNotFoundError(
                 f"resume={str(resume)!r}: no such file or folder. Pass a checkpoint file "
@@ -82,6 +82,27 @@ def resume_trainer(trainer: Any, resume: Any) -> Path | None:
     restore(trainer, payload, source=path)
     trainer.resumed_from = path
     return path
+
+
+def _restore_latest(trainer: Any, folders: list[Path]) -> Path | None:
+    """Restore the newest checkpoint under ``folders`` that loads and applies; a damaged one,
+    or one whose state cannot be applied (an optimizer state cut short), is passed over with
+    a warning. None when there is none; CorruptCheckpointError when none is usable."""
+    problems = []
+    for path in find_checkpoints(folders):
+        try:
+            restore(trainer, load_checkpoint(path), source=path)
+        except CorruptCheckpointError as error:
+            problems.append(str(error))
+            warnings.warn(f"{error}; falling back to the previous checkpoint", RuntimeWarning,
+                          stacklevel=4)
+            continue
+        trainer.resumed_from = path
+        return path
+    if problems:
+        raise CorruptCheckpointError(None, "no usable checkpoint to resume from: "
+                                     + "; ".join(problems))
+    return None
 
 
 def checkpoint_folders(trainer: Any) -> list[Path]:
@@ -258,11 +279,21 @@ def _restore_optimizers(trainer: Any, payload: dict[str, Any], name: str, source
     for key, state in saved.items():
         try:
             current[key].load_state_dict(state)
-        except (ValueError, KeyError) as error:
+        except KeyError as error:  # the state itself is cut short: a damaged checkpoint
+            raise CorruptCheckpointError(
+                source, f"{name}: the state of optimizer {key!r} is incomplete (missing "
+                        f"{error}); it cannot be resumed") from None
+        except ValueError as error:
             raise CheckpointMismatchError(
                 source, f"{name}: the state of optimizer {key!r} does not fit it ({error}); "
                         f"resume with the optimizer and parameter groups it was saved "
                         f"with") from None
+        entries = {frozenset(state) for state in current[key].state.values() if state}
+        if len(entries) > 1:  # some parameters were stepped, others not: taken mid-step
+            raise CorruptCheckpointError(
+                source, f"{name}: the state of optimizer {key!r} is incomplete (its parameters "
+                        f"hold different entries: {sorted(sorted(e) for e in entries)}); it "
+                        f"was taken during an optimizer step and cannot be resumed")
 
 
 def _restore_schedulers(trainer: Any, states: list[Any], name: str, source: Any) -> None:

@@ -13,8 +13,8 @@ import torch
 
 from hookline.callback_list import CallbackList
 
-__all__ = ["Engine", "Terminated", "autocast", "resolve_device", "resolve_precision",
-           "sigterm_raises"]
+__all__ = ["SIGNALS", "Engine", "Terminated", "autocast", "resolve_device",
+           "resolve_precision", "sigterm_raises"]
 
 T = TypeVar("T")
 
@@ -80,6 +80,31 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+class SignalDeferral:
+    """Where a SIGTERM waits while an optimizer step runs.
+
+    A signal landing inside ``optimizer.step()`` would leave the parameters half updated
+    (Adam's per-parameter step counts mixed), and a checkpoint taken then could not be exact.
+    The trainer marks the step ``critical``; a SIGTERM arriving then is kept ``pending`` and
+    raised at the end of that batch, where the position is a clean batch boundary.
+    """
+
+    __slots__ = ("critical", "pending", "received")
+
+    def __init__(self) -> None:
+        self.critical = False
+        self.pending = 0
+        self.received = False
+
+    def raise_pending(self) -> None:
+        """Raise the SIGTERM that waited for the step to finish."""
+        signum, self.pending, self.received = self.pending, 0, True
+        raise Terminated(signum)
+
+
+SIGNALS = SignalDeferral()
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """While the block runs, SIGTERM raises ``Terminated`` in the main thread.
@@ -87,18 +112,22 @@ def sigterm_raises() -> Iterator[None]:
     Installed only over the default action (a handler of your own is left alone) and only in
     the main thread (Python delivers signals there); the previous handler is restored after.
     A second SIGTERM while the first is being handled is ignored, so the clean-up it started
-    (an on-exception checkpoint) can finish.
+    (an on-exception checkpoint) can finish. One arriving during an optimizer step waits for
+    the end of the batch (``SIGNALS``).
     """
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    received: list[int] = []
+    SIGNALS.critical, SIGNALS.pending, SIGNALS.received = False, 0, False
 
     def handler(signum: int, frame: object) -> None:
-        if received:
+        if SIGNALS.received or SIGNALS.pending:
             return
-        received.append(signum)
+        if SIGNALS.critical:
+            SIGNALS.pending = signum  # raised when the batch ends
+            return
+        SIGNALS.received = True
         raise Terminated(signum)
 
     signal.signal(signal.SIGTERM, handler)

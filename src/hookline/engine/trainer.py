@@ -21,6 +21,7 @@ from hookline import distributed, options
 from hookline.checkpoint import remove_stale_temps, save_weights
 from hookline.data import ArrayBatches, Batches, as_batches, move_to
 from hookline.engine.base import (
+    SIGNALS,
     Engine,
     autocast,
     resolve_device,
@@ -503,6 +504,7 @@ class Trainer(Engine):
         # the common step (no scaler, no clipping, no step listeners) skips _optimizer_step
         plain = scaler is None and not args.clip_grad_norm and not args.clip_grad_value
         several = len(self.optimizer_set) > 1
+        signals = SIGNALS
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
         interval = self.schedule.mid_epoch_interval(last) if self.validator.data is not None \
@@ -542,6 +544,8 @@ class Trainer(Engine):
                     metric_set.update(self.preds, self.target, None, self.sample_weight)
                 if on_batch_end:
                     fire("on_train_batch_end", self)
+                if signals.pending:
+                    signals.raise_pending()
                 if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(
                         epoch + 1, self.step)) and alone:
                     break
@@ -573,9 +577,11 @@ class Trainer(Engine):
                 self._update_scaler()  # manual steps of several optimizers: once a batch
             if automatic and (seen % accumulate == 0 or seen == last):
                 if plain and not (step_events[0] or step_events[1] or step_events[2]):
+                    signals.critical = True  # a SIGTERM now waits for the batch's end
                     optimizer.step()
                     self.step += 1
                     optimizer.zero_grad(set_to_none=True)
+                    signals.critical = False
                 else:
                     self._optimizer_step()
             if self.loss_parts is None:
@@ -591,6 +597,8 @@ class Trainer(Engine):
                 self.request_stop(f"max_steps={max_steps} reached")
             if on_batch_end:
                 fire("on_train_batch_end", self)
+            if signals.pending:
+                signals.raise_pending()  # a SIGTERM that came during the optimizer step
             if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(epoch + 1, self.step)
                     ) and alone:
                 break
@@ -678,16 +686,25 @@ class Trainer(Engine):
         self._scaler_pending = False
 
     def _optimizer_step(self, name: str | None = None) -> None:
-        optimizers, scaler, args = self.optimizer_set, self.scaler, self.args
+        optimizers = self.optimizer_set
         name = optimizers.names[0] if name is None else name
         optimizer = optimizers.by_name[name]
         self.optimizer_name, self.optimizer_index = name, optimizers.names.index(name)
-        fire, handlers = self.callbacks.fire, self.callbacks.handlers
         several = len(optimizers) > 1
+        SIGNALS.critical = True  # a SIGTERM during the step waits for the batch's end
+        try:
+            self._step_one(optimizer, name, several)
+        finally:
+            SIGNALS.critical = False
+
+    def _step_one(self, optimizer: torch.optim.Optimizer, name: str, several: bool) -> None:
+        scaler, args = self.scaler, self.args
+        fire, handlers = self.callbacks.fire, self.callbacks.handlers
         if scaler is not None and (args.clip_grad_norm or args.clip_grad_value):
             scaler.unscale_(optimizer)
         if args.clip_grad_norm or args.clip_grad_value:
-            params = optimizers.params_of(name) if several else list(self.model.parameters())
+            params = self.optimizer_set.params_of(name) if several else \
+                list(self.model.parameters())
             if args.clip_grad_norm:
                 nn.utils.clip_grad_norm_(params, args.clip_grad_norm)
             if args.clip_grad_value:
