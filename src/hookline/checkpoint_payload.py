@@ -78,12 +78,23 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
             "grads": grads,
             "exact": bool(exact),
             "note": note,
+            # what a rerun must agree with (hookline.resume checks them) and whose run it is
+            "run_id": str(getattr(trainer, "run_id", "")),
+            "args": _run_args(trainer),
         },
         "data": _data_fingerprint(trainer),
         "callbacks": trainer.callbacks.state_dict(),
         "meta": {"torch": str(torch.__version__), "created": time.time()},
     }
     return payload
+
+
+def _run_args(trainer: Any) -> dict[str, Any]:
+    args = getattr(trainer, "args", None)
+    return {"seed": getattr(args, "seed", None), "seeded": bool(getattr(args, "seeded", False)),
+            "accumulate": getattr(args, "accumulate", 1),
+            "steps_per_epoch": getattr(args, "steps_per_epoch", None),
+            "world_size": int(getattr(trainer, "world_size", 1))}
 
 
 def _plain(value: Any) -> Any:

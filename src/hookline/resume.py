@@ -239,8 +239,43 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
             losses=run["epoch_losses"], train_metrics=run.get("train_metrics"),
             rng=payload["rng"], epoch_rng=run.get("epoch_rng"))
     trainer.epoch = trainer.start_epoch
+    _check_rerun(trainer, run, name, source)
+    trainer.run_id = run.get("run_id") or trainer.run_id
     trainer.resumed = True
     set_rng_state(payload["rng"])
+
+
+def _check_rerun(trainer: Any, run: dict[str, Any], name: str, source: Any) -> None:
+    """A rerun must agree with the run it continues: every conflict is an error naming the
+    argument and both values, raised before anything is trained, saved or deleted."""
+    saved = run.get("args") or {}
+    now = trainer.args
+    conflicts = []
+    if saved.get("seeded") and now.seeded and saved.get("seed") != now.seed:
+        conflicts.append(f"seed={now.seed} but the checkpoint's run used seed="
+                         f"{saved['seed']} (another run's checkpoint in the same folder?)")
+    for key in ("accumulate", "steps_per_epoch"):
+        if key in saved and saved[key] != getattr(now, key):
+            conflicts.append(f"{key}={getattr(now, key)!r} but the checkpoint's run used "
+                             f"{key}={saved[key]!r}")
+    if "world_size" in saved and saved["world_size"] != trainer.world_size:
+        conflicts.append(f"the run had {saved['world_size']} rank(s) and this one has "
+                         f"{trainer.world_size}; resume with the same number of ranks")
+    finished = run["stop"] or (run["phase"] == "epoch_done" and run["epoch"] + 1 >= run["epochs"])
+    if trainer.start_epoch >= trainer.epochs and not finished:
+        done = run["epoch"] + (1 if run["phase"] == "epoch_done" else 0)
+        conflicts.append(f"epochs={trainer.epochs} but the checkpoint's run had trained {done} "
+                         f"of its {run['epochs']} epochs; pass epochs={run['epochs']} (or "
+                         f"more) to finish it")
+    if conflicts:
+        raise CheckpointMismatchError(
+            source, f"{name} does not fit this run: " + "; ".join(conflicts) + ". Nothing was "
+                    "trained or deleted; fix the arguments, or start a new run in another "
+                    "folder")
+    if trainer.start_epoch >= trainer.epochs:
+        warnings.warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
+                      f"nothing left to train. Pass a larger epochs= to extend it",
+                      RuntimeWarning, stacklevel=4)
 
 
 def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> None:
@@ -254,9 +289,11 @@ def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> 
             raise CheckpointMismatchError(
                 source, f"{name}: train_data is not what it was ({'; '.join(changed)}); an "
                         f"exact resume needs the same data and batch_size")
-        # an unseeded Trainer draws a new seed per process: the order must follow the saved one
-        data.seed = saved["seed"]
-        trainer.args.seed = saved["seed"]
+        # an unseeded Trainer draws a new seed per process: the order must follow the saved
+        # one (a seeded one must match it: _check_rerun says so when it does not)
+        if not trainer.args.seeded:
+            data.seed = saved["seed"]
+            trainer.args.seed = saved["seed"]
     elif saved.get("kind") == "iterable" and saved.get("batches") is not None:
         try:
             length = len(data)

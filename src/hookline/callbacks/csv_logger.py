@@ -77,14 +77,17 @@ class CSVLogger(Callback):
         self._close()
         remove_stale_temps(self.filename)  # left by a process killed mid-rewrite
         self._ignored = set()
-        continuing = self._resumed or self.append
-        if self._resumed:
+        # a resumed run continues the file, also when its folder was moved (the state saved
+        # under the old path is then not this callback's): earlier epochs' rows are kept
+        resumed = self._resumed or bool(getattr(trainer, "resumed", False))
+        continuing = resumed or self.append
+        if resumed:
             self._drop_rows_from(trainer.start_epoch)
         if continuing and self.filename.exists() and self.filename.stat().st_size:
             header = self._read_header()
             if header:
                 self.columns = header
-        elif not self._resumed:
+        elif not resumed:
             self.columns = None
         self._resumed = False
         self.filename.parent.mkdir(parents=True, exist_ok=True)

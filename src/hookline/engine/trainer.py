@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -268,6 +269,7 @@ class Trainer(Engine):
         self.epoch_rng_state: torch.Tensor | None = None
         self.resumed = False
         self.resumed_from: Path | None = None
+        self.run_id = ""  # set when fit starts; kept across resumes, in every checkpoint
         self._resume_point: Any = None
         if default_callbacks:
             from hookline.callbacks.defaults import default_callbacks as make_defaults
@@ -361,6 +363,7 @@ class Trainer(Engine):
         self.stop, self.stop_reason = False, ""
         self.phase, self.resumed, self._resume_point = "setup", False, None
         self.loss_parts, self.loss_names, self._loss_names_fixed = None, ["loss"], False
+        self.run_id = uuid.uuid4().hex[:12]  # a resume puts back the run's own id
         if self.args.seeded:
             _seed_everything(self.args.seed)
         fire("on_pretrain_routine_start", self)

@@ -1,0 +1,73 @@
+"""A rerun that does not fit the checkpoint it would resume stops with the argument and both
+values, before anything is trained or deleted; a moved run folder keeps its CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hookline
+from hookline.callbacks import BackupAndRestore, CSVLogger
+from hookline.checkpoint import CheckpointMismatchError, load_checkpoint
+from hookline.testing import Crash, crash_at, tiny_data, tiny_model
+
+
+def make(folder: Path, callbacks: list[Any] = (), **options: Any) -> hookline.Trainer:
+    settings: dict[str, Any] = dict(loss="cross_entropy", train_data=tiny_data(48),
+                                    batch_size=8, epochs=4, seed=3, device="cpu", verbose=0)
+    settings.update(options)
+    return hookline.Trainer(tiny_model(), callbacks=[BackupAndRestore(folder / "backup"),
+                                                     *callbacks], **settings)
+
+
+def interrupted(folder: Path, **options: Any) -> Path:
+    """A run killed in its third epoch; returns its backup file."""
+    with pytest.raises(Crash):
+        make(folder, [crash_at("on_train_batch_end", 15)], **options).fit()
+    return folder / "backup" / "latest.ckpt"
+
+
+@pytest.mark.parametrize(("rerun", "message"), [
+    ({"epochs": 2}, r"epochs=2 but the checkpoint's run had trained 2 of its 4 epochs"),
+    ({"seed": 4}, r"seed=4 but the checkpoint's run used seed=3"),
+    ({"accumulate": 2}, r"accumulate=2 but the checkpoint's run used accumulate=1"),
+    ({"steps_per_epoch": 5}, r"steps_per_epoch=5 but the checkpoint's run used "
+                             r"steps_per_epoch=None"),
+])
+def test_a_conflicting_rerun_names_the_argument_and_deletes_nothing(
+        tmp_path: Path, rerun: dict, message: str) -> None:
+    backup = interrupted(tmp_path)
+    before = backup.read_bytes()
+    with pytest.raises(CheckpointMismatchError, match=message):
+        make(tmp_path, **rerun).fit()
+    assert backup.read_bytes() == before  # the backup is still there, untouched
+    make(tmp_path).fit()  # the right arguments still resume it
+
+
+def test_every_checkpoint_carries_its_run_id_and_a_resume_keeps_it(tmp_path: Path) -> None:
+    backup = interrupted(tmp_path)
+    run_id = load_checkpoint(backup)["run"]["run_id"]
+    assert len(run_id) == 12
+    resumed = make(tmp_path)
+    resumed.fit()
+    assert resumed.run_id == run_id
+    other = make(tmp_path / "elsewhere")
+    other.fit()
+    assert other.run_id != run_id
+
+
+def test_a_moved_run_folder_keeps_every_row_of_its_csv(tmp_path: Path) -> None:
+    first = tmp_path / "a"
+    with pytest.raises(Crash):
+        make(first, [CSVLogger(first / "results.csv"), crash_at("on_fit_epoch_end", 3,
+                                                                 order=150)]).fit()
+    moved = tmp_path / "b"
+    shutil.move(str(first), str(moved))
+    make(moved, [CSVLogger(moved / "results.csv")]).fit()
+    with open(moved / "results.csv") as file:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(file)]
+    assert epochs == [0, 1, 2, 3]
