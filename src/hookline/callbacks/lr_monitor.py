@@ -66,21 +66,21 @@ class LearningRateMonitor(Callback):
             repeat = seen.get(kind, 0)
             seen[kind] = repeat + 1
             trainer.metrics.update(self.values(
-                optimizer, name=f"-{name}",
+                optimizer, suffix=f"-{name}",
                 lightning=f"lr-{kind}" + (f"-{repeat}" if repeat else "")))
 
-    def values(self, optimizer: Any, *, name: str = "",
+    def values(self, optimizer: Any, *, suffix: str = "",
                lightning: str | None = None) -> dict[str, float]:
-        """The values this callback records, for an optimizer (``name``: the suffix of its
-        hookline keys when the trainer has several)."""
+        """The values this callback records, for an optimizer (``suffix``: what its hookline
+        keys carry when the trainer has several, ``"-generator"``)."""
         values: dict[str, float] = {}
         groups = optimizer.param_groups
         lightning = lightning or f"lr-{type(optimizer).__name__}"
         for index, group in enumerate(groups):
             keys: list[tuple[str, str]] = []  # (rate key, template for the other values)
             if self.key_style != "lightning":
-                suffix = name + (f"-group{index}" if index else "")
-                keys.append((f"lr{suffix}", "{}" + suffix))
+                tail = suffix + (f"-group{index}" if index else "")
+                keys.append((f"lr{tail}", "{}" + tail))
             if self.key_style != "hookline":
                 name = lightning
                 if len(groups) > 1:
