@@ -91,3 +91,23 @@ def test_a_checkpoint_whose_optimizer_state_is_cut_short_is_passed_over(tmp_path
         resumed.fit()
     assert resumed.resumed_from == tmp_path / "latest.ckpt"
     assert good["run"]["step"] == 4
+
+
+def test_check_finite_stops_at_the_first_nan_loss_naming_the_batch_and_the_inputs() -> None:
+    from hookline.engine.trainer import NonFiniteLossError
+    x, y = tiny_data(48)
+    x[21, 3] = float("nan")  # sample 21: the third batch of 8
+    model = tiny_model()
+    trainer = hookline.Trainer(model, optimizer="sgd", loss="cross_entropy", train_data=(x, y),
+                               batch_size=8, shuffle=False, device="cpu", verbose=0,
+                               check_finite=True)
+    with pytest.raises(NonFiniteLossError, match=r"the loss is nan at epoch 0, batch 2 \(after "
+                                                 r"2 optimizer steps\); the batch holds "
+                                                 r"non-finite values in batch\[0\] \(1 of 64\)"):
+        trainer.fit()
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # no NaN step was taken
+    silent = hookline.Trainer(tiny_model(), optimizer="sgd", loss="cross_entropy",
+                              train_data=(x, y), batch_size=8, shuffle=False, device="cpu",
+                              verbose=0)
+    silent.fit()  # without the option it trains on, as torch does
+    assert silent.metrics["loss"] != silent.metrics["loss"]  # NaN

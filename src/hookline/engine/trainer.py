@@ -54,6 +54,10 @@ class Trainer(Engine):
             ("sgd", "adam", "adamw", "rmsprop", "adagrad") used with ``lr``; or a list or dict
             of optimizers (a GAN's), each stepped in turn (``hookline.engine.optimizers``).
         optimizer_frequencies: with several optimizers, a step every n batches for each.
+        check_finite: stop with ``NonFiniteLossError`` at the first NaN or infinite loss,
+            naming the epoch, the batch and the non-finite inputs, before its backward pass
+            (it reads the loss every step: a host-device sync). ``detect_anomaly`` runs the
+            fit under ``torch.autograd.set_detect_anomaly`` (slow; finds the op).
         loss: a name ("cross_entropy", "mse"...; it receives the model's prediction) or a
             callable ``loss(output, targets) -> scalar`` (it receives the output as the model
             returned it); None when the model returns its own loss (a Hugging Face model
@@ -138,7 +142,8 @@ class Trainer(Engine):
                  limit_predict_batches: float | None = None,
                  fast_dev_run: bool | int = False,
                  compile: bool | dict[str, Any] = False,
-                 optimizer_frequencies: Sequence[int] | dict[str, int] | None = None) -> None:
+                 optimizer_frequencies: Sequence[int] | dict[str, int] | None = None,
+                 check_finite: bool = False, detect_anomaly: bool = False) -> None:
         super().__init__(callbacks, profile=profile)
         model, compiled = _unwrap_compiled(model)
         self.schedule = Schedule.build(
@@ -186,7 +191,9 @@ class Trainer(Engine):
                 "metrics": [name for name, _ in metric_list], "target_key": target_key,
                 "prediction": prediction,
                 "automatic_optimization": bool(automatic_optimization),
-                "fast_dev_run": fast_dev_run, "compile": compile}.items():
+                "fast_dev_run": fast_dev_run, "compile": compile,
+                "check_finite": bool(check_finite),
+                "detect_anomaly": bool(detect_anomaly)}.items():
             setattr(self.args, key, value)
         batches = as_batches(train_data, name="train_data", batch_size=batch_size,
                              shuffle=shuffle, seed=seed)
@@ -317,7 +324,8 @@ class Trainer(Engine):
         so on_exception and teardown run before the process ends.
         """
         try:
-            with sigterm_raises():
+            with sigterm_raises(), torch.autograd.set_detect_anomaly(
+                    self.args.detect_anomaly, check_nan=True):
                 return self._run_top_level(self._fit)
         finally:
             if self.phase != "done":
@@ -507,7 +515,7 @@ class Trainer(Engine):
         # the common step (no scaler, no clipping, no step listeners) skips _optimizer_step
         plain = scaler is None and not args.clip_grad_norm and not args.clip_grad_value
         several = len(self.optimizer_set) > 1
-        signals = SIGNALS
+        signals, check_finite = SIGNALS, self.args.check_finite
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
         interval = self.schedule.mid_epoch_interval(last) if self.validator.data is not None \
@@ -568,6 +576,8 @@ class Trainer(Engine):
             if getattr(loss, "ndim", None) != 0:
                 raise _not_scalar(loss)
             self.loss = loss
+            if check_finite and not torch.isfinite(loss):
+                raise NonFiniteLossError.at(self, loss, batch)
             if on_after_loss:
                 fire("on_after_loss", self)
             if automatic:
@@ -668,6 +678,8 @@ class Trainer(Engine):
                 if getattr(loss, "ndim", None) != 0:
                     raise _not_scalar(loss)
                 self.loss = loss
+                if self.args.check_finite and not torch.isfinite(loss):
+                    raise NonFiniteLossError.at(self, loss, batch)
                 if handlers["on_after_loss"]:
                     fire("on_after_loss", self)
                 scaled = loss / accumulate if accumulate > 1 else loss
@@ -820,6 +832,36 @@ class Trainer(Engine):
 def _compiled(module: nn.Module, options: dict[str, Any]) -> nn.Module:
     """``torch.compile(module)``: an nn.Module (an OptimizedModule) for a module given."""
     return cast("nn.Module", torch.compile(module, **options))
+
+
+class NonFiniteLossError(FloatingPointError):
+    """``check_finite=True`` met a NaN or infinite loss (raised before its backward pass, so
+    the weights are still those of the last good step)."""
+
+    @classmethod
+    def at(cls, trainer: Trainer, loss: torch.Tensor, batch: Any) -> NonFiniteLossError:
+        bad = [f"{where} ({count} of {total})" for where, count, total in _non_finite(batch)]
+        inputs = (f"; the batch holds non-finite values in {', '.join(bad)}: clean the data "
+                  f"(e.g. torch.nan_to_num) or drop those samples") if bad else (
+            "; the batch itself is finite: lower the learning rate, clip gradients "
+            "(clip_grad_norm=) or check the loss for log(0) or division by zero")
+        return cls(f"the loss is {float(loss)} at epoch {trainer.epoch}, batch "
+                   f"{trainer.batch_i} (after {trainer.step} optimizer steps){inputs}")
+
+
+def _non_finite(value: Any, where: str = "batch") -> list[tuple[str, int, int]]:
+    """(place, non-finite count, size) for every floating tensor of a nested batch."""
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            return []
+        count = int((~torch.isfinite(value)).sum())
+        return [(where, count, value.numel())] if count else []
+    if isinstance(value, dict):
+        return [item for key, inner in value.items()
+                for item in _non_finite(inner, f"{where}[{key!r}]")]
+    if isinstance(value, (tuple, list)):
+        return [item for i, inner in enumerate(value) for item in _non_finite(inner, f"{where}[{i}]")]
+    return []
 
 
 def _mean_rows(rows: list[torch.Tensor]) -> torch.Tensor:
