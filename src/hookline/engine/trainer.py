@@ -149,6 +149,9 @@ class Trainer(Engine):
         self.skip_rest_of_epoch = False
         self.save_dir = self.args.save_dir
         self.last_checkpoint: Path | None = None
+        # plain values saved beside the weights in weights/last.pt and best.pt (the command
+        # line records there how to rebuild the model)
+        self.weights_meta: dict[str, Any] = {}
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
         self.rank, self.world_size = 0, 1  # set from torch.distributed when fit starts
         self.forward_model: nn.Module = model  # DistributedDataParallel(model) across ranks
@@ -420,7 +423,7 @@ class Trainer(Engine):
     def _save_weights(self, *, best: bool) -> None:
         folder = self.save_dir / "weights"
         extra = {"epoch": self.epoch, "metrics": dict(self.metrics),
-                 "fitness": self.fitness, "best_fitness": self.best_fitness}
+                 "fitness": self.fitness, "best_fitness": self.best_fitness, **self.weights_meta}
         self.last_checkpoint = save_weights(self.model, folder / "last.pt", extra)
         if best:
             save_weights(self.model, folder / "best.pt", extra)
