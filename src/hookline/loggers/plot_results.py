@@ -15,6 +15,16 @@ from hookline.loggers._optional import require
 __all__ = ["PlotResults"]
 
 _COLUMNS = 3
+_VAL_PREFIXES = ("val_", "val/")
+
+
+def _base_name(name: str) -> str:
+    """The panel of a metric: ``val_loss`` and ``loss`` share ``loss``; loss parts named
+    ``train/box_loss`` and ``val/box_loss`` share ``box_loss``."""
+    for prefix in (*_VAL_PREFIXES, "train/"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return name
 
 
 def _number(value: Any) -> float | None:
@@ -29,12 +39,13 @@ class PlotResults(Callback):
     Args:
         path: the PNG to write (default: ``save_dir/"results.png"``; a trainer without a
             save_dir needs a path).
-        metrics: the names to plot, without the ``val_`` prefix (default: every numeric
-            metric seen).
+        metrics: the names to plot, without the ``val_``, ``val/`` or ``train/`` prefix
+            (default: every numeric metric seen).
         dpi: resolution of the image.
 
     One panel per metric: ``loss`` and ``val_loss`` share a panel (lines labelled with the
-    metric names), as do ``accuracy`` and ``val_accuracy``; values other callbacks add (such
+    metric names), as do ``accuracy`` and ``val_accuracy``, and loss parts named
+    ``train/box_loss`` and ``val/box_loss`` (panel ``box_loss``); values other callbacks add (such
     as ``lr``) get their own. The x axis is the epoch counted from 1, as the progress bar
     shows it; an epoch without a value leaves a gap. The callback keeps its own record
     (restored by ``load_state_dict`` on resume), so it needs no History. Drawing uses
@@ -115,11 +126,11 @@ class PlotResults(Callback):
         """Panel title -> the metric names drawn in it (train first, then validation)."""
         panels: dict[str, list[str]] = {}
         for name in self.values:
-            base = name[4:] if name.startswith("val_") and len(name) > 4 else name
+            base = _base_name(name)
             if self.metrics is None or base in self.metrics:
                 panels.setdefault(base, []).append(name)
         for names in panels.values():
-            names.sort(key=lambda name: name.startswith("val_"))
+            names.sort(key=lambda name: name.startswith(_VAL_PREFIXES))
         return panels
 
     def plot(self, path: str | os.PathLike) -> Path:
