@@ -251,6 +251,16 @@ def build():
 """
 
 
+DATA_FILE = """
+import numpy as np
+
+
+def load():
+    arrays = np.load({npz!r})
+    return (arrays["x"], arrays["y"]), (arrays["x_val"], arrays["y_val"])
+"""
+
+
 def _console(args, cwd):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     return subprocess.run([str(Path(sys.executable).with_name("hookline")), *args], cwd=cwd,
@@ -261,10 +271,12 @@ def test_a_model_file_in_the_current_folder_and_weights_that_rebuild_it(tmp_path
     project = tmp_path / "project"
     project.mkdir()
     (project / "mymodel.py").write_text(MODEL_FILE)
-    words = [f"data={npz}", "epochs=1", "batch_size=16", "verbose=0", "plots=False"]
-    for spec in ("mymodel:build", "mymodel.py:build"):
-        done = _console(["train", f"model={spec}", *words, "exist_ok=True"], project)
+    (project / "mydata.py").write_text(DATA_FILE.format(npz=str(npz)))
+    words = ["epochs=1", "batch_size=16", "verbose=0", "plots=False", "exist_ok=True"]
+    for model, data in (("mymodel:build", "mydata:load"), ("mymodel.py:build", str(npz))):
+        done = _console(["train", f"model={model}", f"data={data}", *words], project)
         assert done.returncode == 0, done.stderr
+        assert "done: loss:" in done.stdout
     weights = project / "runs/train/weights/best.pt"
     # elsewhere, with only the weights: the model (and, for ONNX, its input) come from them
     elsewhere = tmp_path / "elsewhere"
