@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from hookline.cli import main, usage
-from hookline.cli.parser import task_help, type_name
+from hookline.cli.help import task_help, type_name
 from hookline.cli.tasks import OPTION_HELP, TASKS
 from hookline.events import EVENTS
 from hookline.testing import Crash

@@ -49,7 +49,7 @@ def parse_options(task: str, words: Sequence[str]) -> dict[str, object]:
 
 def usage() -> str:
     """``hookline --help``: what the command does, then every task's options."""
-    from hookline.cli.parser import task_help
+    from hookline.cli.help import task_help
     from hookline.cli.tasks import TASKS
     head = (__doc__ or "").replace("``", "").replace("::", ":").split("\n\n")
     return "\n\n".join(["usage: hookline TASK [key=value ...]", *head[1:4],
@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hookline`` console script; returns the exit status."""
     words = list(sys.argv[1:] if argv is None else argv)
     try:
-        from hookline.cli.parser import HELP_WORDS, check_task, task_help
+        from hookline.cli.help import HELP_WORDS, task_help
+        from hookline.cli.tasks import check_task
         if not words or words[0] in HELP_WORDS:
             print(usage(), end="")
             return 0

@@ -6,6 +6,7 @@ Each task is a plain function; the parser (``hookline.cli.parser``) derives the 
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +25,8 @@ from hookline.cli.loading import (
 )
 from hookline.cli.run_dir import latest_run_dir, next_run_dir
 
-__all__ = ["OPTION_HELP", "TASKS", "demo", "events", "export", "predict", "train", "val"]
+__all__ = ["OPTION_HELP", "TASKS", "check_task", "demo", "events", "export", "predict", "train",
+           "val"]
 
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop", "adagrad"]
 Precision = Literal["32", "bf16", "fp16"]
@@ -200,3 +202,11 @@ TASKS: dict[str, Callable[..., None]] = {
     "train": train, "val": val, "predict": predict, "export": export, "demo": demo,
     "events": events,
 }
+
+
+def check_task(task: str) -> None:
+    """Raise UsageError, with the nearest task names, unless ``task`` is one."""
+    if task not in TASKS:
+        close = difflib.get_close_matches(task, list(TASKS), n=2)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise UsageError(f"unknown task {task!r}.{hint} Tasks: {', '.join(TASKS)}")
