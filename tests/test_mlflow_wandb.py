@@ -264,3 +264,27 @@ def test_wandb_bad_options():
         WandbLogger(mode="cloud")
     with pytest.raises(ValueError, match="project"):
         WandbLogger(project="")
+
+
+def test_mlflow_from_the_command_line_gets_the_run_folders_files(tracking_uri, tmp_path):
+    import numpy as np
+
+    from hookline.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 1, 8, 8)).astype(np.float32)
+    y = (x.reshape(48, -1).sum(axis=1) > 0).astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y, x_val=x[:16], y_val=y[:16])
+    run = tmp_path / "run"
+    artifacts = (tmp_path / "artifacts").as_uri()
+    assert main(["train", f"data={tmp_path / 'data.npz'}", "epochs=2", "batch_size=16",
+                 "verbose=0", f"save_dir={run}",
+                 f"loggers=[{{class_path: MLflowLogger, init_args: {{experiment_name: cli, "
+                 f"tracking_uri: '{tracking_uri}', artifact_location: '{artifacts}'}}}}]"]) == 0
+    client = _client(tracking_uri)
+    [found] = client.search_runs([client.get_experiment_by_name("cli").experiment_id])
+    assert found.data.params["epochs"] == "2" and found.info.status == "FINISHED"
+    download = tmp_path / "download"
+    for name in RUN_FILES:
+        copy = client.download_artifacts(found.info.run_id, name, str(download))
+        assert Path(copy).read_bytes() == (run / name).read_bytes(), name
