@@ -277,10 +277,10 @@ def test_mlflow_from_the_command_line_gets_the_run_folders_files(tracking_uri, t
     np.savez(tmp_path / "data.npz", x=x, y=y, x_val=x[:16], y_val=y[:16])
     run = tmp_path / "run"
     artifacts = (tmp_path / "artifacts").as_uri()
+    loggers = (f"loggers=[{{class_path: MLflowLogger, init_args: {{experiment_name: cli, "
+               f"tracking_uri: '{tracking_uri}', artifact_location: '{artifacts}'}}}}]")
     assert main(["train", f"data={tmp_path / 'data.npz'}", "epochs=2", "batch_size=16",
-                 "verbose=0", f"save_dir={run}",
-                 f"loggers=[{{class_path: MLflowLogger, init_args: {{experiment_name: cli, "
-                 f"tracking_uri: '{tracking_uri}', artifact_location: '{artifacts}'}}}}]"]) == 0
+                 "verbose=0", f"save_dir={run}", loggers]) == 0
     client = _client(tracking_uri)
     [found] = client.search_runs([client.get_experiment_by_name("cli").experiment_id])
     assert found.data.params["epochs"] == "2" and found.info.status == "FINISHED"
