@@ -51,8 +51,9 @@ def usage() -> str:
     """``hookline --help``: what the command does, then every task's options."""
     from hookline.cli.help import task_help
     from hookline.cli.tasks import TASKS
-    head = (__doc__ or "").replace("``", "").replace("::", ":").split("\n\n")
-    return "\n\n".join(["usage: hookline TASK [key=value ...]", *head[1:4],
+    head = [part.strip("\n") for part in
+            (__doc__ or "").replace("``", "").replace("::", ":").split("\n\n")]
+    return "\n\n".join(["usage: hookline TASK [key=value ...]", *head[1:],
                         *(task_help(task) for task in TASKS)]) + "\n"
 
 
