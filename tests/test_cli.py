@@ -304,3 +304,10 @@ def test_user_errors_after_parsing_print_one_line_and_exit_2(tmp_path, npz):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("hookline: error: "), done.stderr
         assert message in lines[0]
+
+
+def test_hookline_traceback_1_raises_the_error_instead(monkeypatch):
+    from hookline.cli import UsageError
+    monkeypatch.setenv("HOOKLINE_TRACEBACK", "1")
+    with pytest.raises(UsageError, match="weights file missing.pt does not exist"):
+        main(["val", "weights=missing.pt"])
