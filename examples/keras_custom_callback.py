@@ -1,6 +1,6 @@
 """Twin of the Keras guide's first example: a callback that logs every method and its log keys.
 
-Seed: shared/seeds/004_b7599d56d2edc873.txt, "Um exemplo básico" (``CustomCallback``), ported
+Source: the Keras guide "Writing your own callbacks" (Portuguese edition), "Um exemplo básico" (``CustomCallback``), ported
 nearly line for line. Differences: scikit-learn's bundled digits (8x8 images, 64 features, no
 download) replace MNIST, and the model is ``hookline.Model`` around ``nn.Linear(64, 1)`` instead
 of ``keras.Sequential([Dense(1, input_dim=784)])``. The printed lines match the seed's output:

@@ -1,6 +1,6 @@
 """Twin of the Keras guide's ``EarlyStoppingAtMinLoss``: stop at the minimum loss, restore it.
 
-Seed: shared/seeds/004_b7599d56d2edc873.txt, "Parada antecipada com perda mínima", ported nearly
+Source: the Keras guide "Writing your own callbacks" (Portuguese edition), "Parada antecipada com perda mínima", ported nearly
 line for line on scikit-learn's bundled digits instead of MNIST. The callback reads
 ``logs["loss"]``, keeps ``self.model.get_weights()`` at the best epoch, sets
 ``self.model.stop_training = True`` once the loss rises and restores the best weights with

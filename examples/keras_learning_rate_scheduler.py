@@ -1,6 +1,6 @@
 """Twin of the Keras guide's ``CustomLearningRateScheduler``: set the rate at each epoch start.
 
-Seed: shared/seeds/004_b7599d56d2edc873.txt, "Programação da taxa de aprendizagem", ported nearly
+Source: the Keras guide "Writing your own callbacks" (Portuguese edition), "Programação da taxa de aprendizagem", ported nearly
 line for line on scikit-learn's bundled digits instead of MNIST. The callback reads and writes
 ``self.model.optimizer.learning_rate`` (alias ``lr``), which is the torch optimizer's rate;
 ``tf.keras.backend.get_value``/``set_value`` become a plain read and assignment. The rates

@@ -1,6 +1,6 @@
 """Twin of the Keras guide's ``LossAndErrorPrintingCallback``: reading values from ``logs``.
 
-Seed: shared/seeds/004_b7599d56d2edc873.txt, "Uso de logs dict", ported nearly line for line on
+Source: the Keras guide "Writing your own callbacks" (Portuguese edition), "Uso de logs dict", ported nearly line for line on
 scikit-learn's bundled digits instead of MNIST (``hookline.Model`` around ``nn.Linear(64, 1)``).
 ``logs["loss"]`` at a batch end is the running mean of the epoch (or evaluation) so far, as in
 Keras; at epoch end ``logs`` holds the epoch's loss and ``mean_absolute_error``.

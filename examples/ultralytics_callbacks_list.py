@@ -1,6 +1,6 @@
 """Twin of the Ultralytics glossary's "How Callbacks Work": a list of callbacks passed to train.
 
-Seed: shared/seeds/002_86145ed353894d74.txt. The page has no code; it describes callbacks
+Source: the Ultralytics glossary entry on callbacks (another edition). The page has no code; it describes callbacks
 "passed as a list to a main function, such as a train method" and their uses: monitoring
 performance, checkpointing the best model, logging and reporting, and resource management
 ("clearing GPU memory caches at specific intervals"). This script writes one small callback per

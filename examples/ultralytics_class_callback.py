@@ -1,6 +1,6 @@
 """Twin of the Ultralytics glossary's class-based callback: ``on_epoch_end(self, trainer)``.
 
-Seed: shared/seeds/000_5cba17c48dbb664a.txt (Spanish glossary entry), the ``MyCallback`` example.
+Source: the Ultralytics glossary entry on callbacks (Spanish edition), the ``MyCallback`` example.
 The seed could only call the registration "hypothetical" (``trainer.add_callback(my_callback)``);
 in hookline it exists, so this twin builds a ``hookline.Trainer`` (a small MLP on scikit-learn's
 digits instead of YOLO on COCO128), adds the callback object and trains 3 epochs.

@@ -1,6 +1,6 @@
 """Twin of the Ultralytics glossary's callback example: print the fitness at each epoch end.
 
-Seed: shared/seeds/001_d5df1f714b7349d7.txt, "Implementing Callbacks with Ultralytics YOLO":
+Source: the Ultralytics glossary entry on callbacks, "Implementing Callbacks with Ultralytics YOLO":
 ``model.add_callback("on_train_epoch_end", fn)`` reading ``trainer.epoch`` and
 ``trainer.fitness``, then ``model.train(..., epochs=3)``. A small MLP on scikit-learn's digits
 replaces YOLO on COCO8; ``hookline.Model`` offers Ultralytics' ``add_callback`` and ``train``.

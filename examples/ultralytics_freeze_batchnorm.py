@@ -1,6 +1,6 @@
 """Twin of the Ultralytics "Callbacks" page example: keep frozen layers' BatchNorm fixed.
 
-Seed: shared/seeds/003_a2bcfb50a38e1cde.txt, FAQ "콜백을 사용하여 Ultralytics 학습 루틴을 어떻게
+Source: the Ultralytics docs page "Callbacks" (Korean edition), FAQ "콜백을 사용하여 Ultralytics 학습 루틴을 어떻게
 사용자 지정할 수 있습니까?": ``put_in_eval_mode`` runs at ``on_train_epoch_start``, reads
 ``trainer.args.freeze`` and puts the BatchNorm layers of the frozen blocks in eval mode, so
 their running statistics stop changing. ``freeze=N`` freezes the parameters of the first N

@@ -1,6 +1,6 @@
 """Twin of the Ultralytics "Callbacks" page example: read metrics in ``on_model_save``.
 
-Seed: shared/seeds/003_a2bcfb50a38e1cde.txt, "on_model_save 콜백을 사용하여 모델 메트릭에
+Source: the Ultralytics docs page "Callbacks" (Korean edition), "on_model_save 콜백을 사용하여 모델 메트릭에
 액세스하기": ``print_checkpoint_metrics(trainer)`` prints ``best_fitness``, ``loss_names``,
 ``metrics`` and ``tloss`` each time a checkpoint is written. A small MLP on scikit-learn's digits
 replaces YOLO on COCO8. hookline writes checkpoints only when the run has a ``save_dir``

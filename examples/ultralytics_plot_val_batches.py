@@ -1,6 +1,6 @@
 """Twin of the Ultralytics "Callbacks" page example: plot every validation batch.
 
-Seed: shared/seeds/003_a2bcfb50a38e1cde.txt, FAQ "Ultralytics YOLO에서 검증 중 콜백을 사용해야
+Source: the Ultralytics docs page "Callbacks" (Korean edition), FAQ "Ultralytics YOLO에서 검증 중 콜백을 사용해야
 하는 이유는 무엇입니까?": ``plot_samples`` runs at ``on_val_batch_end`` so that every validation
 batch is plotted, not only the first three. The seed digs ``batch``, ``batch_i`` and ``preds``
 out of the caller's frame with ``inspect``; hookline's validator keeps them as attributes

@@ -1,6 +1,6 @@
 """Twin of the Ultralytics "Callbacks" page example: return the frames with the predictions.
 
-Seed: shared/seeds/003_a2bcfb50a38e1cde.txt, "예측과 함께 추가 정보 반환하기" (also repeated in
+Source: the Ultralytics docs page "Callbacks" (Korean edition), "예측과 함께 추가 정보 반환하기" (also repeated in
 its FAQ): ``on_predict_batch_end`` replaces ``predictor.results`` with
 ``zip(predictor.results, frames)`` so that iterating the predictions yields
 ``(result, frame)`` pairs. A small CNN on scikit-learn's 8x8 digit images replaces YOLO on a

@@ -1,6 +1,6 @@
 """Twin of the Ultralytics "Callbacks" page example: save predictions only when a class shows.
 
-Seed: shared/seeds/003_a2bcfb50a38e1cde.txt, FAQ "Ultralytics YOLO에서 예측 모드용 사용자 지정
+Source: the Ultralytics docs page "Callbacks" (Korean edition), FAQ "Ultralytics YOLO에서 예측 모드용 사용자 지정
 콜백을 어떻게 연결합니까?": ``save_on_object`` runs at ``on_predict_postprocess_end`` and sets
 ``predictor.args.save`` per frame, so only frames holding ``class_id`` are saved. A small MLP on
 scikit-learn's digits replaces YOLO on a video: a batch of 8 digits plays the part of a frame,

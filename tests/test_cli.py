@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 import subprocess
 import sys
+import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hookline.cli import main
+from hookline.cli import main, usage
+from hookline.cli.help import task_help, type_name
+from hookline.cli.tasks import OPTION_HELP, TASKS
 from hookline.events import EVENTS
 from hookline.testing import Crash
 
@@ -68,7 +74,7 @@ def test_train_val_predict_export_round(tmp_path, npz, capsys):
 
 def test_console_script_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "hookline.cli", "trian"], capture_output=True,
-                            text=True, timeout=60)
+                            text=True, timeout=60, check=False)
     assert result.returncode == 2 and "Did you mean train?" in result.stderr
 
 
@@ -134,7 +140,174 @@ def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_p
     assert csv_epochs(run) == [0, 1, 2, 3]
     assert train(npz, reference, "epochs=4") == 0
     assert_same(final_weights(run), final_weights(reference))
-    # without resume= the same command is a new run: old backups are not resumed
+    # without resume= the same command is a new run, in a new folder: run2
     assert train(npz, run, model, "epochs=1") == 0
+    assert csv_epochs(run) == [0, 1, 2, 3] and csv_epochs(tmp_path / "run2") == [0]
+    # exist_ok=True reuses the folder, and still starts anew: old backups are not resumed
+    assert train(npz, run, model, "epochs=1", "exist_ok=True") == 0
     assert csv_epochs(run) == [0]
     assert read_checkpoint_info(run / "backup" / "latest.ckpt")["epoch"] == 0
+
+
+# --- help, typed options, callbacks from YAML ----------------------------------------------
+def _option_line(text, name):
+    return next((line for line in text.splitlines() if line.split()[:1] == [name]), None)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_help_lists_every_option_with_its_type_default_and_help(task, capsys):
+    assert main([task, "--help"]) == 0
+    shown = capsys.readouterr().out
+    assert shown == task_help(task) + "\n"
+    hints = typing.get_type_hints(TASKS[task])
+    for parameter in inspect.signature(TASKS[task]).parameters.values():
+        line = _option_line(shown, parameter.name)
+        assert line is not None, f"{task} --help does not list {parameter.name}"
+        assert type_name(hints[parameter.name]) in line and str(parameter.default) in line
+        assert OPTION_HELP[parameter.name] in line
+    assert task_help(task) in usage()  # hookline --help shows every task's options too
+
+
+def test_top_level_help_through_the_console_script():
+    result = subprocess.run([sys.executable, "-m", "hookline.cli", "--help"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0 and result.stdout == usage()
+    assert "clip_grad_norm  float | None" in result.stdout
+
+
+@pytest.mark.parametrize("words, message", [
+    (["train", "optimizer=adamm"], ("optimizer=adamm is not allowed; use one of adam, adamw, "
+                                    "sgd, rmsprop, adagrad. Did you mean adam?")),
+    (["train", "epochs=many"], "epochs=many is not a valid int"),
+    (["export", "format=onnxx"], "Did you mean onnx?"),
+    (["train", "callbacks=[{class_path: EarlyStoping}]"],
+     "no callback class 'EarlyStoping'; did you mean EarlyStopping?"),
+    (["train", "callbacks=[{class_path: EarlyStopping, init_args: {patiense: 2}}]"],
+     "EarlyStopping has no option 'patiense'; did you mean patience?"),
+    (["train", "callbacks=[{class_path: EarlyStopping, init_args: {patience: -1}}]"],
+     "EarlyStopping(patience=-1) is not allowed"),
+    (["val", "weights=/nonexistent/best.pt"], "weights file /nonexistent/best.pt does not exist"),
+    (["train", "model=nomodule:build"], "no module named 'nomodule'"),
+])
+def test_typed_values_are_checked_with_a_one_line_hint(words, message, capsys):
+    assert main(words) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_typo_in_the_yaml_file_gets_a_hint(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("ephocs: 3\n")
+    assert main(["train", f"cfg={config}"]) == 2
+    assert "unknown option 'ephocs' for train. Did you mean epochs?" in capsys.readouterr().err
+
+
+def test_callbacks_and_loggers_come_from_yaml_and_from_words(tmp_path, npz):
+    run = tmp_path / "run"
+    config = tmp_path / "run.yaml"
+    # min_delta=100 on the training loss: no epoch improves, so patience=1 stops at epoch 1
+    config.write_text(f"""
+epochs: 6
+callbacks:
+  - class_path: EarlyStopping
+    init_args: {{monitor: loss, patience: 1, min_delta: 100}}
+loggers:
+  - class_path: hookline.callbacks.CSVLogger
+    init_args: {{filename: {tmp_path / "extra.csv"}}}
+""")
+    assert train(npz, run, f"cfg={config}") == 0
+    assert csv_epochs(run) == [0, 1]
+    assert len((tmp_path / "extra.csv").read_text().strip().splitlines()) == 3
+    other = tmp_path / "other"
+    assert train(npz, other, "epochs=6",
+                 "callbacks=[{class_path: EarlyStopping, init_args: "
+                 "{monitor: loss, patience: 2, min_delta: 100}}]") == 0
+    assert csv_epochs(other) == [0, 1, 2]
+
+
+# --- run folders ----------------------------------------------------------------------------
+def test_each_run_gets_a_new_folder_unless_exist_ok_or_resume(tmp_path, npz, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    words = ["train", f"data={npz}", "batch_size=16", "verbose=0", "plots=False"]
+    assert main([*words, "epochs=1"]) == 0
+    first = (tmp_path / "runs/train/weights/best.pt").read_bytes()
+    assert main([*words, "epochs=1", "seed=1"]) == 0
+    assert (tmp_path / "runs/train/weights/best.pt").read_bytes() == first  # not overwritten
+    assert (tmp_path / "runs/train2/weights/best.pt").is_file()
+    assert main([*words, "epochs=3", "resume=True"]) == 0  # the newest run: train2
+    assert csv_epochs(tmp_path / "runs/train2") == [0, 1, 2]
+    assert not (tmp_path / "runs/train3").exists()
+    assert main([*words, "epochs=1", "exist_ok=True"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["train", "train2"]
+
+
+# --- the user's own model and data files ----------------------------------------------------
+MODEL_FILE = """
+from torch import nn
+
+
+def build():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 2))
+"""
+
+
+DATA_FILE = """
+import numpy as np
+
+
+def load():
+    arrays = np.load({npz!r})
+    return (arrays["x"], arrays["y"]), (arrays["x_val"], arrays["y_val"])
+"""
+
+
+def _console(args, cwd):
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run([str(Path(sys.executable).with_name("hookline")), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_model_file_in_the_current_folder_and_weights_that_rebuild_it(tmp_path, npz):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "mymodel.py").write_text(MODEL_FILE)
+    (project / "mydata.py").write_text(DATA_FILE.format(npz=str(npz)))
+    words = ["epochs=1", "batch_size=16", "verbose=0", "plots=False", "exist_ok=True"]
+    for model, data in (("mymodel:build", "mydata:load"), ("mymodel.py:build", str(npz))):
+        done = _console(["train", f"model={model}", f"data={data}", *words], project)
+        assert done.returncode == 0, done.stderr
+        assert "done: loss:" in done.stdout
+    weights = project / "runs/train/weights/best.pt"
+    # elsewhere, with only the weights: the model (and, for ONNX, its input) come from them
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    onnx_file = elsewhere / "m.onnx"
+    assert main(["export", f"weights={weights}", f"file={onnx_file}"]) == 0
+    assert onnx_file.is_file()
+    assert main(["predict", f"weights={weights}", f"source={tmp_path / 'inputs.npy'}",
+                 f"save_dir={elsewhere / 'pred'}"]) == 0
+    assert main(["val", f"weights={weights}", f"data={npz}"]) == 0
+
+
+def test_user_errors_after_parsing_print_one_line_and_exit_2(tmp_path, npz):
+    import torch
+    device = "tpu" if torch.cuda.is_available() else "cuda"
+    cases = [
+        (["val", "weights=missing.pt"], "weights file missing.pt does not exist"),
+        (["export", f"data={npz}", "format=tflite"], "format=tflite is not allowed"),
+        (["train", f"data={npz}", f"device={device}", "epochs=1"], f"device {device!r}"
+         if device == "cuda" else "unknown device 'tpu'"),
+    ]
+    for words, message in cases:
+        done = _console(words, tmp_path)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("hookline: error: "), done.stderr
+        assert message in lines[0]
+
+
+def test_hookline_traceback_1_raises_the_error_instead(monkeypatch):
+    from hookline.cli import UsageError
+    monkeypatch.setenv("HOOKLINE_TRACEBACK", "1")
+    with pytest.raises(UsageError, match="weights file missing.pt does not exist"):
+        main(["val", "weights=missing.pt"])

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 HEAVY = ["tensorboard", "mlflow", "wandb", "onnx", "onnxruntime", "matplotlib", "safetensors",
-         "tqdm", "rich", "optuna"]
+         "tqdm", "rich", "optuna", "jsonargparse", "mkdocs"]
 
 # torch itself imports tqdm (torch.hub does, when it is installed): what `import torch` loads
 # is the baseline, and hookline must add nothing to it. Importing rich at the end shows that
@@ -21,7 +21,7 @@ def loaded():
     return {{name.split(".")[0] for name in sys.modules}} & set(heavy)
 import torch
 baseline = loaded()
-import hookline, hookline.callbacks, hookline.loggers
+import hookline, hookline.callbacks, hookline.loggers, hookline.cli
 from hookline.callbacks import *
 from hookline.loggers import MLflowLogger, PlotResults, TensorBoard, WandbLogger
 # building the callbacks must not load their libraries either: that waits for a run

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from hookline import Callback, Trainer
-from hookline.callbacks import History, LambdaCallback
-from hookline.loggers import MLflowLogger, WandbLogger
+from hookline.callbacks import CSVLogger, History, LambdaCallback
+from hookline.loggers import MLflowLogger, PlotResults, WandbLogger
 from hookline.testing import tiny_data, tiny_model
 
 
@@ -27,10 +34,56 @@ def _fit(callbacks, *, epochs=3, initial_epoch=0, save_dir=None):
 # --- MLflow ---------------------------------------------------------------------------------
 pytestmark = pytest.mark.filterwarnings("ignore:.*noload.*:DeprecationWarning")
 
+RUN_FILES = ("weights/best.pt", "results.csv", "results.png")
+
+
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
     """One SQLite store for the module: creating its tables takes a few seconds."""
     return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on a free port of 127.0.0.1 (SQLite behind it, artifacts
+    proxied by the server), stopped after the module's tests."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("mlflow server did not start: "
+                                     + (folder / "server.log").read_text()[-2000:])
+            time.sleep(0.3)
+        yield uri
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
 
 
 def _client(uri):
@@ -38,22 +91,49 @@ def _client(uri):
     return MlflowClient(tracking_uri=uri)
 
 
-def test_mlflow_logs_params_and_every_epochs_metrics_at_step_epoch(tracking_uri):
-    logger = MLflowLogger("exp-a", run_name="first", tracking_uri=tracking_uri,
+def _add_loss_parts(trainer):
+    """Metric names with a slash, as per-part losses are named."""
+    trainer.metrics["train/box_loss"] = 0.5 + trainer.epoch
+    trainer.metrics["val/box_loss"] = 1.5 + trainer.epoch
+
+
+def _fit_with_run_files(logger, save_dir, epochs=3):
+    return _fit([LambdaCallback(on_fit_epoch_end=_add_loss_parts), logger,
+                 CSVLogger(save_dir / "results.csv"), PlotResults()],
+                epochs=epochs, save_dir=save_dir)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "file", "http"])
+def test_mlflow_logs_params_metrics_and_run_files(store, tracking_uri, tmp_path, request):
+    uri = {"sqlite": lambda: tracking_uri,
+           "file": lambda: (tmp_path / "mlruns").as_uri(),
+           "http": lambda: request.getfixturevalue("mlflow_server")}[store]()
+    save_dir = tmp_path / "run"
+    logger = MLflowLogger(f"exp-{store}", run_name="first", tracking_uri=uri,
+                          artifact_location=None if store == "http"
+                          else (tmp_path / "artifacts").as_uri(),
                           tags={"team": "hookline"})
-    trainer = _fit([logger])
+    trainer = _fit_with_run_files(logger, save_dir)
     history = trainer.callbacks.find(History)[0].history
-    client = _client(tracking_uri)
+    client = _client(uri)
     run = client.get_run(logger.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "first"
-    assert client.get_experiment(run.info.experiment_id).name == "exp-a"
+    assert client.get_experiment(run.info.experiment_id).name == f"exp-{store}"
     assert run.data.tags["team"] == "hookline"
     assert run.data.params["epochs"] == "3" and run.data.params["seed"] == "7"
     assert run.data.params["batch_size"] == "16"
-    for name in ("loss", "val_loss", "val_accuracy"):
+    for name in ("loss", "val_loss", "val_accuracy", "train/box_loss", "val/box_loss"):
         points = sorted(client.get_metric_history(logger.run_id, name), key=lambda m: m.step)
         assert [m.step for m in points] == [0, 1, 2]
         assert [m.value for m in points] == pytest.approx(history[name])
+    listed = {item.path for item in client.list_artifacts(logger.run_id)}
+    listed |= {item.path for item in client.list_artifacts(logger.run_id, "weights")}
+    assert set(RUN_FILES) <= listed
+    download = tmp_path / "download"
+    for name in RUN_FILES:
+        copy = client.download_artifacts(logger.run_id, name, str(download))
+        assert Path(copy).read_bytes() == (save_dir / name).read_bytes(), name
+    assert logger.uploaded == {name: str(save_dir / name) for name in RUN_FILES}
 
 
 def test_mlflow_resume_continues_the_same_run(tracking_uri):
@@ -67,15 +147,20 @@ def test_mlflow_resume_continues_the_same_run(tracking_uri):
     assert sorted(steps) == [0, 1, 2, 3]
 
 
-def test_mlflow_marks_a_crashed_run_failed(tracking_uri):
+def test_mlflow_marks_a_crashed_run_failed_and_keeps_its_files(tracking_uri, tmp_path):
     def crash(trainer):
         if trainer.epoch == 1:
             raise RuntimeError("boom")
 
-    logger = MLflowLogger("exp-c", tracking_uri=tracking_uri)
+    logger = MLflowLogger("exp-c", tracking_uri=tracking_uri,
+                          artifact_location=(tmp_path / "artifacts").as_uri())
     with pytest.raises(RuntimeError, match="boom"):
-        _fit([logger, LambdaCallback(on_train_epoch_end=crash)])
-    assert _client(tracking_uri).get_run(logger.run_id).info.status == "FAILED"
+        _fit([logger, LambdaCallback(on_train_epoch_end=crash)], save_dir=tmp_path)
+    client = _client(tracking_uri)
+    assert client.get_run(logger.run_id).info.status == "FAILED"
+    # the best weights of epoch 0 were written before the crash: they are uploaded
+    assert [item.path for item in client.list_artifacts(logger.run_id, "weights")] == \
+        ["weights/best.pt"]
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
@@ -129,16 +214,19 @@ def _finished_records(path, timeout=30.0):
         time.sleep(0.05)
 
 
-def test_wandb_offline_run_holds_the_config_and_history(tmp_path, monkeypatch):
+def test_wandb_offline_run_holds_config_history_and_run_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))  # artifact staging
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     monkeypatch.setenv("WANDB_SILENT", "true")
+    save_dir = tmp_path / "run"
     logger = WandbLogger("hookline-tests", name="tiny")
-    trainer = _fit([logger], save_dir=tmp_path)
+    trainer = _fit_with_run_files(logger, save_dir)
     assert logger.mode == "offline" and logger.run is None  # finished
     history = trainer.callbacks.find(History)[0].history
-    [run_file] = (tmp_path / "wandb").glob(f"offline-run-*-{logger.run_id}/run-*.wandb")
-    rows, config = [], {}
+    [run_file] = (save_dir / "wandb").glob(f"offline-run-*-{logger.run_id}/run-*.wandb")
+    rows, config, artifacts = [], {}, {}
     for record in _finished_records(run_file):
         kind = record.WhichOneof("record_type")
         if kind == "history":
@@ -146,12 +234,30 @@ def test_wandb_offline_run_holds_the_config_and_history(tmp_path, monkeypatch):
                          for item in record.history.item})
         elif kind == "run":
             config = {item.key: json.loads(item.value_json) for item in record.run.config.update}
+        elif kind == "artifact":
+            artifacts[record.artifact.name] = record.artifact
+    rows.sort(key=lambda row: row["_step"])
     assert [row["epoch"] for row in rows] == [0, 1, 2]
     assert [row["_step"] for row in rows] == [0, 1, 2]
-    for name in ("loss", "val_loss", "val_accuracy"):
+    for name in ("loss", "val_loss", "val_accuracy", "train/box_loss", "val/box_loss"):
         assert [row[name] for row in rows] == pytest.approx(history[name])
     assert config["epochs"] == 3 and config["seed"] == 7
     assert logger.state_dict() == {"run_id": logger.run_id}
+    # the artifacts' manifests name each file with W&B's digest (base64 MD5) of its bytes
+    expected = {f"{logger.run_id}-weights": ("model", {"best.pt": "weights/best.pt"}),
+                f"{logger.run_id}-results": ("results", {"results.csv": "results.csv",
+                                                         "results.png": "results.png"})}
+    assert set(artifacts) == set(expected)
+    for name, (kind, files) in expected.items():
+        artifact = artifacts[name]
+        assert artifact.type == kind
+        contents = {entry.path: entry for entry in artifact.manifest.contents}
+        assert set(contents) == set(files)
+        for entry_name, relative in files.items():
+            data = (save_dir / relative).read_bytes()
+            digest = base64.b64encode(hashlib.md5(data).digest()).decode()
+            assert contents[entry_name].digest == digest
+            assert contents[entry_name].size == len(data)
 
 
 def test_wandb_bad_options():
@@ -264,3 +370,27 @@ def test_a_hung_tracking_server_holds_the_end_of_the_run_for_a_bounded_time(monk
         took = time.perf_counter() - started
     # queued: the run's creation, its params, two epochs' metrics and its end: 0.75 s each
     assert took < 5 * 0.75 + 1, f"fit took {took:.1f} s against a server that never answers"
+
+
+def test_mlflow_from_the_command_line_gets_the_run_folders_files(tracking_uri, tmp_path):
+    import numpy as np
+
+    from hookline.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 1, 8, 8)).astype(np.float32)
+    y = (x.reshape(48, -1).sum(axis=1) > 0).astype(np.int64)
+    np.savez(tmp_path / "data.npz", x=x, y=y, x_val=x[:16], y_val=y[:16])
+    run = tmp_path / "run"
+    artifacts = (tmp_path / "artifacts").as_uri()
+    loggers = (f"loggers=[{{class_path: MLflowLogger, init_args: {{experiment_name: cli, "
+               f"tracking_uri: '{tracking_uri}', artifact_location: '{artifacts}'}}}}]")
+    assert main(["train", f"data={tmp_path / 'data.npz'}", "epochs=2", "batch_size=16",
+                 "verbose=0", f"save_dir={run}", loggers]) == 0
+    client = _client(tracking_uri)
+    [found] = client.search_runs([client.get_experiment_by_name("cli").experiment_id])
+    assert found.data.params["epochs"] == "2" and found.info.status == "FINISHED"
+    download = tmp_path / "download"
+    for name in RUN_FILES:
+        copy = client.download_artifacts(found.info.run_id, name, str(download))
+        assert Path(copy).read_bytes() == (run / name).read_bytes(), name

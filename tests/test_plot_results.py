@@ -50,6 +50,19 @@ def test_results_png_plots_train_against_validation_exactly_as_the_history(tmp_p
             assert y == pytest.approx(history.history[name])
 
 
+def test_loss_parts_named_with_a_slash_share_a_panel(tmp_path):
+    from hookline.callbacks import LambdaCallback
+
+    def add_parts(trainer):
+        trainer.metrics.update({"train/box_loss": 2.0 - trainer.epoch,
+                                "val/box_loss": 3.0 - trainer.epoch})
+
+    plot = PlotResults()
+    _fit([LambdaCallback(on_fit_epoch_end=add_parts), plot], save_dir=tmp_path)
+    assert plot.plotted["box_loss"] == {"train/box_loss": ([1.0, 2.0, 3.0], [2.0, 1.0, 0.0]),
+                                        "val/box_loss": ([1.0, 2.0, 3.0], [3.0, 2.0, 1.0])}
+
+
 def test_the_image_has_drawn_pixels(tmp_path):
     from matplotlib import image
     plot = PlotResults(tmp_path / "plots" / "curves.png", metrics=["loss"], dpi=50)

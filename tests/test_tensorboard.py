@@ -48,6 +48,22 @@ def test_epoch_and_step_scalars_read_back_equal_the_history(tmp_path):
     assert not events.Tags()["histograms"] and not events.Tags()["graph"]
 
 
+def test_metric_names_with_a_slash_keep_their_parts(tmp_path):
+    def add_parts(trainer):
+        trainer.metrics.update({"train/box_loss": 0.25 * trainer.epoch,
+                                "val/box_loss": 1.0 + trainer.epoch})
+
+    parts = LambdaCallback(on_fit_epoch_end=add_parts)
+    parts.order = -10
+    trainer = _fit([parts, TensorBoard(tmp_path / "tb", log_every_n_steps=0)])
+    history = trainer.callbacks.find(History)[0].history
+    events = _read(tmp_path / "tb")
+    for name in ("train/box_loss", "val/box_loss"):
+        logged = events.Scalars(f"epoch/{name}")
+        assert [event.step for event in logged] == [0, 1, 2]
+        assert [event.value for event in logged] == pytest.approx(history[name])
+
+
 def test_the_loss_is_read_only_at_logged_steps():
     class CountingLoss:
         reads = 0

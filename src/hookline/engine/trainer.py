@@ -255,6 +255,9 @@ class Trainer(Engine):
         self.val_metrics: dict[str, float] = {}  # the latest validation's, mid-epoch included
         self.save_dir = self.args.save_dir
         self.last_checkpoint: Path | None = None
+        # plain values saved beside the weights in weights/last.pt and best.pt (the command
+        # line records there how to rebuild the model)
+        self.weights_meta: dict[str, Any] = {}
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
         self.rank, self.world_size = 0, 1  # set from torch.distributed when fit starts
         # what the training step calls: the model, DistributedDataParallel(model) across ranks,
@@ -802,7 +805,7 @@ class Trainer(Engine):
     def _save_weights(self, *, best: bool) -> None:
         folder = self.save_dir / "weights"
         extra = {"epoch": self.epoch, "metrics": dict(self.metrics),
-                 "fitness": self.fitness, "best_fitness": self.best_fitness}
+                 "fitness": self.fitness, "best_fitness": self.best_fitness, **self.weights_meta}
         self.last_checkpoint = save_weights(self.model, folder / "last.pt", extra)
         if best:
             save_weights(self.model, folder / "best.pt", extra)

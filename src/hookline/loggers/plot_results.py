@@ -15,6 +15,16 @@ from hookline.loggers._optional import require
 __all__ = ["PlotResults"]
 
 _COLUMNS = 3
+_VAL_PREFIXES = ("val_", "val/")
+
+
+def _base_name(name: str) -> str:
+    """The panel of a metric: ``val_loss`` and ``loss`` share ``loss``; loss parts named
+    ``train/box_loss`` and ``val/box_loss`` share ``box_loss``."""
+    for prefix in (*_VAL_PREFIXES, "train/"):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix):]
+    return name
 
 
 def _number(value: Any) -> float | None:
@@ -29,13 +39,13 @@ class PlotResults(Callback):
     Args:
         path: the PNG to write (default: ``save_dir/"results.png"``; a trainer without a
             save_dir needs a path).
-        metrics: the names to plot, without the ``val_`` (or a loss part's ``train/`` and
-            ``val/``) prefix (default: every numeric
-            metric seen).
+        metrics: the names to plot, without the ``val_``, ``val/`` or ``train/`` prefix
+            (default: every numeric metric seen).
         dpi: resolution of the image.
 
     One panel per metric: ``loss`` and ``val_loss`` share a panel (lines labelled with the
-    metric names), as do ``accuracy`` and ``val_accuracy``; values other callbacks add (such
+    metric names), as do ``accuracy`` and ``val_accuracy``, and loss parts named
+    ``train/box_loss`` and ``val/box_loss`` (panel ``box_loss``); values other callbacks add (such
     as ``lr``) get their own. The x axis is the epoch counted from 1, as the progress bar
     shows it; an epoch without a value leaves a gap. The callback keeps its own record
     (restored by ``load_state_dict`` on resume), so it needs no History. Drawing uses
@@ -120,7 +130,7 @@ class PlotResults(Callback):
             if self.metrics is None or base in self.metrics:
                 panels.setdefault(base, []).append(name)
         for names in panels.values():
-            names.sort(key=lambda name: name.startswith(("val_", "val/")))
+            names.sort(key=lambda name: name.startswith(_VAL_PREFIXES))
         return panels
 
     def plot(self, path: str | os.PathLike) -> Path:
@@ -157,12 +167,3 @@ class PlotResults(Callback):
         with atomic_path(target) as temporary:
             figure.savefig(temporary, format="png", dpi=self.dpi)
         return target
-
-
-def _base_name(name: str) -> str:
-    """The panel of a metric: ``val_loss`` with ``loss``; a loss part's ``train/kl`` with
-    ``val/kl`` (panel ``kl``)."""
-    for prefix in ("val_", "val/", "train/"):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            return name[len(prefix):]
-    return name

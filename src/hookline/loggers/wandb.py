@@ -1,12 +1,16 @@
-"""WandbLogger: the run's options as config and every epoch's metrics in a W&B run."""
+"""WandbLogger: the run's options as config, every epoch's metrics and the run's files (best
+weights, results.csv, results.png) as artifacts of a W&B run."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hookline.callback import Callback
+from hookline.loggers._artifacts import run_files
 from hookline.loggers._optional import require
 from hookline.loggers._params import run_params
 
@@ -27,12 +31,19 @@ class WandbLogger(Callback):
             else W&B's default, the working directory).
         entity, group, tags: passed to ``wandb.init``.
         log_params: put ``trainer.args`` into the run's config.
+        log_artifacts: when the fit ends, log the run's files found under the trainer's
+            save_dir as artifacts: ``weights/best.pt`` as a ``model`` artifact named
+            ``<run id>-weights``, ``results.csv`` and ``results.png`` as a ``results``
+            artifact named ``<run id>-results``.
+        artifacts: more files to add to the results artifact.
         id: continue the run with this id (``resume="allow"``).
 
     Every epoch, ``{"epoch": epoch, **numeric metrics}`` is logged at ``step=epoch``
-    (0-based). The run is finished when training ends (exit code 1 when an exception ended
-    it). The run id is part of ``state_dict()``, so a resumed fit continues the same run.
-    ``on_error="warn"``: a failing tracker never ends a run.
+    (0-based); names may contain ``/`` (``train/box_loss``; W&B groups them into sections).
+    The artifacts are logged at ``teardown``, after every ``on_train_end`` (PlotResults draws
+    results.png there), also after a failed fit; then the run is finished (exit code 1 when
+    an exception ended the fit). The run id is part of ``state_dict()``, so a resumed fit
+    continues the same run. ``on_error="warn"``: a failing tracker never ends a run.
 
     Example::
 
@@ -49,6 +60,7 @@ class WandbLogger(Callback):
                  mode: str | None = None, dir: str | os.PathLike | None = None,
                  entity: str | None = None, group: str | None = None,
                  tags: list[str] | None = None, log_params: bool = True,
+                 log_artifacts: bool = True, artifacts: Sequence[str] = (),
                  id: str | None = None) -> None:  # wandb.init's names
         if mode is not None and mode not in _MODES:
             raise ValueError(f"WandbLogger(mode={mode!r}) must be one of {_MODES} or None "
@@ -63,6 +75,9 @@ class WandbLogger(Callback):
         self.entity, self.group = entity, group
         self.tags = list(tags) if tags is not None else None
         self.log_params = log_params
+        self.log_artifacts = log_artifacts
+        self.artifacts = [str(path) for path in artifacts]
+        self.uploaded: dict[str, str] = {}  # file name in its artifact -> local file
         self.run_id = id
         self.run: Any = None
 
@@ -78,6 +93,7 @@ class WandbLogger(Callback):
 
     def on_train_start(self, trainer: Any) -> None:
         self._finish(0)
+        self.uploaded = {}
         wandb = require("wandb", extra="wandb", feature="WandbLogger")
         folder = self.dir if self.dir is not None else getattr(trainer, "save_dir", None)
         if folder is not None:
@@ -97,11 +113,30 @@ class WandbLogger(Callback):
                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
         self.run.log({"epoch": trainer.epoch, **values}, step=trainer.epoch)
 
-    def on_train_end(self, trainer: Any) -> None:
-        self._finish(0)
-
     def teardown(self, engine: Any) -> None:
-        self._finish(0 if getattr(engine, "exception", None) is None else 1)
+        if self.run is None:
+            return
+        try:
+            if self.log_artifacts:
+                self._upload(engine)
+        finally:
+            self._finish(0 if getattr(engine, "exception", None) is None else 1)
+
+    def _upload(self, trainer: Any) -> None:
+        wandb = require("wandb", extra="wandb", feature="WandbLogger")
+        files = run_files(trainer, self.artifacts)
+        safe_id = re.sub(r"[^A-Za-z0-9_.-]", "-", str(self.run_id))
+        groups = {"model": {n: p for n, p in files.items() if n.startswith("weights/")},
+                  "results": {n: p for n, p in files.items() if not n.startswith("weights/")}}
+        for kind, members in groups.items():
+            if not members:
+                continue
+            suffix = "weights" if kind == "model" else "results"
+            artifact = wandb.Artifact(f"{safe_id}-{suffix}", type=kind)
+            for name, path in members.items():
+                artifact.add_file(str(path), name=Path(name).name)
+                self.uploaded[Path(name).name] = str(path)
+            self.run.log_artifact(artifact)
 
     def _finish(self, exit_code: int) -> None:
         if self.run is not None:

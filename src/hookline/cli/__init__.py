@@ -1,0 +1,96 @@
+"""The command line: ``hookline TASK key=value ...`` (Ultralytics' style), plus a YAML config.
+
+Tasks: ``train``, ``val``, ``predict``, ``export``, ``demo``, ``events``. Examples::
+
+    hookline train model=digits_cnn data=digits epochs=20 patience=5
+    hookline train model=mymodel.py:build data=mydata.npz cfg=run.yaml
+    hookline train resume=True
+    hookline val weights=runs/train/weights/best.pt
+    hookline predict weights=runs/train/weights/best.pt source=inputs.npy
+    hookline export weights=runs/train/weights/best.pt format=onnx
+
+``hookline TASK --help`` lists the task's options with their types and defaults. Options are
+``key=value`` words (``--key=value`` too), or a YAML file of them (``cfg=run.yaml``; words given
+with it override it). Callbacks and loggers are built from ``class_path``/``init_args`` specs,
+in YAML or in a word: ``callbacks=[{class_path: EarlyStopping, init_args: {patience: 3}}]``.
+
+``train`` writes a new run folder each time (``runs/train``, ``runs/train2``, ...; ``exist_ok=True``
+reuses ``save_dir``), backs the run up in ``<run>/backup`` after every epoch and keeps the
+backup. ``resume=True`` continues the newest run (or ``save_dir=``) from that backup: after a
+crash, or to extend a finished run (``epochs=`` larger); give the same options as the run it
+continues. Weights files record how to rebuild the model and the shape of its input, so
+``val``, ``predict`` and ``export`` need only ``weights=``.
+
+A mistake (an unknown option, a wrong value, a missing file, an unavailable device) is printed
+as one line and the exit status is 2; ``HOOKLINE_TRACEBACK=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from hookline.cli.errors import UsageError
+
+__all__ = ["UsageError", "main", "parse_options", "usage"]
+
+# exceptions that mean "the command asked for something impossible", not a bug in hookline
+_USER_ERRORS: tuple[type[BaseException], ...] = (
+    UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
+    NotADirectoryError, PermissionError, ImportError)
+
+
+def parse_options(task: str, words: Sequence[str]) -> dict[str, object]:
+    """The options of ``task`` from its ``key=value`` words; see ``hookline.cli.parser``."""
+    from hookline.cli.parser import parse_options as parse
+    return parse(task, words)
+
+
+def usage() -> str:
+    """``hookline --help``: what the command does, then every task's options."""
+    from hookline.cli.help import task_help
+    from hookline.cli.tasks import TASKS
+    head = [part.strip("\n") for part in
+            (__doc__ or "").replace("``", "").replace("::", ":").split("\n\n")]
+    return "\n\n".join(["usage: hookline TASK [key=value ...]", *head[1:],
+                        *(task_help(task) for task in TASKS)]) + "\n"
+
+
+def _is_user_error(error: BaseException) -> bool:
+    if isinstance(error, _USER_ERRORS):
+        return True
+    checkpoint = sys.modules.get("hookline.checkpoint")
+    return checkpoint is not None and isinstance(error, checkpoint.CheckpointError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    return text or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hookline`` console script; returns the exit status."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        from hookline.cli.help import HELP_WORDS, task_help
+        from hookline.cli.tasks import check_task
+        if not words or words[0] in HELP_WORDS:
+            print(usage(), end="")
+            return 0
+        task, rest = words[0], words[1:]
+        check_task(task)
+        if any(word in HELP_WORDS for word in rest):
+            print(task_help(task))
+            return 0
+        from hookline.cli.tasks import TASKS
+        options = parse_options(task, rest)
+        TASKS[task](**options)
+    except SystemExit as done:  # jsonargparse's own help (callbacks.help=EarlyStopping)
+        return done.code if isinstance(done.code, int) else 0
+    except Exception as error:
+        if not _is_user_error(error) or os.environ.get("HOOKLINE_TRACEBACK") == "1":
+            raise
+        print(f"hookline: error: {_one_line(error)}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,98 @@
+"""``key=value`` words to typed task options, on jsonargparse (the parser LightningCLI uses).
+
+jsonargparse derives each option's type and default from the task's signature, reads a YAML
+file (``cfg=``), checks values against the types (``Literal`` choices included) and builds
+callback objects from ``class_path``/``init_args`` specs. This module adds what the
+Ultralytics style needs around it: ``key=value`` words and "did you mean" for typos; the help
+table is in ``hookline.cli.help``, the one-line errors in ``hookline.cli.messages``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hookline.cli.errors import UsageError
+from hookline.cli.messages import causes, one_line
+from hookline.cli.tasks import TASKS, check_task
+
+__all__ = ["parse_options"]
+
+# modules whose Callback subclasses may be named by their short class name in callbacks=[...]
+_CALLBACK_MODULES = ("hookline.callbacks", "hookline.loggers.mlflow", "hookline.loggers.wandb",
+                     "hookline.loggers.tensorboard", "hookline.loggers.plot_results")
+_NULLS = {"none": "null", "None": "null", "NONE": "null"}
+
+
+def _options(task: str) -> list[inspect.Parameter]:
+    return list(inspect.signature(TASKS[task]).parameters.values())
+
+
+def _build_parser(task: str) -> Any:
+    import importlib
+
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    for module in _CALLBACK_MODULES:  # registers the subclasses jsonargparse resolves names in
+        importlib.import_module(module)
+    parser = ArgumentParser(prog=f"hookline {task}", exit_on_error=False)
+    parser.add_argument("--cfg", action=ActionConfigFile,
+                        help="a YAML file of these options; key=value words override it")
+    parser.add_function_arguments(TASKS[task], fail_untyped=True)
+    return parser
+
+
+def _to_argv(task: str, words: Sequence[str]) -> list[str]:
+    """``key=value`` (or ``--key=value``, ``--flag``) words as jsonargparse's ``--key=value``,
+    with the cfg= file first so that the words after it override it."""
+    known = {parameter.name for parameter in _options(task)} | {"cfg"}
+    config: list[str] = []
+    argv: list[str] = []
+    for word in words:
+        body = word.removeprefix("--")
+        key, sep, value = body.partition("=")
+        if word.startswith("--") and not sep:
+            value, sep = "true", "="
+        if not sep or not key:
+            raise UsageError(f"arguments are key=value pairs, got {word!r} (e.g. epochs=10)")
+        key = key.replace("-", "_")
+        root = key.split(".")[0].rstrip("+")
+        if root not in known:
+            close = difflib.get_close_matches(root, sorted(known), n=2)
+            hint = f" Did you mean {' or '.join(close)}?" if close else ""
+            raise UsageError(f"unknown option {root!r} for {task}.{hint} "
+                             f"Options: {', '.join(sorted(known))}")
+        if key == "cfg":
+            if not Path(value).is_file():
+                raise UsageError(f"config file {value} does not exist")
+            config.append(f"--cfg={value}")
+            continue
+        argv.append(f"--{key}={_NULLS.get(value, value)}")
+    return config + argv
+
+
+def parse_options(task: str, words: Sequence[str]) -> dict[str, Any]:
+    """The task's options from ``key=value`` words (and a ``cfg=`` YAML file), typed and
+    checked, callbacks built; raises UsageError with a one-line message."""
+    check_task(task)
+    argv = _to_argv(task, words)
+    parser = _build_parser(task)
+    try:
+        parsed = parser.parse_args(argv)
+    except argparse.ArgumentError as error:
+        raise UsageError(one_line(str(error), task, parser)) from None
+    instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
+    try:
+        built = instantiate(parsed)
+    except ValueError as error:  # a callback's own check of its options
+        reasons = causes(str(error))
+        if not reasons:
+            raise
+        raise UsageError("; ".join(reasons)) from None
+    return {parameter.name: built[parameter.name] for parameter in _options(task)}
+
+
