@@ -171,3 +171,49 @@ def test_a_checkpoint_holds_every_optimizer_and_resumes_exactly(tmp_path: Path) 
     resumed.fit()
     assert same(resumed.model, reference)
     assert resumed.metrics == expected.metrics
+
+
+def test_accumulation_and_clipping_act_per_optimizer_like_a_hand_loop() -> None:
+    gan = GAN()
+    make(gan, accumulate=2, clip_grad_norm=0.5).fit()
+    reference = GAN()
+    opts = optimizers(reference)
+    params = {"discriminator": list(reference.d.parameters()),
+              "generator": list(reference.g.parameters())}
+    torch.manual_seed(3)
+    for _ in range(2):
+        for i, real in enumerate(real_data().split(8)):
+            for name, loss_of in (("discriminator", d_loss), ("generator", g_loss)):
+                other = params["generator" if name == "discriminator" else "discriminator"]
+                for p in other:
+                    p.requires_grad_(False)
+                (loss_of(reference, real) / 2).backward()
+                for p in other:
+                    p.requires_grad_(True)
+                if (i + 1) % 2 == 0:
+                    nn.utils.clip_grad_norm_(params[name], 0.5)
+                    opts[name].step()
+                    opts[name].zero_grad(set_to_none=True)
+    assert same(gan, reference)
+
+
+def test_a_scheduler_per_optimizer_resumes_exactly_mid_epoch(tmp_path: Path) -> None:
+    from hookline.callbacks import LRSchedulerCallback
+
+    def schedulers() -> list[Any]:
+        return [LRSchedulerCallback(lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5),
+                                    interval="step", optimizer=name)
+                for name in ("discriminator", "generator")]
+    expected = make(GAN(), epochs=3, callbacks=schedulers())
+    expected.fit()
+    rates = [o.param_groups[0]["lr"] for o in expected.optimizers.values()]
+    assert rates == pytest.approx([0.05 * 0.5 ** 4, 0.02 * 0.5 ** 4])  # 12 steps each, by 3
+    first = make(GAN(), epochs=3, callbacks=[*schedulers(), OnExceptionCheckpoint(
+        tmp_path, rng="all"), crash_at("on_train_batch_end", 7)])
+    with pytest.raises(Crash):
+        first.fit()
+    resumed = make(GAN(), epochs=3, callbacks=schedulers(),
+                   resume=tmp_path / "on_exception.ckpt")
+    resumed.fit()
+    assert same(resumed.model, expected.model)
+    assert [o.param_groups[0]["lr"] for o in resumed.optimizers.values()] == rates
