@@ -71,3 +71,25 @@ def test_a_moved_run_folder_keeps_every_row_of_its_csv(tmp_path: Path) -> None:
     with open(moved / "results.csv") as file:
         epochs = [int(row["epoch"]) for row in csv.DictReader(file)]
     assert epochs == [0, 1, 2, 3]
+
+
+def test_filter_counts_are_saved_so_a_resumed_filter_fires_where_it_did(tmp_path: Path) -> None:
+    from hookline.callbacks import OnExceptionCheckpoint
+
+    def run(callbacks: list[Any], **options: Any) -> list[tuple[int, int]]:
+        fired: list[tuple[int, int]] = []
+        trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(48),
+                                   batch_size=8, epochs=3, seed=1, device="cpu", verbose=0,
+                                   callbacks=callbacks, **options)
+        trainer.add_callback("on_train_batch_end",
+                             lambda t: fired.append((t.epoch, t.batch_i)), every=4)
+        try:
+            trainer.fit()
+        except Crash:
+            pass
+        return fired
+    expected = run([])
+    before = run([OnExceptionCheckpoint(tmp_path, rng="all"),
+                  crash_at("on_train_batch_start", 10)])
+    after = run([], resume=tmp_path / "on_exception.ckpt")
+    assert before + after == expected  # every 4th batch of the whole run, across the resume

@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hookline.callback import Callback
 from hookline.events import ALIASES, EVENT_NAMES, EVENTS, looks_like_event, resolve_event
@@ -347,6 +347,28 @@ class CallbackList:
         for key, owner in self.keyed():
             if key in states:
                 owner.load_state_dict(states[key])
+
+    def filter_counts(self) -> dict[str, int]:
+        """How often each filtered handler's event has fired (``every=``/``once=`` count
+        them), keyed by the filtered registration's position and the event: a checkpoint
+        holds them, so a resumed run's filters fire where the uninterrupted run's did."""
+        counts: dict[str, int] = {}
+        for position, entry in enumerate(self._filtered_entries()):
+            for event, handler in entry.hooks:
+                counts[f"{position}:{event}"] = cast("_FilteredHandler", handler).count
+        return counts
+
+    def load_filter_counts(self, counts: dict[str, int]) -> None:
+        """Put back ``filter_counts()`` (entries this list does not have are ignored)."""
+        for position, entry in enumerate(self._filtered_entries()):
+            for event, handler in entry.hooks:
+                saved = counts.get(f"{position}:{event}")
+                if saved is not None:
+                    cast("_FilteredHandler", handler).count = int(saved)
+
+    def _filtered_entries(self) -> list[_Entry]:
+        return [entry for entry in sorted(self._entries, key=lambda e: e.index)
+                if entry.hooks and all(isinstance(fn, _FilteredHandler) for _, fn in entry.hooks)]
 
     def keyed(self) -> list[tuple[str, Any]]:
         """``(state key, callback)`` for every stateful callback, keys unique in this list."""

@@ -84,6 +84,7 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
         },
         "data": _data_fingerprint(trainer),
         "callbacks": trainer.callbacks.state_dict(),
+        "filters": trainer.callbacks.filter_counts(),
         "meta": {"torch": str(torch.__version__), "created": time.time()},
     }
     return payload

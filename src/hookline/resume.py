@@ -205,6 +205,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
         parameter.grad = grad.to(parameter.device) if grad is not None else None
     states = payload.get("callbacks") or {}
     trainer.callbacks.load_state_dict(states)
+    trainer.callbacks.load_filter_counts(payload.get("filters") or {})
     unclaimed = set(states) - {key for key, _ in trainer.callbacks.keyed()}
     if unclaimed:
         warnings.warn(f"{name} holds state for callbacks this run does not have "
