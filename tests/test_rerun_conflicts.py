@@ -93,3 +93,14 @@ def test_filter_counts_are_saved_so_a_resumed_filter_fires_where_it_did(tmp_path
                   crash_at("on_train_batch_start", 10)])
     after = run([], resume=tmp_path / "on_exception.ckpt")
     assert before + after == expected  # every 4th batch of the whole run, across the resume
+
+
+def test_a_callback_asks_the_engine_to_resume_and_the_arguments_stay_as_given(
+        tmp_path: Path) -> None:
+    interrupted(tmp_path)
+    resumed = make(tmp_path)
+    seen: list[Any] = []
+    resumed.add_callback("on_pretrain_routine_end", lambda t: seen.append(t.args.resume))
+    resumed.fit()
+    assert resumed.resumed and resumed.resumed_from == tmp_path / "backup" / "latest.ckpt"
+    assert seen == [None] and resumed.args.resume is None  # BackupAndRestore wrote no option

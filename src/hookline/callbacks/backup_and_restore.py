@@ -82,7 +82,6 @@ class BackupAndRestore(Callback):
         self.auto_resume = bool(auto_resume)
         self._writer = CheckpointWriter(background=background, on_error=on_write_error)
         self._batches = 0
-        self._armed: tuple[Any, Any] | None = None
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -132,9 +131,7 @@ class BackupAndRestore(Callback):
         else:
             found = self.backup_dir if self.latest.exists() or self.previous.exists() else None
         if found is not None:
-            # the engine resumes once set-up is done: from the newest good backup there
-            self._armed = (trainer, trainer.args.resume)
-            trainer.args.resume = found
+            trainer.resume_from(found)  # once set-up is done: the newest good backup there
 
     def _agreed_backup(self) -> Path | None:
         """This rank's file of the newest intact backup every rank holds (collectives). Ranks
@@ -203,10 +200,6 @@ class BackupAndRestore(Callback):
                     folder.rmdir()  # only when nothing else is in it (another rank's folder)
 
     def teardown(self, engine: Any) -> None:
-        if self._armed is not None:
-            trainer, resume = self._armed
-            trainer.args.resume = resume
-            self._armed = None
         self._writer.close()
 
     def backup(self, trainer: Any) -> None:

@@ -280,6 +280,7 @@ class Trainer(Engine):
         self.resumed = False
         self.resumed_from: Path | None = None
         self.run_id = ""  # set when fit starts; kept across resumes, in every checkpoint
+        self._resume_request: Any = None  # resume_from(): this fit's resume, args untouched
         self._resume_point: Any = None
         if default_callbacks:
             from hookline.callbacks.defaults import default_callbacks as make_defaults
@@ -312,6 +313,13 @@ class Trainer(Engine):
             return None
         mean = _mean_rows(self.epoch_losses)
         return mean if mean.dim() == 0 else mean[0]
+
+    def resume_from(self, source: Any) -> None:
+        """Make the fit that is starting resume from ``source`` (a checkpoint file, a folder,
+        a loaded payload or True), whatever ``Trainer(resume=...)`` said: for callbacks that
+        find a backup at ``on_pretrain_routine_start`` (BackupAndRestore). It applies once,
+        when set-up is done, and leaves ``trainer.args`` as the user gave them."""
+        self._resume_request = source
 
     def request_stop(self, reason: str) -> None:
         """Ask training to end after the current batch, recording why."""
@@ -381,9 +389,10 @@ class Trainer(Engine):
         self._setup()
         if self.schedule.num_sanity_val_steps and self.validator.data is not None:
             self._sanity_check()
-        if self.args.resume:
+        target, self._resume_request = self._resume_request or self.args.resume, None
+        if target:
             from hookline.resume import resume_trainer
-            resume_trainer(self, self.args.resume)
+            resume_trainer(self, target)
         fire("on_pretrain_routine_end", self)
         fire("on_train_start", self)
         for epoch in range(self.start_epoch, self.epochs):
