@@ -234,7 +234,8 @@ def test_each_run_gets_a_new_folder_unless_exist_ok_or_resume(tmp_path, npz, mon
     assert main([*words, "epochs=1", "seed=1"]) == 0
     assert (tmp_path / "runs/train/weights/best.pt").read_bytes() == first  # not overwritten
     assert (tmp_path / "runs/train2/weights/best.pt").is_file()
-    assert main([*words, "epochs=3", "resume=True"]) == 0  # the newest run: train2
+    # the newest run: train2, with the options it was started with (its seed included)
+    assert main([*words, "epochs=3", "seed=1", "resume=True"]) == 0
     assert csv_epochs(tmp_path / "runs/train2") == [0, 1, 2]
     assert not (tmp_path / "runs/train3").exists()
     assert main([*words, "epochs=1", "exist_ok=True"]) == 0

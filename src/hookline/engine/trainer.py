@@ -350,9 +350,12 @@ class Trainer(Engine):
     def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
         """Predict on ``source`` with this trainer's model and callbacks (see Predictor)."""
         from hookline.engine.predictor import Predictor
-        step, custom = resolve_step(self, "predict_step", self._given_steps["predict_step"],
-                                    Trainer)
-        options.setdefault("step", (lambda engine, batch: step(batch)) if custom else None)
+        given = self._given_steps["predict_step"]
+        if given is not None:  # a function given to the Trainer receives the trainer
+            options.setdefault("step", lambda engine, batch: given(self, batch))
+        elif type(self).predict_step is not Trainer.predict_step:
+            options.setdefault("step", lambda engine, batch: self.predict_step(batch))
+        # else the Predictor finds a model-declared predict_step itself, with its own batch_i
         options.setdefault("prediction", self.args.prediction)
         options.setdefault("target_key", self.args.target_key)
         options.setdefault("limit_batches", self.schedule.limit_predict_batches)
