@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,10 @@ def test_mlflow_and_wandb_hold_every_part(run: Any) -> None:
     for name in PARTS:
         points = sorted(client.get_metric_history(mlflow.run_id, name), key=lambda m: m.step)
         assert [m.value for m in points] == pytest.approx(history[name])
+    deadline = time.monotonic() + 30  # W&B's service process writes the run file
+    while not list((out / "wandb").glob(f"offline-run-*-{wandb.run_id}/run-*.wandb")) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
     [run_file] = (out / "wandb").glob(f"offline-run-*-{wandb.run_id}/run-*.wandb")
     rows = [{item.key or "/".join(item.nested_key): json.loads(item.value_json)
              for item in record.history.item} for record in _finished_records(run_file)

@@ -83,10 +83,19 @@ class Trainer(Engine):
             element, ``logits``).
         weighted_metrics: metrics weighed by ``sample_weight`` (Keras' meaning; ``metrics``
             ignore the weights).
-        check_val_every_n_epoch, val_check_interval, min_epochs, min_steps, max_steps,
-        num_sanity_val_steps, limit_train_batches, limit_val_batches, limit_predict_batches,
-        fast_dev_run: Lightning's options for when to validate, how many batches to run and
-            when a stop may happen (``hookline.engine.schedule``).
+        check_val_every_n_epoch: validate after every n-th epoch, or after the listed
+            1-based epochs (Keras' ``validation_freq``); the next options, with Lightning's
+            names, are explained in ``hookline.engine.schedule``.
+        val_check_interval: also validate every n training batches, or every such fraction
+            of an epoch.
+        min_epochs: a stop asked for earlier waits until this many epochs are done.
+        min_steps: likewise, in optimizer steps.
+        max_steps: stop after this many optimizer steps.
+        num_sanity_val_steps: validate this many batches before training (discarded).
+        limit_train_batches: batches per epoch: a count or a fraction.
+        limit_val_batches: batches per validation: a count or a fraction.
+        limit_predict_batches: batches per prediction: a count or a fraction.
+        fast_dev_run: one epoch of n batches (True: 1) of training and validation.
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
