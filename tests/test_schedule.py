@@ -133,3 +133,16 @@ def test_the_schedule_is_exact_under_resume(tmp_path: Path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
                                                  expected.model.state_dict().values()))
     assert resumed.metrics == expected.metrics
+
+
+def test_the_csv_log_has_validation_columns_when_the_first_epoch_does_not_validate(
+        tmp_path: Path) -> None:
+    import csv
+
+    from hookline.callbacks import CSVLogger
+    make([CSVLogger(tmp_path / "log.csv")], check_val_every_n_epoch=2, metrics=["accuracy"],
+         train_metrics=True).fit()
+    with open(tmp_path / "log.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [bool(row["val_loss"]) for row in rows] == [False, True, False, True]
+    assert [bool(row["val_accuracy"]) for row in rows] == [False, True, False, True]

@@ -104,6 +104,11 @@ class CSVLogger(Callback):
         metrics = trainer.metrics
         if self.columns is None:
             self.columns = ["epoch", *(key for key in metrics if key != "epoch")]
+            if getattr(trainer, "validation_skipped", False):
+                # the first epoch did not validate (check_val_every_n_epoch): make room for
+                # the validation columns to come, as Keras' CSVLogger does
+                self.columns += [name for name in _validation_names(self.columns[1:])
+                                 if name not in self.columns]
             self._write(self.columns)
         new = [key for key in metrics if key not in self.columns and key not in self._ignored]
         if new:
@@ -167,3 +172,15 @@ def _cell(value: Any) -> str:
     if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
         value = value.item()  # a 0-d tensor or numpy scalar put in the metrics
     return str(value)
+
+
+def _validation_names(train_names: list[str]) -> list[str]:
+    """The validation twin of each training column: ``val_loss`` for ``loss``, ``val/kl`` for
+    a loss part's ``train/kl``."""
+    names = []
+    for name in train_names:
+        if name.startswith("train/"):
+            names.append("val/" + name[len("train/"):])
+        elif not name.startswith(("val_", "val/", "lr", "learning_rate")):
+            names.append("val_" + name)
+    return names
