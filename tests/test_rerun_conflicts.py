@@ -104,3 +104,24 @@ def test_a_callback_asks_the_engine_to_resume_and_the_arguments_stay_as_given(
     resumed.fit()
     assert resumed.resumed and resumed.resumed_from == tmp_path / "backup" / "latest.ckpt"
     assert seen == [None] and resumed.args.resume is None  # BackupAndRestore wrote no option
+
+
+def test_a_moved_run_folder_keeps_its_tensorboard_scalars_and_its_plot(tmp_path: Path) -> None:
+    from test_tensorboard import _read
+
+    from hookline.loggers import PlotResults, TensorBoard
+    first = tmp_path / "a"
+
+    def loggers(folder: Path) -> list[Any]:
+        return [TensorBoard(folder / "tb", log_every_n_steps=0),
+                PlotResults(folder / "results.png")]
+    with pytest.raises(Crash):
+        make(first, [*loggers(first), crash_at("on_fit_epoch_end", 3, order=150)]).fit()
+    moved = tmp_path / "b"
+    shutil.move(str(first), str(moved))
+    plots = loggers(moved)
+    make(moved, plots).fit()
+    steps = [event.step for event in _read(moved / "tb").Scalars("epoch/loss")]
+    assert set(steps) == {0, 1, 2, 3}  # the earlier epochs from the moved files too
+    # (an epoch logged before the crash and trained again after it appears twice: a limit)
+    assert plots[1].plotted["loss"]["loss"][0] == [1.0, 2.0, 3.0, 4.0]
