@@ -19,7 +19,7 @@ import torch
 
 from hookline.structure import Prediction, describe, loss_of, prediction_of
 
-__all__ = ["Objective", "weighted_mean"]
+__all__ = ["Objective", "explain_loss_error", "weighted_mean"]
 
 
 class Objective:
@@ -36,6 +36,8 @@ class Objective:
         self.prediction = prediction
         self._per_sample: Callable[..., Any] | None = None
         self._takes_weight = loss is not None and _accepts(loss, "sample_weight")
+        # what a tensor output and an unweighted batch need: the loss function itself
+        self.direct = loss
 
     def __call__(self, output: Any, target: Any, weight: Any = None) -> Any:
         """The loss tensor; the model's own output when there is no loss function or target
@@ -58,7 +60,7 @@ class Objective:
                 return loss(preds, target, sample_weight=weight)
             return weighted_mean(self._per_sample_loss()(preds, target), weight)
         except (RuntimeError, ValueError, IndexError) as error:
-            _explain_loss_error(error, preds, target)
+            explain_loss_error(error, preds, target)
             raise
 
     def _per_sample_loss(self) -> Callable[..., Any]:
@@ -117,7 +119,7 @@ def _accepts(fn: Any, name: str) -> bool:
         return False
 
 
-def _explain_loss_error(error: BaseException, preds: Any, targets: Any) -> None:
+def explain_loss_error(error: BaseException, preds: Any, targets: Any) -> None:
     """Name the shapes when the loss fails: the usual cause is a model/labels mismatch."""
     if hasattr(error, "add_note"):
         error.add_note(

@@ -34,7 +34,7 @@ from hookline.engine.schedule import Schedule, batch_limit
 from hookline.engine.steps import read_step_output, resolve_step
 from hookline.engine.validator import Validator
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
-from hookline.objective import Objective
+from hookline.objective import Objective, explain_loss_error
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Trainer"]
@@ -485,6 +485,14 @@ class Trainer(Engine):
         self.target, self.sample_weight = target, weight
         if self.callbacks.handlers["on_after_forward"]:
             self.callbacks.fire("on_after_forward", self)
+        direct = self.objective.direct
+        if direct is not None and weight is None and target is not None and \
+                type(output) is torch.Tensor:
+            try:  # the common case without the objective's call: loss(model(x), y)
+                return direct(output, target)
+            except (RuntimeError, ValueError, IndexError) as error:
+                explain_loss_error(error, output, target)
+                raise
         return self.objective(output, target, weight)
 
     def validation_step(self, batch: Any) -> Any:
