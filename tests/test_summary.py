@@ -123,3 +123,15 @@ def test_model_summary_callback_options():
     assert "| 0    | Linear | [1, 16]" in stream.getvalue()
     with pytest.raises(ValueError, match=r"ModelSummary\(max_depth=0\) is not allowed"):
         ModelSummary(max_depth=0)
+
+
+def test_summary_keeps_its_shapes_after_evaluate_and_predict() -> None:
+    import hookline
+    from hookline.testing import tiny_data, tiny_model
+    x, y = tiny_data(16)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    model.fit(x, y, epochs=1, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.predict(x)
+    text = str(model.summary(print_fn=None))
+    assert "[1, 16]" in text and "[1, 3]" in text and "?" not in text  # shapes, not "?"

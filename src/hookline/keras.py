@@ -281,6 +281,7 @@ class Model:
         self._trainer: Trainer | None = None
         self._engine: Any = None
         self._stop_training = False
+        self._fit_data: Any = None  # the last fit's training data (summary shapes)
         self._in_step = False
         self._functions: list[tuple[str, Callable[[Any], Any], dict[str, Any]]] = []
         self.history: History | None = None
@@ -535,6 +536,7 @@ class Model:
             trainer.callbacks.add(History())
         self._torch_optimizer = trainer.optimizer
         self._trainer, self._engine = trainer, trainer
+        self._fit_data = trainer.train_data  # summary() shapes, after evaluate/predict too
         self._stop_training = False
         params = {"epochs": epochs, "verbose": verbose, "steps": steps_per_epoch or (
             len(trainer.train_data) if hasattr(trainer.train_data, "__len__") else None)}

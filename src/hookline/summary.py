@@ -196,8 +196,9 @@ def model_example(model: Any) -> Any:
     if example is not None:
         return example
     trainer = getattr(model, "_trainer", None)
-    if trainer is not None:
-        return first_input(trainer.train_data)[0]
+    data = trainer.train_data if trainer is not None else getattr(model, "_fit_data", None)
+    if data is not None:  # the last fit's data, also after an evaluate or a predict
+        return first_input(data)[0]
     return None
 
 
