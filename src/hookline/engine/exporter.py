@@ -114,6 +114,8 @@ class Exporter(Engine):
         names = self._input_names(args, kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
+            # several inputs share the one batch axis; torch says so for each
+            warnings.filterwarnings("ignore", message=".*axis name.*will not be used")
             program = torch.onnx.export(
                 self.model.cpu(), args, kwargs=kwargs or None, dynamo=True, verbose=False,
                 opset_version=self.args.opset, input_names=names,
