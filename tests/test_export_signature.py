@@ -58,8 +58,8 @@ def _session(path):
 
 
 def _train(model, data, **options):
-    settings = dict(loss="cross_entropy", train_data=data, epochs=1, batch_size=8, verbose=0,
-                    device="cpu", default_callbacks=False)
+    settings = {"loss": "cross_entropy", "train_data": data, "epochs": 1, "batch_size": 8,
+                "verbose": 0, "device": "cpu", "default_callbacks": False}
     settings.update(options)
     trainer = hookline.Trainer(model, **settings)
     trainer.fit()

@@ -49,11 +49,11 @@ class Boxes:
     @property
     def xywh(self) -> Any:
         """Centre ``x, y``, width and height, shape ``(N, 4)``."""
-        corners = self.data[:, :4]
-        centre = (corners[:, :2] + corners[:, 2:]) / 2
-        size = corners[:, 2:] - corners[:, :2]
-        join = torch.cat if isinstance(corners, torch.Tensor) else np.concatenate
-        return join([centre, size], 1)
+        corners: Any = self.data[:, :4]
+        centre, size = (corners[:, :2] + corners[:, 2:]) / 2, corners[:, 2:] - corners[:, :2]
+        if isinstance(corners, torch.Tensor):
+            return torch.cat([centre, size], 1)
+        return np.concatenate([centre, size], 1)
 
     @property
     def conf(self) -> Any:

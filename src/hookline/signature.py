@@ -65,9 +65,9 @@ def _positional_names(model: nn.Module | None, count: int) -> list[str]:
     names: list[str] = []
     if model is not None:
         try:
-            parameters = inspect.signature(model.forward).parameters.values()
+            parameters = list(inspect.signature(model.forward).parameters.values())
         except (TypeError, ValueError):
-            parameters = iter(())
+            parameters = []
         kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         names = [p.name for p in parameters if p.kind in kinds]
     names = names[:count]

@@ -27,7 +27,9 @@ def coco_map(model: nn.Module, batches: Iterable[Any], *, num_classes: int = 3,
     except ImportError as error:
         raise ImportError("coco_map needs pycocotools: pip install 'hookline[detection]'") \
             from error
-    images, annotations, detections = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
     was_training = model.training
     model.eval().to(device)
     try:

@@ -51,7 +51,7 @@ class ShapesDetector(nn.Module):
         self.obj = nn.Conv2d(width, 1, 1)
         self.cls = nn.Conv2d(width, num_classes, 1)
         self.box = nn.Conv2d(width, 4, 1)
-        nn.init.constant_(self.obj.bias, -2.0)  # few cells hold a centre: start low
+        nn.init.constant_(self.obj.bias, -2.0)  # type: ignore[arg-type]  # few cells hold a centre: start low
 
     def forward(self, image: torch.Tensor) -> Maps:
         features = self.backbone(image)

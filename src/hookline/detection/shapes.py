@@ -102,7 +102,7 @@ def load_shapes_data(val_fraction: float = 0.2, seed: int = 0, *, count: int = 2
     """``(train_loader, val_loader)`` of the shapes data set (the CLI's ``data=shapes``)."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    val_count = max(1, int(round(count * val_fraction)))
+    val_count = max(1, round(count * val_fraction))
     train = ShapesDataset(count - val_count, size=size, seed=seed)
     val = ShapesDataset(val_count, size=size, seed=seed + 1)
     collate = collate_dict if dict_batches else collate_tuple

@@ -157,6 +157,7 @@ class Predictor(Engine):
                     batch = move_to(batch, device)
                 with torch.no_grad(), amp:
                     self.outputs = output = step(batch)
+                preds: Any
                 if type(output) is torch.Tensor:
                     preds = output
                 elif choice is None and isinstance(output, dict) and "boxes" in output:
