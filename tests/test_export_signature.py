@@ -165,6 +165,27 @@ def test_signature_is_recorded_once_from_the_models_first_call():
         "extra: float32[N, 6], image: float32[N, 4]"
 
 
+def test_labels_a_model_took_for_its_own_loss_are_not_export_inputs():
+    class OwnLoss(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, features, labels=None):
+            logits = self.linear(features)
+            if labels is None:
+                return {"logits": logits}
+            return {"logits": logits, "loss": nn.functional.cross_entropy(logits, labels)}
+
+    data = {"features": torch.randn(16, 4), "labels": torch.randint(0, 2, (16,))}
+    trainer = hookline.Trainer(OwnLoss(), train_data=data, epochs=1, verbose=0, device="cpu",
+                               default_callbacks=False, metrics=[])
+    trainer.fit()
+    assert list(trainer.input_signature["kwargs"]) == ["features"]
+    needs = signature_of((), {"x": torch.zeros(2, 1), "labels": torch.zeros(2)}, NamedInputs())
+    assert list(needs["kwargs"]) == ["x", "labels"], "kept when forward does not take it"
+
+
 def test_integer_inputs_are_rebuilt_with_their_dtype(tmp_path):
     ids = torch.randint(0, 10, (24, 5))
     trainer = _train(Tokens(), (ids, torch.randint(0, 2, (24,))))

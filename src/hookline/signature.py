@@ -37,11 +37,28 @@ _PLAIN = (bool, int, float, str, type(None))
 
 def signature_of(args: tuple[Any, ...], kwargs: Mapping[str, Any],
                  model: nn.Module | None = None) -> Signature:
-    """The signature of one call ``model(*args, **kwargs)``."""
+    """The signature of one call ``model(*args, **kwargs)``.
+
+    Targets a model took to compute its own loss (``labels=`` of a Hugging Face model) are
+    left out when ``forward`` can do without them: a deployed model is called without them.
+    """
+    optional = _optional_targets(model, kwargs)
     return {"args": [_spec(value, f"argument {i}") for i, value in enumerate(args)],
             "kwargs": {str(key): _spec(value, f"argument {key!r}")
-                       for key, value in kwargs.items()},
+                       for key, value in kwargs.items() if key not in optional},
             "names": _positional_names(model, len(args))}
+
+
+def _optional_targets(model: nn.Module | None, kwargs: Mapping[str, Any]) -> set[str]:
+    from hookline.structure import TARGET_KEYS
+    if model is None or not any(key in kwargs for key in TARGET_KEYS):
+        return set()
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return set()
+    return {key for key in TARGET_KEYS if key in kwargs and key in parameters
+            and parameters[key].default is not inspect.Parameter.empty}
 
 
 def _spec(value: Any, where: str) -> dict[str, Any]:
