@@ -53,6 +53,11 @@ class Tokens(nn.Module):
         return self.head(self.embed(ids).mean(1))
 
 
+@hookline.serializable
+def linear_net(inputs: int = 8, outputs: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, outputs))
+
+
 def _session(path):
     return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -88,6 +93,16 @@ def test_keras_door_exports_onnx_right_after_fit_without_an_example(tmp_path, mo
     batch = np.random.rand(5, 8).astype("float32")  # a batch size fit never saw
     expected = model.module(torch.from_numpy(batch)).detach().numpy()
     np.testing.assert_allclose(session.run(None, {only.name: batch})[0], expected, atol=1e-5)
+
+
+def test_a_loaded_keras_model_exports_from_the_sample_in_its_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = hookline.Model(linear_net(), loss="cross_entropy")
+    model.fit(np.random.rand(16, 8).astype("float32"), np.random.randint(0, 4, 16), verbose=0)
+    model.save(tmp_path / "net.hookline")
+    again = hookline.load_model(tmp_path / "net.hookline")
+    path = again.export("onnx", file=tmp_path / "again.onnx")
+    assert _session(path).get_inputs()[0].shape[1] == 8
 
 
 def test_keras_door_export_goes_to_the_fits_save_dir(tmp_path, monkeypatch):

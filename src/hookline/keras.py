@@ -480,7 +480,10 @@ class Model:
         had one (else the current folder)."""
         from hookline.signature import export_file
         if example_input is None:
-            options.setdefault("signature", getattr(self, "_input_signature", None))
+            signature = getattr(self, "_input_signature", None)
+            if signature is None:  # a loaded model: the sample kept in its file, if any
+                example_input = getattr(self, "_example_input", None)
+            options.setdefault("signature", signature)
         if file is None:
             file = export_file(getattr(self, "_fit_save_dir", None), format)
         exporter = Exporter(self.module, format=format, file=file, example_input=example_input,
