@@ -211,6 +211,19 @@ def test_tuple_batches_train_the_same_detector() -> None:
                                                 "dtype": "float32"}]
 
 
+def test_the_summarys_forward_pass_is_not_taken_for_the_models_inputs(capsys: Any) -> None:
+    # verbose=2 adds ModelSummary, whose forward pass at on_train_start gets the whole dict
+    # batch (and fails, harmlessly); the signature must come from the training step's call
+    train, _ = load_shapes_data(count=20, batch_size=8)
+    trainer = hookline.Trainer(shapes_detector(width=8), train_data=train, epochs=1,
+                               device="cpu", verbose=2, metrics=[])
+    trainer.fit()
+    assert "output shapes unknown" in capsys.readouterr().out  # the summary did call it
+    assert trainer.input_signature["args"] == [{"shape": [None, 3, 32, 32],
+                                                "dtype": "float32"}]
+    assert not trainer.input_signature["kwargs"]
+
+
 def test_bad_batches_name_the_fix() -> None:
     model = shapes_detector(width=8)
     with pytest.raises(ValueError, match="needs an 'image' entry"):

@@ -164,17 +164,21 @@ def load_signature(path: str | os.PathLike[str]) -> Signature | None:
 
 
 def record_first_call(engine: Any, model: nn.Module) -> None:
-    """Set ``engine.input_signature`` from the next call of ``model``, once.
+    """Set ``engine.input_signature`` from the first call of ``model`` in the training
+    batches, once.
 
-    A forward pre-hook that removes itself after the first call: steps of any kind (the
-    default step, a model's ``training_step``) are seen as the model is really called, and
-    the per-batch path pays nothing after the first batch.
+    A forward pre-hook that removes itself after that call: steps of any kind (the default
+    step, a model's ``training_step``) are seen as the model is really called, and the
+    per-batch path pays nothing after the first batch. Calls outside the batches (the
+    summary's forward pass on a sample at on_train_start) are not recorded.
     """
     previous = getattr(engine, "_signature_hook", None)
     if previous is not None:
         previous.remove()  # a fit that never called the model left its hook
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if getattr(engine, "phase", "train") != "train":
+            return
         engine._signature_hook.remove()
         engine._signature_hook = None
         engine.input_signature = signature_of(args, kwargs, module)
