@@ -180,10 +180,11 @@ def test_raw_outputs_become_boxes_in_a_postprocess_or_a_callback(trained: Any) -
                 for i, boxes in enumerate(decode(maps, plain.stride))]
 
     by_postprocess = hookline.Predictor(plain, device="cpu", postprocess=postprocess,
-                                        prediction=lambda maps: maps,
+                                        prediction=lambda maps: maps, batch_size=4,
                                         step=lambda engine, batch: engine.model(batch[0]))
-    assert [r.boxes.data.tolist() for r in by_postprocess(images)] == \
-        [r.boxes.data.tolist() for r in expected]
+    results = by_postprocess(images)  # two batches of a dict of three maps each
+    assert [r.index for r in results] == list(range(6))
+    assert [r.boxes.data.tolist() for r in results] == [r.boxes.data.tolist() for r in expected]
 
 
 def test_the_trained_detector_exports_to_onnx_without_an_example(trained: Any) -> None:

@@ -166,7 +166,8 @@ class Predictor(Engine):
                     preds = prediction_of(output, choice)
                 self.preds = preds
                 self.results = self.postprocess(preds, index)
-                index += _count(preds)
+                # a postprocess's list says how many samples it read (preds may be a dict)
+                index += len(self.results) if isinstance(self.results, list) else _count(preds)
                 fire("on_predict_postprocess_end", self)
                 if self.args.save and self.args.save_dir is not None:
                     self._save(self.results)
