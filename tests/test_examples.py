@@ -382,6 +382,37 @@ def _save_on_class(run: Run) -> None:
         assert len(classes) == min(8, 200 - 8 * batch), "a saved batch is saved whole"
 
 
+@check("detection_save_on_object")
+def _detection_save_on_object(run: Run) -> None:
+    summary = re.search(r"class 2 \(triangle\): (\d+) of (\d+) frames hold it: (\[.*\])",
+                        run.stdout)
+    assert summary, run.stdout
+    holding, total = ast.literal_eval(summary[3]), int(summary[2])
+    assert total == 60 and 0 < len(holding) < total, "the toggle must keep some frames out"
+    truly = int(re.search(r"truly holding a triangle among them: (\d+)", run.stdout)[1])
+    assert truly >= 0.8 * len(holding), "the detector finds real triangles"
+    with open(run.out / "predictions.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["index", "cls", "conf", "x1", "y1", "x2", "y2"]
+    saved: dict[int, list[int]] = {}
+    for row in rows:
+        saved.setdefault(int(row["index"]), []).append(int(row["cls"]))
+        assert float(row["x1"]) < float(row["x2"]) and float(row["y1"]) < float(row["y2"])
+    assert sorted(saved) == holding, "exactly the frames whose boxes hold class 2 are saved"
+    assert all(2 in classes for classes in saved.values())
+
+
+@check("detection_predict_frames")
+def _detection_predict_frames(run: Run) -> None:
+    assert "(result, frame) pairs: 100; frames matching their result's input: 100" in run.stdout
+    found = re.search(r"boxes found: (\d+); frames whose boxes name exactly the shapes drawn: "
+                      r"(\d+)", run.stdout)
+    assert found, run.stdout
+    assert int(found[1]) > 100 and int(found[2]) >= 80
+    assert re.search(r"last pair: Result\(index=99, boxes=\d\) with a frame of shape "
+                     r"\(3, 32, 32\); first box xyxy \[", run.stdout)
+
+
 @check("ultralytics_callbacks_list")
 def _callbacks_list(run: Run) -> None:
     import torch

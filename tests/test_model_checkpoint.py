@@ -146,7 +146,7 @@ def test_full_files_are_verified_checkpoints_and_weights_only_files_are_not(tmp_
     with pytest.raises(CorruptCheckpointError, match="plain torch.save file"):
         read_checkpoint_info(tmp_path / "light" / "m.pt")
     weights = torch.load(tmp_path / "light" / "m.pt", weights_only=True)
-    assert set(weights) == {"model", "epoch", "step", "metrics"}  # save_weights' layout
+    assert set(weights) == {"model", "epoch", "step", "metrics", "input_signature"}
     assert weights["epoch"] == 1 and set(weights["model"]) == set(loaded["model"])
     assert torch.equal(load_weights(tmp_path / "full" / "m.pt")["model"]["0.weight"],
                        weights["model"]["0.weight"])  # load_weights reads both kinds

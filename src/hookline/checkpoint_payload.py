@@ -85,6 +85,7 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
         "data": _data_fingerprint(trainer),
         "callbacks": trainer.callbacks.state_dict(),
         "filters": trainer.callbacks.filter_counts(),
+        "input_signature": getattr(trainer, "input_signature", None),  # hookline.signature
         "meta": {"torch": str(torch.__version__), "created": time.time()},
     }
     return payload

@@ -481,14 +481,24 @@ class Model:
     def export(self, format: str = "pt", *, file: str | Path | None = None,
                example_input: Any = None, callbacks: Sequence[Any] | None = None,
                **options: Any) -> Path:
-        """Export to "pt", "safetensors", "torchscript" or "onnx" (see Exporter)."""
-        if example_input is not None:
-            example_input = torch.as_tensor(np.asarray(example_input)) \
-                if not isinstance(example_input, torch.Tensor) else example_input
+        """Export to "pt", "safetensors", "torchscript" or "onnx" (see Exporter); prints and
+        returns the path. After ``fit`` no example is needed (the inputs' structure fit saw,
+        ``hookline.signature``) and the file goes to the fit's ``save_dir/weights/`` when it
+        had one (else the current folder)."""
+        from hookline.signature import export_file
+        if example_input is None:
+            signature = getattr(self, "_input_signature", None)
+            if signature is None:  # a loaded model: the sample kept in its file, if any
+                example_input = getattr(self, "_example_input", None)
+            options.setdefault("signature", signature)
+        if file is None:
+            file = export_file(getattr(self, "_fit_save_dir", None), format)
         exporter = Exporter(self.module, format=format, file=file, example_input=example_input,
                             callbacks=self._callback_list(callbacks), **options)
         self._engine = exporter
-        return exporter.export()
+        path = exporter.export()
+        print(f"exported {format} to {path}")
+        return path
 
     # --- Keras' fit / evaluate / predict ------------------------------------------------------
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
@@ -544,6 +554,8 @@ class Model:
             if isinstance(callback, Callback):
                 callback.set_params(params)
         self._last_metrics = trainer.fit()
+        # what export needs afterwards (hookline.signature)
+        self._input_signature, self._fit_save_dir = trainer.input_signature, trainer.save_dir
         self.history = trainer.callbacks.find(History)[0]
         return self.history
 

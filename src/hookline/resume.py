@@ -215,6 +215,8 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     trainer.metrics = dict(run["metrics"])
     trainer.fitness, trainer.best_fitness = run["fitness"], run["best_fitness"]
     trainer.stop_reason = run["stop_reason"]
+    if payload.get("input_signature") is not None:  # export after a resume needs no example
+        trainer.input_signature = payload["input_signature"]
     if "loss_names" in run:  # the step's named loss parts: later steps must return the same
         trainer.loss_names, trainer._loss_names_fixed = list(run["loss_names"]), True
     if not run.get("exact", True):

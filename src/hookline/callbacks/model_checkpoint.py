@@ -354,7 +354,8 @@ class ModelCheckpoint(Callback):
 
     def _payload(self, trainer: Any) -> dict[str, Any]:
         if self.save_weights_only:
-            return {"epoch": trainer.epoch, "step": trainer.step, "metrics": dict(trainer.metrics)}
+            return {"epoch": trainer.epoch, "step": trainer.step, "metrics": dict(trainer.metrics),
+                    "input_signature": getattr(trainer, "input_signature", None)}
         return build_checkpoint(trainer)
 
     def _write(self, trainer: Any, paths: list[Path], payload: dict[str, Any],

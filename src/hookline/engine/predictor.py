@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hookline.boxes import Boxes, boxes_rows
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
 from hookline.engine.schedule import batch_limit
@@ -21,22 +22,32 @@ __all__ = ["Predictor", "Result"]
 
 class Result:
     """The prediction for one sample: the raw ``output`` row, and for class scores ``probs``,
-    ``cls`` (the arg-max class) and ``conf`` (its probability)."""
+    ``cls`` (the arg-max class) and ``conf`` (its probability). A detection result has
+    ``boxes`` (``hookline.boxes.Boxes``: ``xyxy``, ``xywh``, ``cls``, ``conf``), filled when
+    the predict step returns ``{"boxes": [...]}`` or by a postprocess / an
+    ``on_predict_postprocess_end`` callback that sets it."""
 
-    __slots__ = ("index", "output")
+    __slots__ = ("boxes", "index", "output")
 
-    def __init__(self, index: int, output: torch.Tensor) -> None:
-        self.index, self.output = index, output
+    def __init__(self, index: int, output: Any, boxes: Boxes | None = None) -> None:
+        self.index, self.output, self.boxes = index, output, boxes
 
     @property
     def probs(self) -> torch.Tensor:
         """Softmax of the output (class probabilities)."""
-        return torch.softmax(self.output.float(), dim=-1)
+        return torch.softmax(self._scores().float(), dim=-1)
 
     @property
     def cls(self) -> int:
         """The most probable class."""
-        return int(self.output.argmax(dim=-1))
+        return int(self._scores().argmax(dim=-1))
+
+    def _scores(self) -> torch.Tensor:
+        if not isinstance(self.output, torch.Tensor):
+            raise TypeError(f"result {self.index} holds no class scores (output is "
+                            f"{type(self.output).__name__}); a detection result's classes are "
+                            f"result.boxes.cls")
+        return self.output
 
     @property
     def conf(self) -> float:
@@ -44,10 +55,16 @@ class Result:
         return float(self.probs.max())
 
     def __repr__(self) -> str:
-        return f"Result(index={self.index}, output={tuple(self.output.shape)})"
+        if self.boxes is not None:
+            return f"Result(index={self.index}, boxes={len(self.boxes)})"
+        shape = tuple(self.output.shape) if isinstance(self.output, torch.Tensor) else None
+        return f"Result(index={self.index}, output={shape})"
 
 
-def _to_results(preds: torch.Tensor, first_index: int) -> list[Result]:
+def _to_results(preds: Any, first_index: int) -> list[Result]:
+    """The default postprocess: one Result per row of the prediction, or per image's boxes."""
+    if isinstance(preds, list) and preds and isinstance(preds[0], Boxes):
+        return [Result(first_index + i, None, boxes) for i, boxes in enumerate(preds)]
     rows = preds.detach().cpu()
     return [Result(first_index + i, row) for i, row in enumerate(rows)]
 
@@ -140,10 +157,17 @@ class Predictor(Engine):
                     batch = move_to(batch, device)
                 with torch.no_grad(), amp:
                     self.outputs = output = step(batch)
-                self.preds = preds = output if type(output) is torch.Tensor else \
-                    prediction_of(output, choice)
+                preds: Any
+                if type(output) is torch.Tensor:
+                    preds = output
+                elif choice is None and isinstance(output, dict) and "boxes" in output:
+                    preds = boxes_rows(output["boxes"])  # a detector's step (hookline.boxes)
+                else:
+                    preds = prediction_of(output, choice)
+                self.preds = preds
                 self.results = self.postprocess(preds, index)
-                index += _count(preds)
+                # a postprocess's list says how many samples it read (preds may be a dict)
+                index += len(self.results) if isinstance(self.results, list) else _count(preds)
                 fire("on_predict_postprocess_end", self)
                 if self.args.save and self.args.save_dir is not None:
                     self._save(self.results)
@@ -165,9 +189,15 @@ class Predictor(Engine):
         new = not path.exists()
         with open(path, "a", newline="") as file:
             writer = csv.writer(file)
-            if new:
-                writer.writerow(["index", "cls", "conf"])
             for item in results:
                 result = item[0] if isinstance(item, tuple) else item
-                writer.writerow([result.index, result.cls, f"{result.conf:.6f}"])
+                if new:  # a detector's file has one row per box
+                    writer.writerow(["index", "cls", "conf"] + (
+                        ["x1", "y1", "x2", "y2"] if result.boxes is not None else []))
+                    new = False
+                if result.boxes is None:
+                    writer.writerow([result.index, result.cls, f"{result.conf:.6f}"])
+                for box in result.boxes or ():
+                    writer.writerow([result.index, int(box.cls[0]), f"{float(box.conf[0]):.6f}",
+                                     *(f"{float(v):.2f}" for v in box.xyxy[0])])
                 self.saved += 1

@@ -282,6 +282,8 @@ class Trainer(Engine):
         self.lr_schedulers: list[Any] = []
         self.step_extras: dict[str, Any] = {}  # a step's non-loss entries, as it returned them
         self.step_logs: dict[str, Any] = {}  # the last step's "logs" (epoch logs take them)
+        # the structure of the model's inputs, from fit's first call (hookline.signature)
+        self.input_signature: dict[str, Any] | None = None
         self._loss_names_fixed = False
         self._training_step: Callable[[Any], Any] = self.training_step
         self._custom_training_step = False
@@ -374,13 +376,17 @@ class Trainer(Engine):
         return predictor(source, stream=stream)
 
     def export(self, format: str = "pt", **options: Any) -> Path:
-        """Export the model (pt, safetensors, torchscript, onnx; see Exporter)."""
+        """Export the model (pt, safetensors, torchscript, onnx; see Exporter) to
+        ``save_dir/weights/model.<format>`` (the current folder without a save_dir); prints
+        and returns the path. No example is needed after fit (``input_signature``)."""
         from hookline.engine.exporter import Exporter
-        if format in ("onnx", "torchscript") and "example_input" not in options:
-            first = next(iter(self.train_data.epoch(0)))
-            inputs = first[0] if isinstance(first, (tuple, list)) else first
-            options["example_input"] = inputs[:1]
-        return Exporter(self.model, callbacks=self.callbacks, format=format, **options).export()
+        from hookline.signature import export_file, training_signature
+        if "example_input" not in options:
+            options.setdefault("signature", training_signature(self))
+        options.setdefault("file", export_file(self.save_dir, format))
+        path = Exporter(self.model, callbacks=self.callbacks, format=format, **options).export()
+        print(f"exported {format} to {path}")
+        return path
 
     def summary(self, example_input: Any = None, *, max_depth: int = 1) -> Any:
         """The model's layers, output shapes (from ``example_input`` or the first training
@@ -435,6 +441,9 @@ class Trainer(Engine):
         if self.precision == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)
         self.forward_model = self.model
+        if self.input_signature is None:
+            from hookline.signature import record_first_call
+            record_first_call(self, self.model)
         if distributed.is_distributed():
             self._setup_distributed()
         self._setup_compile()
@@ -834,7 +843,8 @@ class Trainer(Engine):
     def _save_weights(self, *, best: bool) -> None:
         folder = self.save_dir / "weights"
         extra = {"epoch": self.epoch, "metrics": dict(self.metrics),
-                 "fitness": self.fitness, "best_fitness": self.best_fitness, **self.weights_meta}
+                 "fitness": self.fitness, "best_fitness": self.best_fitness,
+                 "input_signature": self.input_signature, **self.weights_meta}
         self.last_checkpoint = save_weights(self.model, folder / "last.pt", extra)
         if best:
             save_weights(self.model, folder / "best.pt", extra)
