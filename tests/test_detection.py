@@ -233,3 +233,16 @@ def test_bad_batches_name_the_fix() -> None:
         model.training_step(torch.zeros(1, 3, 32, 32))
     with pytest.raises(ValueError, match="val_fraction must be between 0 and 1"):
         load_shapes_data(val_fraction=1.5)
+
+
+def test_the_detector_trains_from_the_command_line(tmp_path, monkeypatch) -> None:
+    import csv
+
+    from hookline.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "model=shapes_detector", "data=shapes", "epochs=1", "verbose=0",
+                 "plots=False"]) == 0
+    with open(tmp_path / "runs" / "train" / "results.csv") as file:
+        header = next(csv.reader(file))
+    assert {"train/box", "train/cls", "train/obj", "val/box"} <= set(header)
+    assert (tmp_path / "runs" / "train" / "weights" / "best.pt").is_file()

@@ -106,13 +106,17 @@ def summarize(module: nn.Module, example_input: Any = None, *, max_depth: int = 
     note, input_shape = "", "?"
     if example_input is not None:
         input_shape = _shape(example_input)
+        if len(input_shape) > 120:  # a dict batch with a list per sample (boxes): shorten it
+            input_shape = input_shape[:117] + "..."
         try:
             shapes = _output_shapes(module, layers, example_input)
         except Exception as error:  # reported, or re-raised when strict
             if strict:
                 raise
-            note = (f"output shapes unknown: the forward pass on the example failed "
-                    f"({type(error).__name__}: {error})")
+            first = str(error).strip().splitlines()[0][:160] if str(error).strip() else ""
+            note = (f"output shapes unknown: the forward pass on the first batch failed "
+                    f"({type(error).__name__}: {first}); a model with its own training "
+                    f"step may take other inputs: pass summary(example_input=...)")
     else:
         note = "output shapes unknown (\"?\"): pass an example input, e.g. summary(x[:1])"
     rows = []

@@ -24,7 +24,8 @@ __all__ = ["BUILD_KEY", "MODELS", "build_info", "build_model", "example_input", 
            "load_object", "load_source", "read_weights"]
 
 # built-in model names -> (module, factory)
-MODELS = {"digits_cnn": ("hookline.demo", "digits_cnn")}
+MODELS = {"digits_cnn": ("hookline.demo", "digits_cnn"),
+          "shapes_detector": ("hookline.detection", "shapes_detector")}
 # the key of a weights file that holds build_info()
 BUILD_KEY = "hookline_build"
 
@@ -118,11 +119,15 @@ def build_model(spec: str) -> Any:
 
 
 def load_data(spec: str, val_split: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
-    """``digits``, an ``.npz`` file (x, y and optionally x_val, y_val) or ``module:function``
-    (or ``file.py:function``) returning ``(train, val)``, each ``(x, y)`` or None."""
+    """``digits``, ``shapes`` (generated images with boxes, for ``shapes_detector``), an
+    ``.npz`` file (x, y and optionally x_val, y_val) or ``module:function`` (or
+    ``file.py:function``) returning ``(train, val)``, each ``(x, y)`` or None."""
     if spec == "digits":
         from hookline.demo import load_digits_data
         return load_digits_data(val_fraction=val_split, seed=seed)
+    if spec == "shapes":
+        from hookline.detection import load_shapes_data
+        return load_shapes_data(val_fraction=val_split, seed=seed)
     if spec.endswith(".npz"):
         import numpy as np
         path = Path(spec)
@@ -137,7 +142,7 @@ def load_data(spec: str, val_split: float = 0.2, seed: int = 0) -> tuple[Any, An
         val = (arrays["x_val"], arrays["y_val"]) if "x_val" in arrays.files else None
         return train, val
     if ":" not in spec:
-        raise UsageError(f"unknown data {spec!r}; use 'digits', a .npz file (arrays x, y, "
+        raise UsageError(f"unknown data {spec!r}; use 'digits', 'shapes', a .npz file (arrays x, y, "
                          f"optional x_val, y_val) or module:function / file.py:function "
                          f"returning (train, val)")
     loaded = load_object(spec, "data")()

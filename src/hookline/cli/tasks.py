@@ -128,7 +128,10 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
     if state is not None:
         net.load_state_dict(state.get("model", state))
     train_data, val_data = load_data(data, val_split, seed or 0)
-    trainer = Trainer(net, optimizer=optimizer, lr=lr, loss=loss, train_data=train_data,
+    # a model that declares its training step (the detector) computes its own loss
+    own_loss = callable(getattr(net, "training_step", None))
+    trainer = Trainer(net, optimizer=optimizer, lr=lr, loss=None if own_loss else loss,
+                      train_data=train_data,
                       val_data=val_data, epochs=epochs, batch_size=batch_size, seed=seed,
                       device=device, precision=precision, accumulate=accumulate,
                       clip_grad_norm=clip_grad_norm, freeze=freeze, save_dir=run_dir,
