@@ -88,7 +88,7 @@ class ArrayBatches:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         return torch.randperm(self.size, generator=generator)
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
         """The batches of ``epoch``, starting after the first ``skip``."""
         order = self.order(epoch)
         if self.world > 1:
@@ -104,6 +104,9 @@ class ArrayBatches:
         # An unshuffled one hands out views of the arrays a block at a time too, so the views
         # made at once stay few however large the arrays.
         block = self._block_rows
+        structure = self.structure
+        flat_keys = structure[1] if structure is not None and structure[0] is dict and all(
+            child == _LEAF for child in structure[2]) else None
         for block_start in range(start, stop, block):
             block_stop = min(block_start + block, stop)
             if order is None:
@@ -114,6 +117,9 @@ class ArrayBatches:
                                   block_stop - block_start, step)
             if self.structure is None:
                 yield from batches
+            elif flat_keys is not None:  # a flat dict of arrays: one dict() per batch
+                for leaves in batches:
+                    yield dict(zip(flat_keys, leaves))
             else:
                 for leaves in batches:
                     yield _rebuild(self.structure, iter(leaves))
