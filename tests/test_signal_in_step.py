@@ -111,3 +111,19 @@ def test_check_finite_stops_at_the_first_nan_loss_naming_the_batch_and_the_input
                               verbose=0)
     silent.fit()  # without the option it trains on, as torch does
     assert silent.metrics["loss"] != silent.metrics["loss"]  # NaN
+
+
+def test_detect_anomaly_is_on_only_inside_fit_and_leaves_a_users_setting_alone() -> None:
+    seen: list[bool] = []
+    for option in (True, False):
+        trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(16),
+                                   device="cpu", verbose=0, detect_anomaly=option)
+        trainer.add_callback("on_train_batch_end",
+                             lambda t: seen.append(torch.is_anomaly_enabled()))
+        torch.autograd.set_detect_anomaly(not option)  # the user's own global setting
+        try:
+            trainer.fit()
+            assert torch.is_anomaly_enabled() is (not option)  # put back after fit
+        finally:
+            torch.autograd.set_detect_anomaly(False)
+    assert seen == [True, True]  # on when asked; a user's own True kept when not asked

@@ -346,8 +346,9 @@ class Trainer(Engine):
         so on_exception and teardown run before the process ends.
         """
         try:
-            with sigterm_raises(), torch.autograd.set_detect_anomaly(
-                    self.args.detect_anomaly, check_nan=True):
+            anomaly = torch.autograd.set_detect_anomaly(True, check_nan=True) \
+                if self.args.detect_anomaly else contextlib.nullcontext()
+            with sigterm_raises(), anomaly:  # a user's own anomaly mode is left alone
                 return self._run_top_level(self._fit)
         finally:
             if self.phase != "done":
