@@ -217,3 +217,13 @@ def test_a_scheduler_per_optimizer_resumes_exactly_mid_epoch(tmp_path: Path) -> 
     resumed.fit()
     assert same(resumed.model, expected.model)
     assert [o.param_groups[0]["lr"] for o in resumed.optimizers.values()] == rates
+
+
+def test_the_loop_options_apply_with_several_optimizers() -> None:
+    starts: list[int] = []
+    trainer = make(GAN(), val_data=(real_data(8),), validation_step=automatic_step,
+                   val_check_interval=2, max_steps=5, epochs=3)
+    trainer.add_callback("on_val_start", lambda v: starts.append(v.trainer.batch_i))
+    trainer.fit()
+    assert trainer.step == 6 and trainer.stop_reason == "max_steps=5 reached"  # 2 per batch
+    assert starts == [1, 2]  # mid-epoch after the 2nd batch, then the epoch's end

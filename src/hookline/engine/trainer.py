@@ -589,61 +589,52 @@ class Trainer(Engine):
                 fire("on_train_batch_start", self)
             if move:
                 batch = move_to(batch, device)
-            if several and automatic:
+            if several and automatic:  # a step per optimizer (engine/optimizers.py)
                 seen = batch_i + 1
                 loss = self._train_each_optimizer(batch, amp, seen, last)
                 losses.append(self._record_parts(loss))
-                if metric_set is not None:
-                    metric_set.update(self.preds, self.target, None, self.sample_weight)
-                if on_batch_end:
-                    fire("on_train_batch_end", self)
-                if signals.pending:
-                    signals.raise_pending()
-                if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(
-                        epoch + 1, self.step)) and alone:
-                    break
-                continue
-            with amp:
-                if custom:
-                    self.outputs = self.preds = self.target = self.sample_weight = None
-                result = step(batch)
-            if custom and on_after_forward:
-                fire("on_after_forward", self)
-            if type(result) is torch.Tensor:
-                loss = result
-                if self.loss_parts is not None:
-                    raise _parts_changed(self.loss_names, ["loss"])
             else:
-                loss = self._read_output(result)
-            if getattr(loss, "ndim", None) != 0:
-                raise _not_scalar(loss)
-            self.loss = loss
-            if check_finite and not torch.isfinite(loss):
-                raise NonFiniteLossError.at(self, loss, batch)
-            if on_after_loss:
-                fire("on_after_loss", self)
-            if automatic:
-                scaled = loss / accumulate if accumulate > 1 else loss
-                (scaler.scale(scaled) if scaler is not None else scaled).backward()
-                if on_after_backward:
-                    fire("on_after_backward", self)
-            seen = batch_i + 1
-            if self._scaler_pending:
-                self._update_scaler()  # manual steps of several optimizers: once a batch
-            if automatic and (seen % accumulate == 0 or seen == last):
-                if plain and not (step_events[0] or step_events[1] or step_events[2]):
-                    signals.critical = True  # a SIGTERM now waits for the batch's end
-                    optimizer.step()
-                    self.step += 1
-                    optimizer.zero_grad(set_to_none=True)
-                    signals.critical = False
+                with amp:
+                    if custom:
+                        self.outputs = self.preds = self.target = self.sample_weight = None
+                    result = step(batch)
+                if custom and on_after_forward:
+                    fire("on_after_forward", self)
+                if type(result) is torch.Tensor:
+                    loss = result
+                    if self.loss_parts is not None:
+                        raise _parts_changed(self.loss_names, ["loss"])
                 else:
-                    self._optimizer_step()
-            if self.loss_parts is None:
-                self.loss_items = detached = loss.detach()
-                losses.append(detached)
-            else:
-                losses.append(self._record_parts(loss))
+                    loss = self._read_output(result)
+                if getattr(loss, "ndim", None) != 0:
+                    raise _not_scalar(loss)
+                self.loss = loss
+                if check_finite and not torch.isfinite(loss):
+                    raise NonFiniteLossError.at(self, loss, batch)
+                if on_after_loss:
+                    fire("on_after_loss", self)
+                if automatic:
+                    scaled = loss / accumulate if accumulate > 1 else loss
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                    if on_after_backward:
+                        fire("on_after_backward", self)
+                seen = batch_i + 1
+                if self._scaler_pending:
+                    self._update_scaler()  # manual steps of several optimizers: once a batch
+                if automatic and (seen % accumulate == 0 or seen == last):
+                    if plain and not (step_events[0] or step_events[1] or step_events[2]):
+                        signals.critical = True  # a SIGTERM now waits for the batch's end
+                        optimizer.step()
+                        self.step += 1
+                        optimizer.zero_grad(set_to_none=True)
+                        signals.critical = False
+                    else:
+                        self._optimizer_step()
+                if self.loss_parts is None:
+                    self.loss_items = detached = loss.detach()
+                    losses.append(detached)
+                else:
+                    losses.append(self._record_parts(loss))
             if metric_set is not None:
                 metric_set.update(self.preds, self.target, None, self.sample_weight)
             if interval is not None and seen % interval == 0 and seen != last:
