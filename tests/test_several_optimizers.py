@@ -227,3 +227,14 @@ def test_the_loop_options_apply_with_several_optimizers() -> None:
     trainer.fit()
     assert trainer.step == 6 and trainer.stop_reason == "max_steps=5 reached"  # 2 per batch
     assert starts == [1, 2]  # mid-epoch after the 2nd batch, then the epoch's end
+
+
+def test_learning_rate_scheduler_sets_the_rate_of_the_optimizer_it_names() -> None:
+    from hookline.callbacks import LearningRateScheduler
+    trainer = make(GAN(), callbacks=[LearningRateScheduler(lambda epoch, lr: 0.001,
+                                                           optimizer="discriminator")])
+    trainer.fit()
+    assert trainer.optimizers["discriminator"].param_groups[0]["lr"] == 0.001
+    assert trainer.optimizers["generator"].param_groups[0]["lr"] == 0.02
+    with pytest.raises(ValueError, match=r"optimizer='critic'\) names no optimizer"):
+        make(GAN(), callbacks=[LearningRateScheduler(lambda e, lr: lr, optimizer="critic")]).fit()
