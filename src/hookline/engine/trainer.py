@@ -879,7 +879,7 @@ class NonFiniteLossError(FloatingPointError):
                   f"(e.g. torch.nan_to_num) or drop those samples") if bad else (
             "; the batch itself is finite: lower the learning rate, clip gradients "
             "(clip_grad_norm=) or check the loss for log(0) or division by zero")
-        return cls(f"the loss is {float(loss)} at epoch {trainer.epoch}, batch "
+        return cls(f"the loss is {float(loss.detach())} at epoch {trainer.epoch}, batch "
                    f"{trainer.batch_i} (after {trainer.step} optimizer steps){inputs}")
 
 
