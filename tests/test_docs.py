@@ -24,6 +24,7 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,17 +92,41 @@ def _run(block: Block, folder: Path) -> None:
                     f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}")
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
-def test_every_code_block_runs_as_pasted_or_is_marked(page: Path, tmp_path: Path) -> None:
+def _run_page(page: Path, folder: Path) -> None:
     for block in blocks(page):
         marker = block.marker or ""
         if marker.startswith("file:"):
-            (tmp_path / marker.split(":", 1)[1].strip()).write_text(block.text)
+            (folder / marker.split(":", 1)[1].strip()).write_text(block.text)
         elif block.language == "yaml" and not marker:
             import yaml
             yaml.safe_load(block.text)
         elif block.language in RUN and not marker:
-            _run(block, tmp_path)
+            _run(block, folder)
+
+
+@pytest.fixture(scope="module")
+def page_failures(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str | None]:
+    """Every page run once, two pages at a time (each block is a fresh, mostly single-core
+    process: on two cores a second page halves the wall time); a page's blocks stay in
+    order in its own folder. Maps each page to its failure, or None."""
+    folders = {page: tmp_path_factory.mktemp(page.stem) for page in PAGES}
+
+    def attempt(page: Path) -> str | None:
+        try:
+            _run_page(page, folders[page])
+        except BaseException as error:  # noqa: BLE001 - reported by the page's own test
+            return f"{type(error).__name__}: {error}"
+        return None
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(PAGES, pool.map(attempt, PAGES)))
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_every_code_block_runs_as_pasted_or_is_marked(
+        page: Path, page_failures: dict[Path, str | None]) -> None:
+    failure = page_failures[page]
+    if failure is not None:
+        pytest.fail(failure, pytrace=False)
 
 
 def test_the_marker_convention_is_used_as_documented() -> None:
