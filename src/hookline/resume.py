@@ -36,6 +36,7 @@ from hookline.checkpoint import (
     read_checkpoint_info,
 )
 from hookline.rng import set_rng_state
+from hookline.run_state import Phase, RunState
 
 __all__ = ["ResumePoint", "checkpoint_folders", "find_checkpoints", "load_latest", "restore",
            "resume_trainer"]
@@ -48,7 +49,7 @@ def resume_trainer(trainer: Any, resume: Any) -> Path | None:
     if resume is None or resume is False:
         return None
     if isinstance(resume, dict):
-        restore(trainer, resume)
+        trainer.load_state_dict(resume)
         return None
     if resume is True:
         folders = checkpoint_folders(trainer)
@@ -79,7 +80,7 @@ def resume_trainer(trainer: Any, resume: Any) -> Path | None:
         raise TypeError(f"resume must be True, a path or a loaded checkpoint dict, got "
                         f"{type(resume).__name__}: {resume!r}")
     path, payload = found
-    restore(trainer, payload, source=path)
+    trainer.load_state_dict(payload, source=path)
     trainer.resumed_from = path
     return path
 
@@ -91,7 +92,7 @@ def _restore_latest(trainer: Any, folders: list[Path]) -> Path | None:
     problems = []
     for path in find_checkpoints(folders):
         try:
-            restore(trainer, load_checkpoint(path), source=path)
+            trainer.load_state_dict(load_checkpoint(path), source=path)
         except CorruptCheckpointError as error:
             problems.append(str(error))
             warnings.warn(f"{error}; falling back to the previous checkpoint", RuntimeWarning,
@@ -193,15 +194,17 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     ``on_train_start``; the epoch loop then continues at the recorded position.
     """
     name = f"checkpoint {source}" if source is not None else "the checkpoint"
-    run = payload["run"]
+    run = RunState.from_dict(payload.get("run"), source)
     check_model_state(trainer.model, payload["model"], source)
     _check_data(trainer, payload.get("data") or {}, name, source)
+    start_epoch = run.start_epoch()
+    _check_rerun(trainer, run, start_epoch, name, source)
     trainer.model.load_state_dict(payload["model"])
     _restore_optimizers(trainer, payload, name, source)
     _restore_schedulers(trainer, payload.get("lr_schedulers") or [], name, source)
     _restore_scaler(trainer, payload.get("scaler"), name)
     for parameter_name, parameter in trainer.model.named_parameters():
-        grad = run["grads"].get(parameter_name)
+        grad = run.grads.get(parameter_name)
         parameter.grad = grad.to(parameter.device) if grad is not None else None
     states = payload.get("callbacks") or {}
     trainer.callbacks.load_state_dict(states)
@@ -211,74 +214,54 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
         warnings.warn(f"{name} holds state for callbacks this run does not have "
                       f"({', '.join(sorted(unclaimed))}); it is ignored", RuntimeWarning,
                       stacklevel=3)
-    trainer.step = run["step"]
-    trainer.metrics = dict(run["metrics"])
-    trainer.fitness, trainer.best_fitness = run["fitness"], run["best_fitness"]
-    trainer.stop_reason = run["stop_reason"]
     if payload.get("input_signature") is not None:  # export after a resume needs no example
         trainer.input_signature = payload["input_signature"]
-    if "loss_names" in run:  # the step's named loss parts: later steps must return the same
-        trainer.loss_names, trainer._loss_names_fixed = list(run["loss_names"]), True
-    if not run.get("exact", True):
-        warnings.warn(f"{name} is not an exact resume point: {run.get('note')}",
+    if not run.exact:
+        warnings.warn(f"{name} is not an exact resume point: {run.note}",
                       RuntimeWarning, stacklevel=3)
-    batches_complete = run["phase"] != "train" or run["stop"] or run["skip_rest_of_epoch"]
-    if run["phase"] in ("idle", "setup"):
-        # saved outside an epoch (before any training): start that epoch from its beginning
-        trainer.start_epoch, trainer.resume_batch = run["epoch"], 0
-        trainer._resume_point = None
-    elif run["phase"] == "epoch_done":
-        # the whole epoch (validation and on_fit_epoch_end included) was done
-        trainer.start_epoch = trainer.epochs if run["stop"] else run["epoch"] + 1
-        trainer.resume_batch = 0
-        trainer.stop = False
-        trainer._resume_point = None
-    else:
-        trainer.start_epoch = run["epoch"]
-        trainer.resume_batch = run["batches_done"]
-        trainer.stop = bool(run["stop"])
+    run.apply(trainer, start_epoch)
+    trainer._resume_point = None
+    if run.mid_epoch:
+        # mid-epoch: the rest of the epoch is positioned when it starts
         trainer._resume_point = ResumePoint(
-            batches_done=run["batches_done"], batches_complete=bool(batches_complete),
-            losses=run["epoch_losses"], train_metrics=run.get("train_metrics"),
-            rng=payload["rng"], epoch_rng=run.get("epoch_rng"))
-    trainer.epoch = trainer.start_epoch
-    _check_rerun(trainer, run, name, source)
-    trainer.run_id = run.get("run_id") or trainer.run_id
-    trainer.resumed = True
+            batches_done=run.batches_done, batches_complete=run.batches_complete,
+            losses=run.epoch_losses, train_metrics=run.train_metrics,
+            rng=payload["rng"], epoch_rng=run.epoch_rng)
+    if start_epoch >= trainer.epochs:
+        warnings.warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
+                      f"nothing left to train. Pass a larger epochs= to extend it",
+                      RuntimeWarning, stacklevel=3)
     set_rng_state(payload["rng"])
 
 
-def _check_rerun(trainer: Any, run: dict[str, Any], name: str, source: Any) -> None:
+def _check_rerun(trainer: Any, run: RunState, start_epoch: int, name: str,
+                 source: Any) -> None:
     """A rerun must agree with the run it continues: every conflict is an error naming the
-    argument and both values, raised before anything is trained, saved or deleted."""
-    saved = run.get("args") or {}
-    now = trainer.args
+    argument and both values, raised before anything is restored, trained, saved or
+    deleted."""
+    saved, now = run.args, trainer.args
     conflicts = []
-    if saved.get("seeded") and now.seeded and saved.get("seed") != now.seed:
+    if saved.seeded and now.seeded and saved.seed != now.seed:
         conflicts.append(f"seed={now.seed} but the checkpoint's run used seed="
-                         f"{saved['seed']} (another run's checkpoint in the same folder?)")
+                         f"{saved.seed} (another run's checkpoint in the same folder?)")
     for key in ("accumulate", "steps_per_epoch"):
-        if key in saved and saved[key] != getattr(now, key):
+        if getattr(saved, key) != getattr(now, key):
             conflicts.append(f"{key}={getattr(now, key)!r} but the checkpoint's run used "
-                             f"{key}={saved[key]!r}")
-    if "world_size" in saved and saved["world_size"] != trainer.world_size:
-        conflicts.append(f"the run had {saved['world_size']} rank(s) and this one has "
+                             f"{key}={getattr(saved, key)!r}")
+    if saved.world_size != trainer.world_size:
+        conflicts.append(f"the run had {saved.world_size} rank(s) and this one has "
                          f"{trainer.world_size}; resume with the same number of ranks")
-    finished = run["stop"] or (run["phase"] == "epoch_done" and run["epoch"] + 1 >= run["epochs"])
-    if trainer.start_epoch >= trainer.epochs and not finished:
-        done = run["epoch"] + (1 if run["phase"] == "epoch_done" else 0)
+    finished = run.stop or (run.phase is Phase.EPOCH_DONE and run.epoch + 1 >= run.epochs)
+    if start_epoch >= trainer.epochs and not finished:
+        done = run.epoch + (1 if run.phase is Phase.EPOCH_DONE else 0)
         conflicts.append(f"epochs={trainer.epochs} but the checkpoint's run had trained {done} "
-                         f"of its {run['epochs']} epochs; pass epochs={run['epochs']} (or "
+                         f"of its {run.epochs} epochs; pass epochs={run.epochs} (or "
                          f"more) to finish it")
     if conflicts:
         raise CheckpointMismatchError(
             source, f"{name} does not fit this run: " + "; ".join(conflicts) + ". Nothing was "
                     "trained or deleted; fix the arguments, or start a new run in another "
                     "folder")
-    if trainer.start_epoch >= trainer.epochs:
-        warnings.warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
-                      f"nothing left to train. Pass a larger epochs= to extend it",
-                      RuntimeWarning, stacklevel=4)
 
 
 def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> None:

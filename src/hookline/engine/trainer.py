@@ -35,6 +35,7 @@ from hookline.engine.steps import read_step_output, resolve_step
 from hookline.engine.validator import Validator
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 from hookline.objective import Objective, explain_loss_error
+from hookline.run_state import Phase
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Trainer"]
@@ -278,7 +279,7 @@ class Trainer(Engine):
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
         # otherwise), the schedulers your own code steps, and the torch RNG state the epoch's
         # data order was drawn from
-        self.phase = "idle"
+        self.phase = Phase.IDLE
         self.lr_schedulers: list[Any] = []
         self.step_extras: dict[str, Any] = {}  # a step's non-loss entries, as it returned them
         self.step_logs: dict[str, Any] = {}  # the last step's "logs" (epoch logs take them)
@@ -325,6 +326,23 @@ class Trainer(Engine):
         mean = _mean_rows(self.epoch_losses)
         return mean if mean.dim() == 0 else mean[0]
 
+    def state_dict(self, *, rng: dict[str, Any] | None = None, keep_grads: bool = True,
+                   exact: bool = True, note: str = "") -> dict[str, Any]:
+        """Everything needed to continue this fit exactly where it is: model, optimizers,
+        schedulers, scaler, random generators, the run state (``hookline.run_state``), the
+        data order's fingerprint and the callbacks' states. What checkpoints hold; see
+        ``hookline.checkpoint.build_checkpoint`` for the options."""
+        from hookline.checkpoint_payload import trainer_payload
+        return trainer_payload(self, rng=rng, keep_grads=keep_grads, exact=exact, note=note)
+
+    def load_state_dict(self, state: dict[str, Any], *, source: Any = None) -> None:
+        """Put this trainer back in the state ``state_dict()`` recorded, after checking that
+        it fits (model, optimizers, data, arguments: a conflict is an error naming both
+        values). Call it once set-up is done; ``Trainer(resume=...)`` and ``resume_from()``
+        do, when fit starts."""
+        from hookline.resume import restore
+        restore(self, state, source=source)
+
     def resume_from(self, source: Any) -> None:
         """Make the fit that is starting resume from ``source`` (a checkpoint file, a folder,
         a loaded payload or True), whatever ``Trainer(resume=...)`` said: for callbacks that
@@ -351,8 +369,8 @@ class Trainer(Engine):
             with sigterm_raises(), anomaly:  # a user's own anomaly mode is left alone
                 return self._run_top_level(self._fit)
         finally:
-            if self.phase != "done":
-                self.phase = "idle"  # a failed fit: its state is no resume point
+            if self.phase is not Phase.DONE:
+                self.phase = Phase.IDLE  # a failed fit: its state is no resume point
 
     def validate(self, data: Any = None) -> dict[str, float]:
         """Evaluate on ``data`` (default: val_data); returns metrics without the val_ prefix."""
@@ -399,7 +417,7 @@ class Trainer(Engine):
     def _fit(self) -> dict[str, float]:
         fire = self.callbacks.fire
         self.stop, self.stop_reason = False, ""
-        self.phase, self.resumed, self._resume_point = "setup", False, None
+        self.phase, self.resumed, self._resume_point = Phase.SETUP, False, None
         self.loss_parts, self.loss_names, self._loss_names_fixed = None, ["loss"], False
         self.run_id = uuid.uuid4().hex[:12]  # a resume puts back the run's own id
         if self.args.seeded:
@@ -423,7 +441,7 @@ class Trainer(Engine):
                     break
                 self.stop = False  # min_epochs / min_steps not reached: keep training
         fire("on_train_end", self)
-        self.phase = "done"
+        self.phase = Phase.DONE
         return self.metrics
 
     def _sanity_check(self) -> None:
@@ -569,7 +587,7 @@ class Trainer(Engine):
         if metric_set is not None:
             metric_set.reset()
         self.forward_model.train()
-        self.phase = "train"
+        self.phase = Phase.TRAIN
         fire("on_train_epoch_start", self)  # resume_batch > 0 here: a resumed partial epoch
         skip, self.resume_batch = self.resume_batch, 0
         resume, self._resume_point = self._resume_point, None
@@ -776,7 +794,7 @@ class Trainer(Engine):
 
     def _end_epoch(self) -> None:
         fire = self.callbacks.fire
-        self.phase = "epoch_end"
+        self.phase = Phase.EPOCH_END
         self.metrics = metrics = self._epoch_losses()
         if self.train_metric_set is not None:
             metrics.update(self.train_metric_set.compute(with_loss=False))
@@ -802,7 +820,7 @@ class Trainer(Engine):
             self.best_fitness = self.fitness
         if self.save_dir is not None and self.rank == 0:
             self._save_weights(best=improved)
-        self.phase = "epoch_done"
+        self.phase = Phase.EPOCH_DONE
         fire("on_fit_epoch_end", self)
         if self.world_size > 1 and distributed.any_rank(self.stop) and not self.stop:
             self.request_stop("another rank asked to stop")
