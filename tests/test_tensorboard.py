@@ -152,3 +152,39 @@ def test_a_missing_tensorboard_warns_with_the_extra_and_training_goes_on(monkeyp
 def test_bad_options_fail_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TensorBoard(**kwargs)
+
+
+@pytest.mark.parametrize("crash_event, n", [("on_train_batch_end", 7),  # mid-epoch 1
+                                            ("on_fit_epoch_end", 2)])  # at epoch 1's end
+def test_a_resumed_run_logs_every_step_and_epoch_once_with_the_uninterrupted_values(
+        tmp_path, crash_event, n):
+    """The interrupted run logged past its last backup; after the resume those values are
+    dropped from its event files and logged again, so the folder reads back exactly as an
+    uninterrupted run's."""
+    from hookline.callbacks import BackupAndRestore
+    from hookline.testing import Crash, crash_at
+
+    def callbacks(folder, *extra):
+        return [TensorBoard(folder, log_every_n_steps=1),
+                BackupAndRestore(tmp_path / "backup", save_freq=3), *extra]
+
+    _fit(callbacks(tmp_path / "whole"))
+    with pytest.raises(Crash):
+        _fit(callbacks(tmp_path / "cut", crash_at(crash_event, n, order=300)))
+    _fit(callbacks(tmp_path / "cut"))
+    whole, cut = _read(tmp_path / "whole"), _read(tmp_path / "cut")
+    for tag in ("step/loss", "epoch/loss", "epoch/val_loss", "epoch/lr"):
+        expected = [(event.step, event.value) for event in whole.Scalars(tag)]
+        assert [(event.step, event.value) for event in cut.Scalars(tag)] == expected, tag
+    assert len(whole.Scalars("step/loss")) == 12
+
+
+def test_rewinding_leaves_a_folder_with_nothing_after_the_point_untouched(tmp_path):
+    from hookline.loggers.tensorboard_rewind import rewind_event_files
+    _fit([TensorBoard(tmp_path, log_every_n_steps=1)])
+    files = {path: path.read_bytes() for path in tmp_path.glob("events.out.tfevents.*")}
+    assert rewind_event_files(tmp_path, step=12, epoch=3) == 0
+    assert {path: path.read_bytes() for path in files} == files
+    # steps 5-12 (step/loss, step/lr); epochs 1-2 (loss, val_loss, val_accuracy, lr)
+    assert rewind_event_files(tmp_path, step=4, epoch=1) == 8 * 2 + 2 * 4
+    assert [event.step for event in _read(tmp_path).Scalars("step/loss")] == [1, 2, 3, 4]

@@ -41,6 +41,10 @@ class TensorBoard(Callback):
     value other callbacks add. The writer is flushed at each epoch's end and closed when
     training ends. ``on_error="warn"``: a failing logger never ends a run.
 
+    A resumed run continues the same folder: the values the interrupted run logged after its
+    checkpoint (an epoch trained again) are dropped from the earlier event files first, so
+    every step and epoch appears once (``hookline.loggers.tensorboard_rewind``).
+
     Example::
 
         from hookline.loggers import TensorBoard
@@ -89,6 +93,10 @@ class TensorBoard(Callback):
             save_dir = getattr(trainer, "save_dir", None)
             folder = Path(save_dir) / "tensorboard" if save_dir is not None else Path("logs")
         self.run_dir = folder
+        if getattr(trainer, "resumed", False) and folder.is_dir():
+            # what was logged after the checkpoint is trained (and logged) again
+            from hookline.loggers.tensorboard_rewind import rewind_event_files
+            rewind_event_files(folder, step=trainer.step, epoch=trainer.start_epoch)
         self.writer = module.SummaryWriter(log_dir=str(folder))
         self._last_step = trainer.step
         self._graph_done = False
