@@ -256,13 +256,15 @@ def test_the_writer_writes_in_another_thread_one_write_at_a_time(
     real_write = os.write
     active, worst, threads = [0], [0], set()
     lock = threading.Lock()
+    disk_free = threading.Event()  # writes wait until the test opens it
 
     def slow_write(fd: int, data: Any) -> int:
         with lock:
             active[0] += 1
             worst[0] = max(worst[0], active[0])
         threads.add(threading.current_thread().name)
-        time.sleep(0.01)
+        disk_free.wait(30)
+        time.sleep(0.001)
         try:
             return real_write(fd, data)
         finally:
@@ -270,10 +272,9 @@ def test_the_writer_writes_in_another_thread_one_write_at_a_time(
                 active[0] -= 1
     monkeypatch.setattr(os, "write", slow_write)
     first, second = CheckpointWriter(), CheckpointWriter()
-    started = time.perf_counter()
     first.save(build_checkpoint(trainer), tmp_path / "same.ckpt")
-    assert time.perf_counter() - started < 0.02  # the loop did not wait for the disk
-    assert first.busy
+    assert first.busy  # save returned while its write waits for the disk: the loop did not
+    disk_free.set()
     for _ in range(3):  # two writers, one file: writes queue up, never overlap
         first.save(build_checkpoint(trainer), tmp_path / "same.ckpt")
         second.save(build_checkpoint(trainer), tmp_path / "same.ckpt")
