@@ -248,3 +248,50 @@ def test_functions_with_the_other_doors_signature_are_errors_at_registration():
     hookline.keras.LambdaCallback(on_epoch_end=lambda epoch, logs: None,
                                   on_train_begin=lambda logs: None)  # Keras' own: accepted
     trainer.add_callback("on_epoch_end", lambda trainer: None)
+
+
+def test_hook_methods_defined_on_the_model_are_named_in_a_warning() -> None:
+    """A ported LightningModule keeps on_train_epoch_end(self) and configure_optimizers();
+    hookline calls neither, so building the Trainer says so instead of training silently
+    differently."""
+    import warnings
+
+    import torch
+
+    import hookline
+    from hookline.testing import tiny_data
+
+    class Ported(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(x)
+
+        def on_train_epoch_end(self) -> None:
+            raise AssertionError("never called")
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def setup(self) -> None:  # a plain method name: not taken for a hook
+            pass
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hookline.Trainer(Ported(), loss="cross_entropy", train_data=tiny_data(16), verbose=0)
+        explicit = hookline.Trainer(Ported(), optimizer=torch.optim.SGD, lr=0.1,
+                                    loss="cross_entropy", train_data=tiny_data(16), verbose=0)
+    messages = [str(warning.message) for warning in caught]
+    assert len([m for m in messages if "Ported.on_train_epoch_end: hookline calls hooks on "
+                "callbacks, not on the model" in m]) == 2
+    assert len([m for m in messages if "configure_optimizers() is not called" in m]) == 1
+    assert not any("setup" in m for m in messages)
+    explicit.fit()  # and the hook is indeed not called
+
+    with warnings.catch_warnings(record=True) as plain:
+        warnings.simplefilter("always")
+        hookline.Trainer(torch.nn.Linear(8, 3), loss="cross_entropy",
+                         train_data=tiny_data(16), verbose=0)
+    assert not [w for w in plain if "hookline calls hooks" in str(w.message)]

@@ -15,7 +15,8 @@ from typing import Any
 
 from hookline.events import ALIASES, EVENT_NAMES, PORTED_NAMES, ported_hint
 
-__all__ = ["check_keras_function", "check_keras_methods", "check_native_signature"]
+__all__ = ["check_keras_function", "check_keras_methods", "check_model_hooks",
+           "check_native_signature"]
 
 # Parameter names that give away Keras' (epoch | batch, logs) signature.
 _KERAS_PARAMETERS = frozenset({"logs", "epoch", "batch"})
@@ -161,3 +162,36 @@ def _check_keras_signature(callback: Any, name: str, kind: str) -> None:
         hint = f"write {expected} (logs is passed by keyword)"
     raise TypeError(f"{_where(callback, name, signature)} cannot take the arguments Keras "
                     f"passes ({expected}); {hint}")
+
+
+# Lightning's LightningModule methods that hookline does run when a model defines them.
+_MODEL_METHODS_USED = frozenset({"training_step", "validation_step", "predict_step"})
+
+
+def check_model_hooks(model: Any, *, optimizer: Any) -> None:
+    """Warn about methods of ``model`` that look like hooks hookline would call but does not:
+    hook-named methods (a ported LightningModule's ``on_train_epoch_end(self)``) and
+    ``configure_optimizers`` while the default optimizer is used. Both would otherwise be
+    skipped without a word, and the run would train differently from the one ported."""
+    import warnings
+
+    owner = type(model)
+    names = {name for klass in owner.__mro__ if klass.__module__.split(".")[0] not in
+             ("torch", "hookline", "builtins") for name in vars(klass)}
+    hooks = sorted(name for name in names - _MODEL_METHODS_USED
+                   if name.startswith("on_")
+                   and (name in EVENT_NAMES or name in ALIASES or name in PORTED_NAMES)
+                   and callable(getattr(owner, name, None)))
+    if hooks:
+        listed = ", ".join(f"{owner.__qualname__}.{name}" for name in hooks)
+        warnings.warn(f"{listed}: hookline calls hooks on callbacks, not on the model, so "
+                      f"{'this is' if len(hooks) == 1 else 'these are'} never called. Move "
+                      f"{'it' if len(hooks) == 1 else 'them'} into a hookline.Callback, "
+                      f"whose hooks receive the trainer (trainer.model is the model)",
+                      RuntimeWarning, stacklevel=3)
+    if "configure_optimizers" in names and isinstance(optimizer, str) and optimizer == "adam":
+        warnings.warn(f"{owner.__qualname__}.configure_optimizers() is not called by hookline: "
+                      f"this run trains with the default optimizer ('adam'). Pass "
+                      f"optimizer=model.configure_optimizers() (its optimizer, or the "
+                      f"'optimizer' entry of the dict it returns)", RuntimeWarning,
+                      stacklevel=3)

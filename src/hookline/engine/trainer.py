@@ -33,6 +33,7 @@ from hookline.engine.optimizers import OptimizerSet
 from hookline.engine.schedule import Schedule, batch_limit
 from hookline.engine.steps import read_step_output, resolve_step
 from hookline.engine.validator import Validator
+from hookline.hook_checks import check_model_hooks
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
@@ -227,6 +228,7 @@ class Trainer(Engine):
         self.train_metric_set = MetricSet(own_copies(metric_list), own_copies(weighted_list)) \
             if train_metrics else None
         _apply_freeze(model, freeze)
+        check_model_hooks(model, optimizer=optimizer)
         self.optimizer_set = OptimizerSet.build(
             optimizer, lambda spec: self._build_optimizer(spec, lr), optimizer_frequencies)
         if accumulate > 1 and max(self.optimizer_set.frequencies) > 1:
