@@ -278,3 +278,26 @@ def test_missing_inputs_are_named_with_the_fix(tmp_path):
     odd = signature_of((object(),), {})
     with pytest.raises(ValueError, match="argument 0 was a object.*pass example_input="):
         example_from_signature(odd)
+
+
+def test_export_before_fit_of_a_custom_step_asks_for_the_inputs_and_after_fit_needs_none(
+        tmp_path):
+    """A custom step decides what the model is called with (here it splits one packed tensor
+    in two): the batch rules would hand the model the packed tensor, so before fit export asks
+    for an example; after fit the recorded call is used."""
+    def step(trainer, batch):
+        packed, target = batch
+        output = trainer.model(packed[:, :4], packed[:, 4:])
+        return torch.nn.functional.cross_entropy(output, target)
+
+    x = torch.randn(32, 10)
+    y = torch.randint(0, 3, (32,))
+    trainer = hookline.Trainer(NamedInputs(), training_step=step, train_data=(x, y),
+                               batch_size=8, epochs=1, verbose=0, device="cpu",
+                               default_callbacks=False)
+    with pytest.raises(ValueError, match="custom training step decides them.*example_input="):
+        trainer.export("onnx", file=tmp_path / "early.onnx")
+    assert trainer.export("pt", file=tmp_path / "early.pt").exists()  # needs no inputs
+    trainer.fit()
+    path = trainer.export("onnx", file=tmp_path / "late.onnx")
+    assert [node.name for node in _session(path).get_inputs()] == ["image", "extra"]

@@ -191,6 +191,8 @@ def training_signature(trainer: Any) -> Signature | None:
     (read by the batch rules of ``hookline.structure``, without training on it)."""
     if trainer.input_signature is not None:
         return dict(trainer.input_signature)
+    if custom_training_step(trainer):
+        return None  # its step, not the batch rules, decides what the model is called with
     from hookline.structure import unpack_batch
     try:
         first = next(iter(trainer.train_data.epoch(0)))
@@ -199,6 +201,14 @@ def training_signature(trainer: Any) -> Signature | None:
     args, kwargs, _, _ = unpack_batch(first, target_key=trainer.args.target_key,
                                       take_target=trainer.loss_fn is not None)
     return signature_of(args, kwargs, trainer.model)
+
+
+def custom_training_step(trainer: Any) -> bool:
+    """Whether ``trainer`` trains through its own step (given, subclassed or the model's)."""
+    from hookline.engine.steps import resolve_step
+    from hookline.engine.trainer import Trainer
+    return resolve_step(trainer, "training_step", trainer._given_steps["training_step"],
+                        Trainer)[1]
 
 
 def export_file(save_dir: str | os.PathLike[str] | None, format: str) -> Path:

@@ -401,9 +401,16 @@ class Trainer(Engine):
         ``save_dir/weights/model.<format>`` (the current folder without a save_dir); prints
         and returns the path. No example is needed after fit (``input_signature``)."""
         from hookline.engine.exporter import Exporter
-        from hookline.signature import export_file, training_signature
+        from hookline.signature import custom_training_step, export_file, training_signature
         if "example_input" not in options:
             options.setdefault("signature", training_signature(self))
+            if options["signature"] is None and format in ("torchscript", "onnx") and \
+                    custom_training_step(self):
+                raise ValueError(
+                    f"export to {format} needs the model's inputs, and this trainer's custom "
+                    f"training step decides them, so they cannot be read from a batch before "
+                    f"fit: pass example_input= (what the step calls the model with), or "
+                    f"export after fit, which records them")
         options.setdefault("file", export_file(self.save_dir, format))
         path = Exporter(self.model, callbacks=self.callbacks, format=format, **options).export()
         print(f"exported {format} to {path}")
