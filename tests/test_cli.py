@@ -6,6 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
+import textwrap
 import typing
 from pathlib import Path
 
@@ -312,3 +313,17 @@ def test_hookline_traceback_1_raises_the_error_instead(monkeypatch):
     monkeypatch.setenv("HOOKLINE_TRACEBACK", "1")
     with pytest.raises(UsageError, match="weights file missing.pt does not exist"):
         main(["val", "weights=missing.pt"])
+
+
+def test_a_bug_in_the_users_model_file_keeps_its_traceback(tmp_path, npz, monkeypatch):
+    """A TypeError raised by the user's own code is a bug to show where it is, not a worded
+    refusal to print as one line."""
+    (tmp_path / "buggy.py").write_text(textwrap.dedent("""
+        def build(**options):
+            raise TypeError("a bug in the user's build()")
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(TypeError, match="a bug in the user's build"):
+        main(["train", "model=buggy:build", f"data={npz}", "epochs=1", "verbose=0",
+              "plots=False"])

@@ -37,8 +37,11 @@ __all__ = ["UsageError", "main", "parse_options", "usage"]
 
 # exceptions that mean "the command asked for something impossible", not a bug in hookline
 _USER_ERRORS: tuple[type[BaseException], ...] = (
-    UsageError, ValueError, TypeError, FileNotFoundError, IsADirectoryError,
-    NotADirectoryError, PermissionError, ImportError)
+    UsageError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+# exceptions that are a worded refusal when hookline raised them, and a bug to show with its
+# traceback when they come from the user's model, data or callbacks (or from torch)
+_WORDED_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, ImportError)
+_WORDING_PACKAGES = ("hookline", "jsonargparse")
 
 
 def parse_options(task: str, words: Sequence[str]) -> dict[str, object]:
@@ -61,7 +64,20 @@ def _is_user_error(error: BaseException) -> bool:
     if isinstance(error, _USER_ERRORS):
         return True
     checkpoint = sys.modules.get("hookline.checkpoint")
-    return checkpoint is not None and isinstance(error, checkpoint.CheckpointError)
+    if checkpoint is not None and isinstance(error, checkpoint.CheckpointError):
+        return True
+    return isinstance(error, _WORDED_ERRORS) and _raised_by(error, _WORDING_PACKAGES)
+
+
+def _raised_by(error: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in one of ``packages``."""
+    frame_traceback = error.__traceback__
+    if frame_traceback is None:
+        return False
+    while frame_traceback.tb_next is not None:
+        frame_traceback = frame_traceback.tb_next
+    module = frame_traceback.tb_frame.f_globals.get("__name__", "")
+    return isinstance(module, str) and module.split(".")[0] in packages
 
 
 def _one_line(error: BaseException) -> str:
