@@ -68,7 +68,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> byte
         with urllib.request.build_opener(Http, Https).open(request, timeout=timeout) as answer:
             return bytes(answer.read())
     except Exception as error:
-        if expired.is_set():
+        # the timer's shutdown, or a socket timeout that fired first (each is set to what is
+        # left of the deadline, so it fires at the deadline too: a loaded machine runs the
+        # timer thread late)
+        if expired.is_set() or time.monotonic() >= deadline - 0.01:
             raise TimeoutError(f"{url} did not answer within {timeout:g} s (the whole request, "
                                f"connection to last byte)") from error
         raise
