@@ -80,6 +80,7 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
             "note": note,
             # what a rerun must agree with (hookline.resume checks them) and whose run it is
             "run_id": str(getattr(trainer, "run_id", "")),
+            "rank": int(getattr(trainer, "rank", 0)),
             "args": _run_args(trainer),
         },
         "data": _data_fingerprint(trainer),
