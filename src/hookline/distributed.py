@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import uuid
 from datetime import timedelta
 
 import torch
@@ -21,8 +22,8 @@ import torch.distributed as dist
 # How long a rank waits at exit for the others before destroying its process group.
 EXIT_WAIT_SECONDS = 30
 
-__all__ = ["all_gather_ints", "all_mean", "any_rank", "init_from_env", "is_distributed", "rank",
-           "world_size"]
+__all__ = ["all_gather_ints", "all_mean", "any_rank", "init_from_env", "is_distributed",
+           "new_run_id", "rank", "world_size"]
 
 
 def is_distributed() -> bool:
@@ -123,3 +124,10 @@ def all_gather_ints(values: list[int]) -> list[list[int]]:
     _hold(mine, *gathered)
     dist.all_gather(gathered, mine)
     return [row.tolist() for row in gathered]
+
+
+def new_run_id() -> str:
+    """A fresh run id (12 hex digits), rank 0's on every rank (a collective when distributed):
+    the id names the run, so the ranks' backups can be told apart from another run's."""
+    mine = int(uuid.uuid4().hex[:12], 16)
+    return f"{all_gather_ints([mine])[0][0]:012x}"

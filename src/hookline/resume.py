@@ -7,7 +7,9 @@ scaler built) and before ``on_pretrain_routine_end``; ``resume`` may be:
   callbacks declare (their ``checkpoint_dir``); when there is none, a warning and a fresh start;
 * a file: that checkpoint; a folder: the newest usable checkpoint in it;
 * a payload dict (from ``load_checkpoint(path, trusted=True)``, the opt-in for files that need
-  full unpickling).
+  full unpickling);
+* a list of files: the first that loads and applies (``BackupAndRestore`` passes the backups
+  its ranks agreed on, best first).
 
 A resume is exact: the run continues at the recorded position, mid-epoch included, with the
 same remaining batches in the same order and the same random generators, so its final weights
@@ -51,6 +53,8 @@ def resume_trainer(trainer: Any, resume: Any) -> Path | None:
     if isinstance(resume, dict):
         trainer.load_state_dict(resume)
         return None
+    if isinstance(resume, (list, tuple)):  # files, best first (BackupAndRestore's choice)
+        return _restore_first(trainer, [Path(path) for path in resume])
     if resume is True:
         folders = checkpoint_folders(trainer)
         used = _restore_latest(trainer, folders)
@@ -89,8 +93,13 @@ def _restore_latest(trainer: Any, folders: list[Path]) -> Path | None:
     """Restore the newest checkpoint under ``folders`` that loads and applies; a damaged one,
     or one whose state cannot be applied (an optimizer state cut short), is passed over with
     a warning. None when there is none; CorruptCheckpointError when none is usable."""
+    return _restore_first(trainer, find_checkpoints(folders))
+
+
+def _restore_first(trainer: Any, candidates: list[Path]) -> Path | None:
+    """Restore the first of ``candidates`` that loads and applies (see _restore_latest)."""
     problems = []
-    for path in find_checkpoints(folders):
+    for path in candidates:
         try:
             trainer.load_state_dict(load_checkpoint(path), source=path)
         except CorruptCheckpointError as error:
@@ -196,7 +205,8 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     name = f"checkpoint {source}" if source is not None else "the checkpoint"
     run = RunState.from_dict(payload.get("run"), source)
     check_model_state(trainer.model, payload["model"], source)
-    _check_data(trainer, payload.get("data") or {}, name, source)
+    other_world = _world_size_change(trainer, run, name, source)
+    _check_data(trainer, payload.get("data") or {}, name, source, other_world=other_world)
     start_epoch = run.start_epoch()
     _check_rerun(trainer, run, start_epoch, name, source)
     trainer.model.load_state_dict(payload["model"])
@@ -248,9 +258,6 @@ def _check_rerun(trainer: Any, run: RunState, start_epoch: int, name: str,
         if getattr(saved, key) != getattr(now, key):
             conflicts.append(f"{key}={getattr(now, key)!r} but the checkpoint's run used "
                              f"{key}={getattr(saved, key)!r}")
-    if saved.world_size != trainer.world_size:
-        conflicts.append(f"the run had {saved.world_size} rank(s) and this one has "
-                         f"{trainer.world_size}; resume with the same number of ranks")
     finished = run.stop or (run.phase is Phase.EPOCH_DONE and run.epoch + 1 >= run.epochs)
     if start_epoch >= trainer.epochs and not finished:
         done = run.epoch + (1 if run.phase is Phase.EPOCH_DONE else 0)
@@ -264,11 +271,45 @@ def _check_rerun(trainer: Any, run: RunState, start_epoch: int, name: str,
                     "folder")
 
 
-def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> None:
+def _world_size_change(trainer: Any, run: RunState, name: str, source: Any) -> bool:
+    """Whether the checkpoint was saved with another number of ranks. That is allowed at an
+    epoch boundary: every rank takes the saved run's state (rank 0's, as BackupAndRestore
+    picks it), one warning says the rest of the run is not bitwise equal to an uninterrupted
+    one. A mid-epoch checkpoint is refused: its batches, losses and metric states are one
+    rank's share of an epoch sharded over the old number of ranks."""
+    saved, now = run.args.world_size, int(trainer.world_size)
+    if saved == now:
+        return False
+    if run.mid_epoch:
+        raise CheckpointMismatchError(
+            source, f"{name} was saved in the middle of epoch {run.epoch} (after "
+                    f"{run.batches_done} batches) by a run with {saved} rank(s), and this "
+                    f"run has {now}: a run continues on another number of ranks only from "
+                    f"an epoch boundary. Resume it with {saved} rank(s) (torchrun "
+                    f"--nproc_per_node={saved}, or one process for 1), or back up with "
+                    f"BackupAndRestore(save_freq=\"epoch\") so that every backup is an epoch "
+                    f"boundary. Nothing was trained or deleted")
+    if int(trainer.rank) == 0:  # once per run, not once per rank
+        done = run.epoch + 1 if run.phase is Phase.EPOCH_DONE else run.epoch
+        warnings.warn(f"{name} was saved by a run with {saved} rank(s) and this run has {now}: "
+                      f"every rank continues from rank 0's state after {done} epoch(s) "
+                      f"(weights, optimizers, schedulers, callbacks, counters and random "
+                      f"generators) and the data is sharded over {now} rank(s) from here, so "
+                      f"the rest of the run is not bitwise equal to an uninterrupted "
+                      f"{saved}-rank run", RuntimeWarning, stacklevel=4)
+    return True
+
+
+def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any, *,
+                other_world: bool = False) -> None:
+    """The data must be what the order was drawn from; after a change of world size the
+    sharding follows the new one (a DataLoader's sampler too: its length may change)."""
     data = trainer.train_data
     if saved.get("kind") == "arrays" and hasattr(data, "tensors"):
         now = {"size": data.size, "batch_size": data.batch_size, "shuffle": data.shuffle,
                "drop_last": data.drop_last, "world": getattr(data, "world", 1)}
+        if other_world:
+            del now["world"]
         changed = [f"{key} {saved.get(key, 1)} then, {value} now" for key, value in now.items()
                    if saved.get(key, 1 if key == "world" else None) != value]
         if changed:
@@ -280,7 +321,8 @@ def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any) -> 
         if not trainer.args.seeded:
             data.seed = saved["seed"]
             trainer.args.seed = saved["seed"]
-    elif saved.get("kind") == "iterable" and saved.get("batches") is not None:
+    elif saved.get("kind") == "iterable" and saved.get("batches") is not None and \
+            not other_world:
         try:
             length = len(data)
         except TypeError:

@@ -70,6 +70,7 @@ class RunState:
     exact: bool  # False: resuming will not be bitwise equal to an uninterrupted run
     note: str  # why not, shown on resume
     run_id: str
+    rank: int  # the rank that wrote it (0 outside torchrun)
     args: RunArgs = field(repr=False)
 
     @classmethod
@@ -99,7 +100,7 @@ class RunState:
             stop=bool(trainer.stop), stop_reason=str(trainer.stop_reason or ""),
             skip_rest_of_epoch=bool(trainer.skip_rest_of_epoch), grads=grads,
             exact=bool(exact), note=str(note), run_id=str(trainer.run_id),
-            args=RunArgs(seed=args.seed, seeded=bool(args.seeded), accumulate=args.accumulate,
+            rank=int(trainer.rank), args=RunArgs(seed=args.seed, seeded=bool(args.seeded), accumulate=args.accumulate,
                          steps_per_epoch=args.steps_per_epoch,
                          world_size=int(trainer.world_size)))
 

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
-from hookline import distributed
+from hookline import distributed, rank_backups
 from hookline.callback import Callback
-from hookline.checkpoint import (
-    CheckpointError,
-    CheckpointWriter,
-    CorruptCheckpointError,
-    build_checkpoint,
-    read_checkpoint_info,
-    remove_stale_temps,
-    verify_checkpoint,
-)
+from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
 
 __all__ = ["BackupAndRestore"]
 
@@ -54,7 +45,10 @@ class BackupAndRestore(Callback):
 
     Under torchrun every rank backs itself up in ``backup_dir/rank<N>/`` (its own random
     generators, losses and metric states), and at a restart the ranks agree on the newest
-    backup they all hold: a kill can land while some ranks are still writing the last one.
+    backup of one run they all hold: a kill can land while some ranks are still writing the
+    last one. A run that comes back with another number of ranks (or without torchrun)
+    continues from rank 0's epoch-boundary backup; the old layout's files are removed once
+    every rank holds its own backup (``hookline.rank_backups``; docs/distributed.md).
 
     Example::
 
@@ -82,6 +76,7 @@ class BackupAndRestore(Callback):
         self.auto_resume = bool(auto_resume)
         self._writer = CheckpointWriter(background=background, on_error=on_write_error)
         self._batches = 0
+        self._carry: rank_backups.Resume | None = None  # see _first_own_backup
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -120,67 +115,45 @@ class BackupAndRestore(Callback):
     # --- events ---------------------------------------------------------------------------
     def on_pretrain_routine_start(self, trainer: Any) -> None:
         self._batches = 0
+        self._carry = None
         remove_stale_temps(self.checkpoint_dir)  # left by a process killed mid-write
         if trainer.args.resume:
             return
         if not self.auto_resume:
-            self._delete_backups()  # another run's: this one starts anew
+            self._delete_backups(foreign=True)  # another run's: this one starts anew
             return
-        if distributed.is_distributed():
-            found: Path | None = self._agreed_backup()
-        else:
-            found = self.backup_dir if self.latest.exists() or self.previous.exists() else None
-        if found is not None:
-            trainer.resume_from(found)  # once set-up is done: the newest good backup there
-
-    def _agreed_backup(self) -> Path | None:
-        """This rank's file of the newest intact backup every rank holds (collectives). Ranks
-        back up at the same points and each waits for its previous write before the next, so a
-        kill leaves every rank holding the last backup or the one before it; a file damaged
-        since is passed over by all ranks together, as a single process passes over it."""
-        points: dict[tuple[int, ...], Path] = {}
-        for path in (self.latest, self.previous):
-            try:
-                info = read_checkpoint_info(path)
-            except (OSError, CheckpointError):
-                continue  # absent, or a header that cannot be read: not a candidate
-            point = tuple(int(info.get(key) or 0) for key in ("epoch", "step", "batches_done"))
-            points[point] = path
-        row = [value for point in sorted(points, reverse=True) for value in point]
-        rows = distributed.all_gather_ints(row + [-1] * (6 - len(row)))
-        held = [{tuple(r[i:i + 3]) for i in (0, 3) if r[i] >= 0} for r in rows]
-        common = sorted(set.intersection(*held), reverse=True)  # the same order on all ranks
-        damaged = []
-        for point in common:
-            path = points[point]
-            try:
-                verify_checkpoint(path)
-                intact = 1
-            except (OSError, CheckpointError) as error:
-                intact = 0
-                damaged.append(str(error))
-                warnings.warn(f"{error}; every rank falls back to an older backup they all "
-                              f"hold", RuntimeWarning, stacklevel=2)
-            if all(flags[0] for flags in distributed.all_gather_ints([intact])):
-                return path
-        if any(not points_of_rank for points_of_rank in held):
-            # a rank was killed while writing its first backup: every rank starts anew
+        found = rank_backups.agree(self.backup_dir, distributed.rank(), self._world())
+        if found is None:
+            # nothing, or a rank killed while writing its first backup: every rank starts anew
             self._delete_backups()
-            return None
-        where = "; ".join(f"rank {r}: {sorted(points_of_rank)}"
-                          for r, points_of_rank in enumerate(held))
-        problem = "they come from different runs"
-        if common:
-            problem = "each one they share is damaged on some rank" + (
-                f" (here: {'; '.join(damaged)})" if damaged else "")
-        raise CorruptCheckpointError(None, f"the ranks' backups in {self.backup_dir} share no "
-                                     f"intact point to resume from ((epoch, step, batches) "
-                                     f"held by {where}); {problem}. Delete {self.backup_dir} "
-                                     f"to start anew")
+            return
+        if found.confirm:
+            self._carry = found
+        trainer.resume_from(found.files)  # once set-up is done (rank_backups says which)
 
-    def _delete_backups(self) -> None:
+    def _world(self) -> int:
+        return distributed.world_size() if distributed.is_distributed() else 1
+
+    def _delete_backups(self, *, foreign: bool = False) -> None:
+        """This rank's backups; with ``foreign``, rank 0 also deletes those in folders no
+        rank of this run writes (the other layout, ranks beyond this world size)."""
         for path in (self.latest, self.previous):
             path.unlink(missing_ok=True)
+        if foreign and distributed.rank() == 0:
+            world = self._world()
+            mine = {rank_backups.layout_folder(self.backup_dir, r, world) for r in range(world)}
+            for backup in rank_backups.scan(self.backup_dir):
+                if backup.path.parent not in mine:
+                    backup.path.unlink(missing_ok=True)
+            self._remove_empty_folders()
+
+    def _remove_empty_folders(self) -> None:
+        if not self.backup_dir.is_dir():
+            return
+        for folder in self.backup_dir.iterdir():
+            if folder.is_dir() and folder.name.startswith("rank"):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when nothing else is in it
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self._batches += 1
@@ -194,7 +167,7 @@ class BackupAndRestore(Callback):
     def on_train_end(self, trainer: Any) -> None:
         self._writer.wait()
         if self.delete_checkpoint:
-            self._delete_backups()
+            self._delete_backups(foreign=True)
             for folder in dict.fromkeys((self.checkpoint_dir, self.backup_dir)):
                 with contextlib.suppress(OSError):
                     folder.rmdir()  # only when nothing else is in it (another rank's folder)
@@ -204,4 +177,37 @@ class BackupAndRestore(Callback):
 
     def backup(self, trainer: Any) -> None:
         """Write a backup now (in the background; the previous one becomes previous.ckpt)."""
+        if self._carry is not None:
+            self._first_own_backup(trainer)
+            return
         self._writer.save(build_checkpoint(trainer), self.latest, previous=self.previous)
+
+    def _first_own_backup(self, trainer: Any) -> None:
+        """The first backup after resuming from another world size's (or with such backups
+        about): written at once, and the old run's files are removed only when every rank
+        holds its own, so a kill at any moment leaves a complete set of one layout. The
+        backup every rank resumed from is never rotated out before that (when it is this
+        rank's previous.ckpt, latest.ckpt is replaced instead)."""
+        carry = self._carry
+        assert carry is not None
+        kept = carry.across.path if carry.across is not None else None
+        failures = self._writer.failures
+        self._writer.save(build_checkpoint(trainer), self.latest,
+                          previous=None if kept == self.previous else self.previous)
+        self._writer.wait()  # raises a failed write (on_write_error="raise")
+        written = int(self._writer.failures == failures)
+        if not all(flags[0] for flags in distributed.all_gather_ints([written])):
+            return  # some rank has no backup of its own yet: keep the old run's, try again
+        self._carry = None
+        world = self._world()
+        mine = {rank_backups.layout_folder(self.backup_dir, r, world) for r in range(world)}
+        for backup in carry.stale:
+            if backup.path.parent == self.checkpoint_dir:
+                # this rank's folder: remove it only if it still holds the old run's file
+                current = rank_backups.read_backup(backup.path, distributed.rank(), world)
+                if current is not None and current.world_size != world:
+                    backup.path.unlink(missing_ok=True)
+            elif backup.path.parent not in mine and distributed.rank() == 0:
+                backup.path.unlink(missing_ok=True)
+        if distributed.rank() == 0:
+            self._remove_empty_folders()

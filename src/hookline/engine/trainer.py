@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -428,7 +427,8 @@ class Trainer(Engine):
         self.stop, self.stop_reason = False, ""
         self.phase, self.resumed, self._resume_point = Phase.SETUP, False, None
         self.loss_parts, self.loss_names, self._loss_names_fixed = None, ["loss"], False
-        self.run_id = uuid.uuid4().hex[:12]  # a resume puts back the run's own id
+        self.run_id = distributed.new_run_id()  # rank 0's on every rank; a resume puts
+        # back the run's own id
         if self.args.seeded:
             _seed_everything(self.args.seed)
         fire("on_pretrain_routine_start", self)

@@ -121,7 +121,11 @@ def file_chunks(body: memoryview, payload_run: dict[str, Any] | None) -> list[An
     header = {"version": FORMAT_VERSION, "size": len(body),
               "sha256": hashlib.sha256(body).hexdigest(), "created_ns": time.time_ns(),
               "epoch": run.get("epoch"), "step": run.get("step"), "phase": run.get("phase"),
-              "batches_done": run.get("batches_done"), "torch": str(torch.__version__)}
+              "batches_done": run.get("batches_done"), "torch": str(torch.__version__),
+              # whose run and which rank of how many: BackupAndRestore agrees on these
+              # across ranks and finds another world size's backups without unpickling
+              "run_id": run.get("run_id"), "rank": run.get("rank"),
+              "world_size": (run.get("args") or {}).get("world_size")}
     return [MAGIC, json.dumps(header).encode("utf-8") + b"\n", body]
 
 
