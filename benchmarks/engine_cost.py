@@ -3,6 +3,7 @@
     python benchmarks/engine_cost.py                 # batch 32 and 128, 7 rounds each
     python benchmarks/engine_cost.py --rounds 3 --batch-sizes 32
     python benchmarks/engine_cost.py --profile-only  # the cProfile call count alone
+    python benchmarks/engine_cost.py --no-profile    # the timings alone
 
 Unlike ``run.py`` (a fresh process per run, each framework batching the data its own way),
 everything here runs in one process and every contender iterates one list of pre-sliced
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import csv
+import json
 import math
 import pstats
 import statistics
@@ -218,16 +220,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-sizes", default="32,128")
-    parser.add_argument("--profile-only", action="store_true")
+    parser.add_argument("--profile-only", action="store_true", help="the call count alone")
+    parser.add_argument("--no-profile", action="store_true", help="the timings alone")
+    parser.add_argument("--json", type=Path, help="also write every run's timings here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="engine-cost-") as folder:
         root = Path(folder)
         if not args.profile_only:
+            measured = {}
             for batch_size in (int(b) for b in args.batch_sizes.split(",")):
-                print(report(batch_size, time_rounds(batch_size, args.rounds, args.epochs,
-                                                     root)))
+                measured[batch_size] = time_rounds(batch_size, args.rounds, args.epochs, root)
+                print(report(batch_size, measured[batch_size]))
                 print()
+            if args.json:
+                args.json.write_text(json.dumps(measured, indent=1))
+        if args.no_profile:
+            return
         raw = calls_per_step("raw bare", 32, args.epochs, root)
         ours = calls_per_step("hookline bare", 32, args.epochs, root)
         print(f"cProfile calls per training step (batch 32, {args.epochs} epochs of "
