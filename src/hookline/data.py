@@ -10,6 +10,7 @@ run sees exactly the remaining batches of the interrupted one.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -157,6 +158,8 @@ class IterableBatches:
         return True
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+        """The source's own iterator, after the first ``skip`` batches: no generator in
+        between, which would cost a Python call per batch."""
         sampler = getattr(self.source, "sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
@@ -165,9 +168,7 @@ class IterableBatches:
             raise ValueError(f"{self.name} is a one-shot iterator (a generator?) and was "
                              f"already consumed; pass a list, a DataLoader or arrays so every "
                              f"epoch can iterate it again")
-        for _ in range(skip):
-            next(iterator, None)
-        yield from iterator
+        return itertools.islice(iterator, skip, None) if skip else iterator
 
 
 Batches = ArrayBatches | IterableBatches

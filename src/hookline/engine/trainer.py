@@ -574,7 +574,9 @@ class Trainer(Engine):
         step, custom = self._training_step, self._custom_training_step
         automatic = self.args.automatic_optimization
         device = self.device
-        move, amp = device.type != "cpu", autocast(device, self.precision)
+        move = device.type != "cpu"
+        # full precision enters no context per batch (two Python calls less a step)
+        amp = autocast(device, self.precision) if self.precision != "32" else None
         # ranks must run the same number of steps: a stop asked mid-epoch waits for its end
         alone = self.world_size == 1
         accumulate, scaler, metric_set = self.args.accumulate, self.scaler, self.train_metric_set
@@ -618,23 +620,29 @@ class Trainer(Engine):
                 batch = move_to(batch, device)
             if several and automatic:  # a step per optimizer (engine/optimizers.py)
                 seen = batch_i + 1
-                loss = self._train_each_optimizer(batch, amp, seen, last)
+                loss = self._train_each_optimizer(batch, amp or contextlib.nullcontext(), seen,
+                                                  last)
                 losses.append(self._record_parts(loss))
             else:
-                with amp:
-                    if custom:
-                        self.outputs = self.preds = self.target = self.sample_weight = None
+                if custom:
+                    self.outputs = self.preds = self.target = self.sample_weight = None
+                if amp is None:
                     result = step(batch)
+                else:
+                    with amp:
+                        result = step(batch)
                 if custom and on_after_forward:
                     fire("on_after_forward", self)
                 if type(result) is torch.Tensor:
                     loss = result
                     if self.loss_parts is not None:
                         raise _parts_changed(self.loss_names, ["loss"])
+                    if loss.ndim:
+                        raise _not_scalar(loss)
                 else:
                     loss = self._read_output(result)
-                if getattr(loss, "ndim", None) != 0:
-                    raise _not_scalar(loss)
+                    if getattr(loss, "ndim", None) != 0:
+                        raise _not_scalar(loss)
                 self.loss = loss
                 if check_finite and not torch.isfinite(loss):
                     raise NonFiniteLossError.at(self, loss, batch)

@@ -13,10 +13,12 @@ from hookline.engine.base import Engine, autocast, resolve_device, resolve_preci
 from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
-from hookline.objective import Objective
+from hookline.objective import Objective, explain_loss_error
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Validator"]
+
+_PAIRS = (tuple, list)
 
 
 class Validator(Engine):
@@ -81,15 +83,26 @@ class Validator(Engine):
     def validation_step(self, batch: Any) -> Any:
         """The default validation step: the model's output and, when a loss can be computed,
         the loss (the same rules as the training step)."""
-        args, kwargs, target, weight = unpack_batch(
-            batch, target_key=self.args.target_key, take_target=self.loss_fn is not None)
-        self.outputs = output = self.forward_model(*args, **kwargs)
-        self.preds = output if type(output) is torch.Tensor else \
-            prediction_of(output, self.args.prediction)
+        if type(batch) in _PAIRS and len(batch) == 2 and type(batch[0]) is torch.Tensor:
+            target, weight = batch[1], None  # (x, y): what unpack_batch would read, sooner
+            self.outputs = output = self.forward_model(batch[0])
+        else:
+            args, kwargs, target, weight = unpack_batch(
+                batch, target_key=self.args.target_key, take_target=self.loss_fn is not None)
+            self.outputs = output = self.forward_model(*args, **kwargs)
+        tensor = type(output) is torch.Tensor
+        self.preds = output if tensor else prediction_of(output, self.args.prediction)
         self.target, self.sample_weight = target, weight
         if self.loss_fn is not None and target is not None:
+            direct = self.objective.direct
+            if direct is not None and weight is None and tensor:
+                try:  # the common case without the objective's call: loss(model(x), y)
+                    return direct(output, target)
+                except (RuntimeError, ValueError, IndexError) as error:
+                    explain_loss_error(error, output, target)
+                    raise
             return self.objective(output, target, weight)
-        return None if type(output) is torch.Tensor else output  # its own loss, if it has one
+        return None if tensor else output  # its own loss, if it has one
 
     def validate(self, data: Any = None) -> dict[str, float]:
         """Run validation as a whole run (with on_exception and teardown); returns metrics."""
@@ -130,7 +143,13 @@ class Validator(Engine):
                         batch = move_to(batch, device)
                     if custom:
                         self.outputs = self.preds = self.target = self.sample_weight = None
-                    self.loss = loss = self._read(step(batch))
+                    result = step(batch)
+                    loss: torch.Tensor | None = result
+                    if type(result) is torch.Tensor:  # the loss itself: nothing to read
+                        self.loss_parts = None
+                    else:
+                        loss = self._read(result)
+                    self.loss = loss
                     metric_set.update(self.preds, self.target, loss, self.sample_weight,
                                       self.loss_parts)
                     if on_batch_end:

@@ -27,16 +27,20 @@ SERIALIZE_IN_LOOP_BYTES = 1 * 2**20
 
 
 class _Snapshot:
-    """A payload whose tensors are copied to CPU memory now and serialised once: now too when
-    they are small (``SERIALIZE_IN_LOOP_BYTES``), else later, by the writer's thread."""
+    """A payload serialised once, as it is at the moment of the save: now, in the caller's
+    thread, when its tensors are small (``SERIALIZE_IN_LOOP_BYTES``), else later by the
+    writer's thread from copies of its tensors made now.
+
+    Serialised now, the CPU tensors need no copy: ``torch.save`` reads them before the caller
+    can change them. Tensors on another device are copied to the CPU either way, so a file
+    loads on a machine without that device."""
 
     def __init__(self, payload: Any) -> None:
-        copies: dict[tuple[Any, ...], torch.Tensor] = {}
-        self._payload: Any = _copy_tensors(payload, copies)
         self._body: memoryview | None = None
         self._error: Exception | None = None
-        size = sum(copy.numel() * copy.element_size() for copy in copies.values())  # sparse too
-        if size <= SERIALIZE_IN_LOOP_BYTES:
+        now = _tensor_bytes(payload) <= SERIALIZE_IN_LOOP_BYTES
+        self._payload: Any = _copy_tensors(payload, {}, keep_cpu=now)
+        if now:
             try:
                 self.serialize()
             except Exception as error:  # noqa: BLE001 - raised where the thread's would be
@@ -53,42 +57,71 @@ class _Snapshot:
         return self._body
 
 
-def _copy_tensors(value: Any, copies: dict[tuple[Any, ...], torch.Tensor] | None = None) -> Any:
-    """``value`` with its containers rebuilt and its tensors copied to CPU memory. Entries that
-    are the same tensor (tied weights) stay one tensor, so the file holds them once."""
+def _tensor_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """What makes two entries the same tensor (tied weights), without reading its values."""
+    if tensor.layout is not torch.strided:
+        return (id(tensor),)
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tensor.shape,
+            tensor.stride(), tensor.dtype, tensor.device)
+
+
+def _tensor_bytes(value: Any, seen: set[tuple[Any, ...]] | None = None) -> int:
+    """The bytes of the distinct tensors in ``value`` (sparse ones counted as dense)."""
+    seen = set() if seen is None else seen
+    if isinstance(value, torch.Tensor):
+        key = _tensor_key(value)
+        if key in seen:
+            return 0
+        seen.add(key)
+        return value.numel() * value.element_size()
+    kind = type(value)
+    if kind is dict or kind is OrderedDict:
+        return sum(_tensor_bytes(sub, seen) for sub in value.values())
+    if kind is list or kind is tuple or kind is set:
+        return sum(_tensor_bytes(sub, seen) for sub in value)
+    return 0
+
+
+def _copy_tensors(value: Any, copies: dict[tuple[Any, ...], torch.Tensor] | None = None, *,
+                  keep_cpu: bool = False) -> Any:
+    """``value`` with its containers rebuilt and its tensors copied to CPU memory (with
+    ``keep_cpu``, CPU tensors are only detached: for a payload serialised at once). Entries
+    that are the same tensor (tied weights) stay one tensor, so the file holds them once."""
     if copies is None:
         copies = {}
     if isinstance(value, torch.Tensor):
-        key = ((value.untyped_storage().data_ptr(), value.storage_offset(), value.shape,
-                value.stride(), value.dtype, value.device)
-               if value.layout is torch.strided else (id(value),))
+        key = _tensor_key(value)
         copy = copies.get(key)
         if copy is None:
-            copy = copies[key] = value.detach().to("cpu", copy=True)
+            detached = value.detach()
+            copy = copies[key] = detached if keep_cpu and detached.device.type == "cpu" \
+                else detached.to("cpu", copy=True)
         return copy
     kind = type(value)
     if kind is dict or kind is OrderedDict:
-        copied = kind((key, _copy_tensors(sub, copies)) for key, sub in value.items())
+        copied = kind((key, _copy_tensors(sub, copies, keep_cpu=keep_cpu))
+                      for key, sub in value.items())
         metadata = getattr(value, "_metadata", None)  # a state_dict's per-module versions
         if metadata is not None:
             cast(Any, copied)._metadata = metadata
         return copied
     if kind is list or kind is tuple or kind is set:
-        return kind(_copy_tensors(sub, copies) for sub in value)
+        return kind(_copy_tensors(sub, copies, keep_cpu=keep_cpu) for sub in value)
     return value  # numbers, strings, bytes, None: immutable
 
 
 class CheckpointWriter:
     """Write full checkpoints from a background thread, so the loop does not wait for the disk.
 
-    ``save`` first waits for this writer's previous write, then copies the payload's tensors to
-    CPU memory in the calling thread (the snapshot is taken now: later steps cannot change what
-    gets written) and hands the copy to a thread that serialises, checksums and writes it
-    atomically. A copy is about twice as fast as ``torch.save`` into memory, so the loop stalls
-    half as long. A copy under ``SERIALIZE_IN_LOOP_BYTES`` is serialised in the calling thread
-    too: for a small model that costs the loop less than the thread's need for the GIL does.
-    At most one write is in flight (one copy held, plus its bytes while they
-    are written); two writes to one file never overlap, whichever writer issues them.
+    ``save`` first waits for this writer's previous write, then takes the snapshot in the
+    calling thread (later steps cannot change what gets written) and hands it to a thread that
+    checksums and writes it atomically. A payload over ``SERIALIZE_IN_LOOP_BYTES`` has its
+    tensors copied to CPU memory and is serialised by the thread: a copy is about twice as fast
+    as ``torch.save`` into memory, so the loop stalls half as long. A smaller one is serialised
+    in the calling thread, straight from its tensors (no copy): for a small model that costs the
+    loop less than the thread's need for the GIL does. At most one write is in flight (one
+    snapshot held, plus its bytes while they are written); two writes to one file never
+    overlap, whichever writer issues them.
 
     A failed write (disk full, permissions) leaves the previous file intact; its error surfaces
     at the next ``save`` or at ``wait``: raised as ``CheckpointWriteError`` with

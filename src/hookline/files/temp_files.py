@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import re
 import secrets
 import socket
@@ -36,6 +37,11 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-(?P<host>[0-9a-f]{6})-[0-9a-f
                    + re.escape(TEMP_SUFFIX) + "$")
 _LEGACY = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")  # hookline before this naming
 
+# Names must be unique, not secret: a private generator seeded once from the OS spares the
+# checkpoint writer's thread a getrandom() syscall per file, and with it a GIL handoff that the
+# training loop pays for; the pid in the name keeps forked processes apart, O_EXCL the rest.
+_NAMES = random.Random(secrets.randbits(64))
+
 _LIVE: set[str] = set()
 _LIVE_GUARD = threading.Lock()
 
@@ -43,7 +49,7 @@ _LIVE_GUARD = threading.Lock()
 def new_temp_name(target: Path) -> str:
     """A fresh temp file name beside ``target`` (the caller creates it with O_EXCL)."""
     return os.path.join(target.parent, f".{target.name}.{os.getpid()}-{_HOST}-"
-                                        f"{secrets.token_hex(6)}{TEMP_SUFFIX}")
+                                        f"{_NAMES.getrandbits(48):012x}{TEMP_SUFFIX}")
 
 
 def is_temp_name(name: str) -> bool:
