@@ -1,8 +1,8 @@
 """Run the benchmark suite: every framework on the same workloads, alternating runs.
 
     bash benchmarks/run.sh                 # install the peers, run everything, update BENCHMARKS.md
-    python benchmarks/run.py --smoke       # hookline and the raw loop, a few steps (CI)
-    python benchmarks/run.py --frameworks raw,hookline --workloads tiny --repeats 3
+    python benchmarks/run.py --smoke       # hookline and the raw loop, every workload, a few steps (CI)
+    python benchmarks/run.py --frameworks raw,hookline --workloads tiny,cnn --repeats tiny=5,cnn=2
 
 Each measured run is a fresh ``worker.py`` process. Within a workload, every round runs each
 (framework, variant) once, in an order rotated per round, so drift of the machine hits all of
@@ -33,7 +33,7 @@ from frameworks import FRAMEWORKS
 from workloads import WORKLOADS
 
 # The default suite and its rounds per workload (the quiet-window run sets --repeats).
-FULL_REPEATS = {"tiny": 7, "tiny-128": 5, "cnn": 3, "transformer": 3, "custom-step": 5}
+FULL_REPEATS = {"tiny": 5, "tiny-128": 3, "cnn": 3, "transformer": 3, "custom-step": 3}
 SMOKE_WORKLOADS = ("smoke", "smoke-cnn", "smoke-transformer", "smoke-custom-step")
 IMPORT_ROUNDS = 7
 SMOKE_FRAMEWORKS = ("raw", "hookline")

@@ -245,3 +245,18 @@ def test_a_value_read_in_a_step_fails_the_sync_check(monkeypatch, tmp_path, job)
     trainer.add_callback("on_train_batch_end", lambda t: t.loss.item())
     with pytest.raises(RuntimeError, match="synchronizing"):
         fit()
+
+
+def test_repeats_name_some_workloads_and_leave_the_others_their_default(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import run
+    args = run.parse_args(["--repeats", "tiny=2,cnn=1"])
+    assert run.rounds_for("tiny", args.repeats, smoke=False) == 2
+    assert run.rounds_for("transformer", args.repeats, smoke=False) == \
+        run.FULL_REPEATS["transformer"]
+    assert run.rounds_for("cnn", run.parse_args(["--repeats", "4"]).repeats, smoke=False) == 4
+    with pytest.raises(SystemExit):
+        run.parse_args(["--repeats", "tiny=two"])
+    with pytest.raises(SystemExit, match=r"--repeats names \['medium'\], which this run does "
+                                         r"not measure"):
+        run.main(["--workloads", "tiny", "--repeats", "medium=2", "--no-write"])
