@@ -71,6 +71,19 @@ def runs_table(rows: list[Row]) -> str:
                    "fit fixed ms", "validation fixed ms", "runs"], body)
 
 
+def fixed_table(rows: list[Row]) -> str:
+    """Fit and validation fixed costs of the bare runs: a framework per row, a workload per
+    column pair."""
+    bare = [r for r in rows if r.variant == "bare" and not math.isnan(r.fit_fixed_ms)]
+    workloads = list(dict.fromkeys(r.workload for r in bare))
+    frameworks = list(dict.fromkeys(r.framework for r in bare))
+    cell = {(r.framework, r.workload): r for r in bare}
+    body = [[name] + [f"{_num(cell[(name, w)].fit_fixed_ms)} / {_num(cell[(name, w)].val_fixed_ms)}"
+                      if (name, w) in cell else "n/a" for w in workloads]
+            for name in frameworks]
+    return _table(["framework"] + [f"{w}: fit / validation ms" for w in workloads], body)
+
+
 def scale_section(scale: dict) -> str:
     """The callback-scale, run-length and RSS figures of ``scale_bench.py``."""
     listeners = scale["listeners"]
@@ -184,6 +197,9 @@ def results_section(summary: dict) -> str:
         if chosen:
             parts += ["", f"### {workload_title(workload)}", "", workload_line(workload), "",
                       runs_table(chosen)]
+    if any(not math.isnan(r.fit_fixed_ms) for r in rows):
+        parts += ["", "### Fixed costs of a fit and of a validation pass (bare runs)", "",
+                  fixed_table(rows)]
     parts += ["", "### Cold import", "", import_table(summary["imports"],
                                                       summary["import_statements"])]
     if summary.get("dispatch_us"):
