@@ -1,41 +1,43 @@
-"""In-memory batching for the peers, doing the same work per batch as the raw loop.
+"""The identical batches every framework reads: a DataLoader over batches cut once.
 
-``InMemoryBatches`` is a re-iterable of ``(x[index], y[index])``: one ``randperm`` per epoch,
-one gather per batch. A ``DataLoader(TensorDataset(...), batch_size=..., shuffle=True)``
-would index and collate every sample one by one, which on the tiny MLP costs more than the
-step itself; the table is meant to measure the engines, not per-sample collation.
+``PreSliced`` holds the batches of in-memory tensors, cut once when the run is set up; item
+``i`` is batch ``i``. ``batch_loader`` wraps it in a ``DataLoader(batch_size=None)``, which
+shuffles the order of the batches each epoch (a seeded ``RandomSampler``) and hands each one
+over as it is. Every contender of a workload, the raw loop included, iterates that same kind
+of DataLoader, so the per-step data work is the same for all and the table measures the
+engines around it. A ``DataLoader(TensorDataset(...), batch_size=...)`` would index and
+collate every sample one by one, which on the tiny MLP costs more than the step itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 
-class InMemoryBatches:
-    """Batches of in-memory tensors, reshuffled on each pass when ``shuffle`` is true."""
+class PreSliced(Dataset):
+    """Batches of tensors sharing their first dimension, cut once; item i is batch i."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
-                 seed: int = 0) -> None:
-        self.x, self.y, self.batch_size, self.shuffle = x, y, batch_size, shuffle
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, *tensors: torch.Tensor, batch_size: int) -> None:
+        self.batches = list(zip(*(tensor.split(batch_size) for tensor in tensors)))
 
     def __len__(self) -> int:
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
+        return len(self.batches)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, batch = len(self.x), self.batch_size
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, batch):
-                index = order[start:start + batch]
-                yield self.x[index], self.y[index]
-        else:
-            for start in range(0, n, batch):
-                yield self.x[start:start + batch], self.y[start:start + batch]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        return self.batches[index]
+
+
+def as_is(batch: Any) -> Any:
+    """The collate function of pre-cut batches: none (the default would turn tuples into
+    lists). Module level so it pickles for worker processes."""
+    return batch
 
 
 def batch_loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, *, shuffle: bool,
-                 seed: int = 0) -> InMemoryBatches:
-    return InMemoryBatches(x, y, batch_size, shuffle=shuffle, seed=seed)
+                 seed: int = 0) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(PreSliced(x, y, batch_size=batch_size), batch_size=None,
+                      shuffle=shuffle, generator=generator, collate_fn=as_is)

@@ -34,21 +34,81 @@ def machine_table(machine: dict, config: dict) -> str:
     return _table(["", ""], rows)
 
 
+KIND_TITLES = {"mlp": "MLP", "cnn": "CNN", "lm": "transformer", "custom": "custom step"}
+KIND_LINES = {
+    "mlp": "MLP {sizes}, batch {batch_size}, the same DataLoader of pre-cut batches for all "
+           "(hookline arrays: given the tensors)",
+    "cnn": "CNN (2 conv blocks) on 3x32x32 images, batch {batch_size}, per-sample random "
+           "crop and flip in a Dataset, DataLoader(num_workers=2, pin_memory=True, "
+           "persistent_workers=True)",
+    "lm": "causal transformer (2 layers, width 64, 32 tokens), batch {batch_size}, dict "
+          "batches, the model computes its own loss",
+    "custom": "MLP {sizes}, batch {batch_size}, a hand-written training step (cross-entropy "
+              "+ a logit penalty) in every framework",
+}
+
+
+def workload_title(workload: dict) -> str:
+    return f"{workload['name']} ({KIND_TITLES.get(workload.get('kind', 'mlp'), '')})"
+
+
 def workload_line(workload: dict) -> str:
-    sizes = "-".join(map(str, workload["sizes"]))
+    kind = workload.get("kind", "mlp")
+    sizes = "-".join(map(str, workload.get("sizes", ())))
     steps = workload["steps_per_epoch"] * workload["epochs"]
-    return (f"**{workload['name']}** MLP {sizes}, batch {workload['batch_size']}: "
-            f"{steps} steps + {workload['epochs']} validations of {workload['val_batches']} "
-            f"batches")
+    what = KIND_LINES[kind].format(sizes=sizes, batch_size=workload["batch_size"])
+    return (f"**{workload['name']}**: {what}; {steps} steps + {workload['epochs']} "
+            f"validations of {workload['val_batches']} batches")
 
 
 def runs_table(rows: list[Row]) -> str:
     body = [[r.framework, r.variant, _num(r.steps_per_s, 0), _num(r.overhead_us),
              f"{_num(r.ratio, 2)}x", f"{_num(r.cpu_ratio, 2)}x", f"{_num(r.best_ratio, 2)}x",
-             _num(r.peak_rss_mb, 0), str(r.runs)] for r in rows]
+             _num(r.peak_rss_mb, 0), _num(r.fit_fixed_ms), _num(r.val_fixed_ms), str(r.runs)]
+            for r in rows]
     return _table(["framework", "variant", "steps/s", "overhead µs/step", "× raw bare",
-                   "× raw bare (CPU time)", "× raw bare (best runs)", "peak RSS MB", "runs"],
-                  body)
+                   "× raw bare (CPU time)", "× raw bare (best runs)", "peak RSS MB",
+                   "fit fixed ms", "validation fixed ms", "runs"], body)
+
+
+def fixed_table(rows: list[Row]) -> str:
+    """Fit and validation fixed costs of the bare runs: a framework per row, a workload per
+    column pair."""
+    bare = [r for r in rows if r.variant == "bare" and not math.isnan(r.fit_fixed_ms)]
+    workloads = list(dict.fromkeys(r.workload for r in bare))
+    frameworks = list(dict.fromkeys(r.framework for r in bare))
+    cell = {(r.framework, r.workload): r for r in bare}
+    body = [[name] + [f"{_num(cell[(name, w)].fit_fixed_ms)} / {_num(cell[(name, w)].val_fixed_ms)}"
+                      if (name, w) in cell else "n/a" for w in workloads]
+            for name in frameworks]
+    return _table(["framework"] + [f"{w}: fit / validation ms" for w in workloads], body)
+
+
+def scale_section(scale: dict) -> str:
+    """The callback-scale, run-length and RSS figures of ``scale_bench.py``."""
+    listeners = scale["listeners"]
+    title = ("#### Listeners on every per-batch event, and 1,000 callbacks that listen to "
+             "nothing")
+    parts = [title, "",
+             _table(["case", "value"], [[k, str(v) if isinstance(v, int) else
+                                         _num(v, 3 if "call" in k else 1)]
+                                        for k, v in listeners.items()]), "",
+             _table(["case", "µs per event"], [[k.rsplit(":", 1)[0], _num(v, 3)]
+                                               for k, v in scale["idle_dispatch"].items()])]
+    for title, series in scale["run_length"].items():
+        parts += ["", f"#### {title}", "",
+                  _table(["N" if "N steps" in title else "E", "µs per step"],
+                         [[k, _num(v)] for k, v in series.items()])]
+    rss = scale["rss"]
+    parts += ["", "#### Memory over a long run (read after every epoch)", "",
+              _table(["run: memory read", "epochs", "steps", "first epoch MB", "middle epoch MB",
+                      "last epoch MB", "max MB", "last - first MB", "last - middle MB"],
+                     [[name, str(v["epochs"]), str(v["steps"])] + [
+                         _num(v[key], 3) for key in ("first epoch MB", "middle epoch MB",
+                                                     "last epoch MB", "max MB",
+                                                     "last - first MB", "last - middle MB")]
+                      for name, v in rss.items()])]
+    return "\n".join(parts)
 
 
 def import_table(imports: dict[str, dict[str, float]], statements: dict[str, str]) -> str:
@@ -102,6 +162,9 @@ def targets_table(rows: list[Row], imports: dict, dispatch: dict,
                    dispatch.get("fire() with 0 no-op listeners"), 0.1, "µs"))
     checks.append(("10 no-op listeners", dispatch.get("fire() with 10 no-op listeners"),
                    3.0, "µs"))
+    if bare is not None:
+        checks.append(("fixed cost of a fit (build + fit of one step, less the step)",
+                       bare.fit_fixed_ms, 10.0, "ms"))
     checks.append(("`import hookline` over `import torch`",
                    imports.get("hookline", {}).get("over_torch"), 0.15, "s"))
     body = []
@@ -132,14 +195,20 @@ def results_section(summary: dict) -> str:
     for workload in summary["workloads"]:
         chosen = [r for r in rows if r.workload == workload["name"]]
         if chosen:
-            parts += ["", f"### {workload['name']} MLP", "", workload_line(workload), "",
+            parts += ["", f"### {workload_title(workload)}", "", workload_line(workload), "",
                       runs_table(chosen)]
+    if any(not math.isnan(r.fit_fixed_ms) for r in rows):
+        parts += ["", "### Fixed costs of a fit and of a validation pass (bare runs)", "",
+                  fixed_table(rows)]
     parts += ["", "### Cold import", "", import_table(summary["imports"],
                                                       summary["import_statements"])]
     if summary.get("dispatch_us"):
         parts += ["", "### Event dispatch", "", dispatch_table(summary["dispatch_us"])]
     if summary.get("checkpoint"):
         parts += ["", "### Checkpoint stall", "", checkpoint_table(summary["checkpoint"])]
+    if summary.get("scale"):
+        parts += ["", "### Scale of the callback system and of the run", "",
+                  scale_section(summary["scale"])]
     return "\n".join(parts) + "\n"
 
 

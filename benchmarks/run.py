@@ -1,8 +1,8 @@
 """Run the benchmark suite: every framework on the same workloads, alternating runs.
 
     bash benchmarks/run.sh                 # install the peers, run everything, update BENCHMARKS.md
-    python benchmarks/run.py --smoke       # hookline and the raw loop, a few steps (CI)
-    python benchmarks/run.py --frameworks raw,hookline --workloads tiny --repeats 3
+    python benchmarks/run.py --smoke       # hookline and the raw loop, every workload, a few steps (CI)
+    python benchmarks/run.py --frameworks raw,hookline --workloads tiny,cnn --repeats tiny=5,cnn=2
 
 Each measured run is a fresh ``worker.py`` process. Within a workload, every round runs each
 (framework, variant) once, in an order rotated per round, so drift of the machine hits all of
@@ -32,7 +32,9 @@ import stats
 from frameworks import FRAMEWORKS
 from workloads import WORKLOADS
 
-FULL_REPEATS = {"tiny": 7, "medium": 3}
+# The default suite and its rounds per workload (the quiet-window run sets --repeats).
+FULL_REPEATS = {"tiny": 5, "tiny-128": 3, "cnn": 3, "transformer": 3, "custom-step": 3}
+SMOKE_WORKLOADS = ("smoke", "smoke-cnn", "smoke-transformer", "smoke-custom-step")
 IMPORT_ROUNDS = 7
 SMOKE_FRAMEWORKS = ("raw", "hookline")
 
@@ -48,9 +50,11 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_worker(framework: str, workload: str, variant: str, env: dict[str, str]) -> dict:
+def run_worker(framework: str, workload: str, variant: str, env: dict[str, str],
+               fixed_repeats: int) -> dict:
     done = subprocess.run([sys.executable, str(BENCH_DIR / "worker.py"), framework, workload,
-                           variant], env=env, capture_output=True, text=True, check=False)
+                           variant, str(fixed_repeats)], env=env, capture_output=True,
+                          text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise SystemExit(f"{framework}/{workload}/{variant} failed (exit {done.returncode}):\n"
@@ -58,17 +62,21 @@ def run_worker(framework: str, workload: str, variant: str, env: dict[str, str])
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def plan(frameworks: list[str]) -> list[tuple[str, str]]:
-    return [(name, variant) for name in frameworks for variant in FRAMEWORKS[name][2]]
+def plan(frameworks: list[str], workload: str) -> list[tuple[str, str]]:
+    """The (framework, variant) runs of a round: the variants both have."""
+    wanted = WORKLOADS[workload].variants
+    return [(name, variant) for name in frameworks for variant in FRAMEWORKS[name][2]
+            if variant in wanted]
 
 
-def run_rounds(workload: str, repeats: int, pairs: list[tuple[str, str]],
-               env: dict[str, str]) -> list[dict]:
+def run_rounds(workload: str, repeats: int, frameworks: list[str], env: dict[str, str],
+               fixed_repeats: int = 7) -> list[dict]:
     results = []
+    pairs = plan(frameworks, workload)
     for round_index in range(repeats):
         shift = round_index % len(pairs)
         for framework, variant in pairs[shift:] + pairs[:shift]:
-            result = run_worker(framework, workload, variant, env)
+            result = run_worker(framework, workload, variant, env, fixed_repeats)
             result["round"] = round_index
             results.append(result)
             print(f"  {workload} round {round_index + 1}/{repeats} {framework:>13} "
@@ -76,13 +84,37 @@ def run_rounds(workload: str, repeats: int, pairs: list[tuple[str, str]],
     return results
 
 
-def run_micro(quick: bool, env: dict[str, str]) -> dict:
+def run_script(script: str, quick: bool, env: dict[str, str]) -> dict:
+    """Run ``micro.py`` or ``scale_bench.py`` in a fresh process; its figures as a dict."""
     with tempfile.TemporaryDirectory(prefix="hookline-micro-") as tmp:
-        out = Path(tmp) / "micro.json"
-        command = [sys.executable, str(BENCH_DIR / "micro.py"), "--json", str(out)]
-        subprocess.run(command + (["--quick"] if quick else []), env=env, check=True,
-                       capture_output=True)
+        out = Path(tmp) / "figures.json"
+        command = [sys.executable, str(BENCH_DIR / script), "--json", str(out)]
+        done = subprocess.run(command + (["--quick"] if quick else []), env=env,
+                              capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"{script} failed (exit {done.returncode}):\n"
+                             f"{done.stderr[-3000:]}")
         return json.loads(out.read_text())
+
+
+def _repeats(text: str) -> dict[str, int] | int:
+    """``--repeats 3`` or ``--repeats tiny=5,cnn=2``."""
+    try:
+        if "=" not in text:
+            return int(text)
+        pairs = [part.split("=", 1) for part in text.split(",")]
+        return {name: int(count) for name, count in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected N or NAME=N,NAME=N (e.g. tiny=5,cnn=2), got {text!r}") from None
+
+
+def rounds_for(workload: str, repeats: dict[str, int] | int | None, smoke: bool) -> int:
+    if isinstance(repeats, int):
+        return repeats
+    if repeats and workload in repeats:
+        return repeats[workload]
+    return 1 if smoke else FULL_REPEATS.get(workload, 3)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -90,10 +122,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="a few steps of hookline and the raw loop; writes no BENCHMARKS.md")
     parser.add_argument("--frameworks", help=f"comma-separated subset of {list(FRAMEWORKS)}")
-    parser.add_argument("--workloads", help="comma-separated subset of tiny,medium")
-    parser.add_argument("--repeats", type=int, help="rounds per workload (default 7 tiny, 3 "
-                                                    "medium)")
-    parser.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks")
+    parser.add_argument("--workloads", help=f"comma-separated subset of {list(WORKLOADS)} "
+                                            f"(default {','.join(FULL_REPEATS)})")
+    parser.add_argument("--repeats", type=_repeats,
+                        help="rounds per workload: N for all, or NAME=N,... for some (the "
+                             "others keep their default: " + ", ".join(
+                                 f"{k} {v}" for k, v in FULL_REPEATS.items()) + ")")
+    parser.add_argument("--no-micro", action="store_true",
+                        help="skip the micro-benchmarks and the callback-scale figures")
     parser.add_argument("--json", type=Path, help="where to write the raw figures "
                                                   "(default benchmarks/results/latest.json)")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md",
@@ -115,12 +151,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = time.perf_counter()
     if args.smoke:
-        frameworks, workloads = list(SMOKE_FRAMEWORKS), ["smoke"]
-        repeats = {"smoke": args.repeats or 1}
+        frameworks, workloads = list(SMOKE_FRAMEWORKS), list(SMOKE_WORKLOADS)
     else:
         frameworks = args.frameworks.split(",") if args.frameworks else list(FRAMEWORKS)
         workloads = args.workloads.split(",") if args.workloads else list(FULL_REPEATS)
-        repeats = {w: args.repeats or FULL_REPEATS.get(w, 3) for w in workloads}
+    if any(w not in WORKLOADS for w in workloads):
+        raise SystemExit(f"--workloads must come from {list(WORKLOADS)}; got {workloads}")
+    if isinstance(args.repeats, dict) and (extra := set(args.repeats) - set(workloads)):
+        raise SystemExit(f"--repeats names {sorted(extra)}, which this run does not measure "
+                         f"(workloads: {workloads})")
+    repeats = {w: rounds_for(w, args.repeats, args.smoke) for w in workloads}
     unknown = [f for f in frameworks if f not in FRAMEWORKS]
     if unknown or "raw" not in frameworks:
         raise SystemExit(f"--frameworks must include raw and come from {list(FRAMEWORKS)}; "
@@ -133,12 +173,14 @@ def main(argv: list[str] | None = None) -> None:
 
     results = []
     for workload in workloads:
-        results += run_rounds(workload, repeats[workload], plan(frameworks), env)
+        results += run_rounds(workload, repeats[workload], frameworks, env,
+                              fixed_repeats=1 if args.smoke else 7)
     statements = {name: FRAMEWORKS[name][1] for name in frameworks
                   if FRAMEWORKS[name][1] != "torch"}
     imports = import_time.measure(statements, rounds=1 if args.smoke else IMPORT_ROUNDS,
                                   env=env, warm=not args.smoke)
-    micro = {} if args.no_micro else run_micro(args.smoke, env)
+    micro = {} if args.no_micro else run_script("micro.py", args.smoke, env)
+    scale = {} if args.no_micro else run_script("scale_bench.py", args.smoke, env)
     info["load_after"] = machine.load_average()
 
     summary = {
@@ -151,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
         "import_statements": statements,
         "dispatch_us": micro.get("dispatch_us"),
         "checkpoint": micro.get("checkpoint"),
+        "scale": scale or None,
         "runs": results,
     }
     out = args.json or BENCH_DIR / "results" / ("smoke.json" if args.smoke else "latest.json")

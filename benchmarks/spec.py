@@ -1,4 +1,4 @@
-"""What every framework's ``build`` receives: the workload, the variant, the data, a workdir."""
+"""What every framework's ``build`` receives: the workload, the variant, the task, a workdir."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+from tasks import Task
 from workloads import Workload
-
-VARIANTS = ("bare", "typical")
 
 # The measured part of a run: trains, returns the optimizer steps taken.
 Fit = Callable[[], int]
@@ -17,17 +15,23 @@ Fit = Callable[[], int]
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One measured run. ``workdir`` is an empty directory for checkpoints and CSV logs."""
+    """One measured run. ``workdir`` is an empty directory for checkpoints and CSV logs.
+
+    ``task.train`` and ``task.val`` are the DataLoaders every contender reads (``task.val``
+    is None in the fixed-cost runs without validation); ``task.arrays`` are the tensors
+    behind them, for hookline's data path on arrays.
+    """
 
     workload: Workload
     variant: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
+    task: Task
     workdir: Path
     seed: int = 0
 
     @property
     def typical(self) -> bool:
         return self.variant == "typical"
+
+    @property
+    def kind(self) -> str:
+        return self.workload.kind

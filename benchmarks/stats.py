@@ -34,6 +34,9 @@ class Row:
     cpu_ratio: float  # the same with CPU seconds: less sensitive to other programs' load
     peak_rss_mb: float
     best_ratio: float = math.nan  # fastest run / the raw loop's (bare) fastest run
+    # build + fit of one step, less the step; a validation pass of one batch, less the batch
+    fit_fixed_ms: float = math.nan
+    val_fixed_ms: float = math.nan
 
 
 def summarise(results: list[dict]) -> list[Row]:
@@ -64,7 +67,9 @@ def summarise(results: list[dict]) -> list[Row]:
             cpu_ratio=_median([r["cpu_seconds"] / b["cpu_seconds"] for r, b in paired]),
             peak_rss_mb=statistics.median(r["peak_rss_mb"] for r in runs),
             best_ratio=(min(r["seconds"] for r in runs) / fastest_baseline[workload]
-                        if workload in fastest_baseline else math.nan)))
+                        if workload in fastest_baseline else math.nan),
+            fit_fixed_ms=_median([r["fit_fixed_ms"] for r in runs if "fit_fixed_ms" in r]),
+            val_fixed_ms=_median([r["val_fixed_ms"] for r in runs if "val_fixed_ms" in r])))
     return rows
 
 

@@ -1,5 +1,8 @@
 """The benchmark suite's smoke run: a few steps of hookline and the raw loop, end to end.
 
+Every workload of the suite runs in its smoke size (the MLP on the shared DataLoader and on
+arrays, the CNN through DataLoader workers, the transformer's dict batches, the custom
+step), then the micro-benchmarks and the callback-scale figures in their quick form.
 Timings are not checked against any target (CI machines are noisy); only that the suite runs
 and reports a finite, positive figure in every expected row.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +20,24 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-EXPECTED_RUNS = {("raw", "bare"), ("raw", "typical"), ("hookline", "bare"),
-                 ("hookline", "typical"), ("hookline", "custom-step"),
-                 ("hookline", "dict-batch")}
+SMOKE_WORKLOADS = ("smoke", "smoke-cnn", "smoke-transformer", "smoke-custom-step")
+EXPECTED_RUNS = {("smoke", "raw", "bare"), ("smoke", "raw", "typical"),
+                 ("smoke", "hookline", "bare"), ("smoke", "hookline", "typical"),
+                 ("smoke", "hookline", "arrays")} | {
+    (workload, framework, "bare") for workload in SMOKE_WORKLOADS[1:]
+    for framework in ("raw", "hookline")}
 
 
-def _table_rows(text: str) -> dict[tuple[str, str], list[str]]:
-    rows = {}
+def _table_rows(text: str) -> dict[tuple[str, str, str], list[str]]:
+    """The rows of each workload's table, keyed by (workload, framework, variant)."""
+    rows, workload = {}, None
     for line in text.splitlines():
+        if line.startswith("### "):
+            workload = line[4:].split(" ")[0]
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if line.startswith("|") and len(cells) == 9 and (cells[0], cells[1]) in EXPECTED_RUNS:
-            rows[(cells[0], cells[1])] = cells
+        if line.startswith("|") and len(cells) == 11 and \
+                (workload, cells[0], cells[1]) in EXPECTED_RUNS:
+            rows[(workload, cells[0], cells[1])] = cells
     return rows
 
 
@@ -38,7 +49,7 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke",
                            "--json", str(out)], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=180, check=False)
+                          timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
 
     rows = _table_rows(done.stdout)
@@ -48,9 +59,14 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
         assert steps_per_s > 0 and ratio > 0 and cpu_ratio > 0 and best > 0 and rss > 0, (
             key, cells)
         assert math.isfinite(overhead), (key, cells)
+        # the fixed costs are measured on the bare runs (a difference: either sign)
+        fixed = cells[8:10]
+        assert all(math.isfinite(_number(c)) for c in fixed) if key[2] == "bare" else \
+            fixed == ["n/a", "n/a"], (key, cells)
 
     summary = json.loads(out.read_text())
-    assert {(r["framework"], r["variant"]) for r in summary["rows"]} == EXPECTED_RUNS
+    assert {(r["workload"], r["framework"], r["variant"])
+            for r in summary["rows"]} == EXPECTED_RUNS
     for row in summary["rows"]:
         assert row["steps"] > 0, row
         assert all(math.isfinite(row[k]) and row[k] > 0
@@ -60,6 +76,16 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
     assert math.isfinite(hookline_import) and hookline_import > 0
     dispatch = summary["dispatch_us"]
     assert len(dispatch) == 4 and all(math.isfinite(v) and v > 0 for v in dispatch.values())
+    scale = summary["scale"]
+    assert {"1 listeners: µs added per step (best runs)",
+            "100 listeners: µs per listener call (best runs)",
+            "1000 non-listening callbacks: µs added per step (median of rounds)"} <= set(
+        scale["listeners"])
+    assert all(math.isfinite(v) and v > 0 for series in scale["run_length"].values()
+               for v in series.values())
+    for rss in scale["rss"].values():
+        assert rss["epochs"] == 5 and rss["first epoch MB"] > 0 and rss["last epoch MB"] > 0
+    assert len(scale["rss"]) == 3 and "Memory over a long run" in done.stdout
 
 
 def test_head_to_head_pairs_the_runs_of_each_round(monkeypatch) -> None:
@@ -116,17 +142,47 @@ def test_a_saved_run_renders_again_without_measuring(tmp_path: Path) -> None:
 
 def test_cuda_check_dry_run_prints_its_table() -> None:
     done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "cuda_check.py"),
-                           "--device", "cpu", "--steps", "4", "--epochs", "2", "--repeats", "1"],
-                          capture_output=True, text=True, timeout=180, check=False)
+                           "--device", "cpu", "--steps", "3", "--epochs", "2", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    for precision in ("32", "bf16"):
-        for run in ("raw", "hookline bare", "hookline typical"):
-            assert f"| {precision} | {run} |" in done.stdout, done.stdout
+    for job in ("mlp", "cnn", "transformer"):
+        for precision in ("32", "bf16"):
+            for run in ("raw", "hookline bare", "hookline typical"):
+                assert f"| {job} | {precision} | {run} |" in done.stdout, done.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine "
+                                                      "without a GPU")
+def test_cuda_check_without_a_gpu_says_so_and_checks_nothing() -> None:
+    script = str(REPO / "benchmarks" / "cuda_check.py")
+    done = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no CUDA device here, so nothing was checked" in done.stdout
+    assert "| workload |" not in done.stdout
+    strict = subprocess.run([sys.executable, script, "--require-cuda"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert strict.returncode == 2 and "nothing was checked" in strict.stdout
+
+
+# Reads made while loading data are of host tensors in a GPU run too (a DataLoader's seed, a
+# Dataset's random crop): no device sync, so the simulation lets them through.
+_HOST_SIDE = (os.sep + os.path.join("torch", "utils", "data") + os.sep,
+              os.path.join("benchmarks", "vision.py"), os.path.join("benchmarks", "text.py"))
+
+
+def _loading_data() -> bool:
+    frame = sys._getframe(2)
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _HOST_SIDE):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _simulated_sync_errors(monkeypatch, cuda_check) -> None:
     """What set_sync_debug_mode("error") does on a GPU, played on CPU: reading a tensor's
-    value on the host raises while the mode is on."""
+    value on the host raises while the mode is on, unless the data pipeline reads it."""
     mode = {"now": "default"}
     monkeypatch.setattr(cuda_check.torch.cuda, "set_sync_debug_mode",
                         lambda value: mode.update(now=value))
@@ -134,35 +190,73 @@ def _simulated_sync_errors(monkeypatch, cuda_check) -> None:
         original = getattr(torch.Tensor, name)
 
         def guarded(self, *args, _original=original, **kwargs):
-            if mode["now"] == "error":
+            if mode["now"] == "error" and not _loading_data():
                 raise RuntimeError("called a synchronizing CUDA operation")
             return _original(self, *args, **kwargs)
         monkeypatch.setattr(torch.Tensor, name, guarded)
 
 
+def _job_data(cuda_check, job: str, steps: int) -> tuple:
+    if job == "cnn":  # in-process batches: the simulated errors live in this process only
+        x, y = cuda_check.vision.make_images(steps * 8, seed=0)
+        data = cuda_check.vision.AugmentedImages(x, y, augment=True)
+        return (torch.utils.data.DataLoader(data, batch_size=8),
+                torch.utils.data.DataLoader(data, batch_size=8))
+    return cuda_check.make_job_data(job, steps, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("job", ["mlp", "cnn", "transformer"])
 @pytest.mark.parametrize("typical", [False, True])
-def test_the_sync_window_covers_every_step_and_no_epoch_end(monkeypatch, tmp_path,
+def test_the_sync_window_covers_every_step_and_no_epoch_end(monkeypatch, tmp_path, job,
                                                             typical) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import cuda_check
+    train, val = _job_data(cuda_check, job, 4)
     _simulated_sync_errors(monkeypatch, cuda_check)
-    x, y, x_val, y_val = cuda_check.make_data(cuda_check.MEDIUM)
-    data = (x[:4 * 128], y[:4 * 128], x_val, y_val)
-    fit, guard, _ = cuda_check.hookline_fit(torch.device("cpu"), "32", data, 4, 3, typical,
-                                            tmp_path)
+    fit, guard, _ = cuda_check.hookline_fit(job, torch.device("cpu"), "32", train, val, 4, 3,
+                                            typical, tmp_path)
     guard.cuda = True  # the window opens and closes as on a GPU
     assert fit() == 12 and guard.windows == 3  # the epoch ends read values: outside
 
 
-def test_a_value_read_in_a_step_fails_the_sync_check(monkeypatch, tmp_path) -> None:
+@pytest.mark.parametrize("job", ["mlp", "cnn", "transformer"])
+def test_the_raw_loop_runs_its_steps_inside_the_window(monkeypatch, job) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import cuda_check
+    train, _ = _job_data(cuda_check, job, 3)
     _simulated_sync_errors(monkeypatch, cuda_check)
-    x, y, x_val, y_val = cuda_check.make_data(cuda_check.MEDIUM)
-    fit, guard, trainer = cuda_check.hookline_fit(torch.device("cpu"), "32",
-                                                  (x[:512], y[:512], x_val, y_val), 4, 2, False,
-                                                  tmp_path)
+    modes = []
+    original = cuda_check.torch.cuda.set_sync_debug_mode
+    monkeypatch.setattr(cuda_check.torch.cuda, "set_sync_debug_mode",
+                        lambda mode: (modes.append(mode), original(mode)))
+    fit = cuda_check.raw_fit(job, torch.device("cpu"), "bf16", train, 3, 2, window=True)
+    assert fit() == 6 and modes == ["error", "default"] * 2
+
+
+@pytest.mark.parametrize("job", ["mlp", "transformer"])
+def test_a_value_read_in_a_step_fails_the_sync_check(monkeypatch, tmp_path, job) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import cuda_check
+    train, val = _job_data(cuda_check, job, 4)
+    _simulated_sync_errors(monkeypatch, cuda_check)
+    fit, guard, trainer = cuda_check.hookline_fit(job, torch.device("cpu"), "32", train, val,
+                                                  4, 2, False, tmp_path)
     guard.cuda = True
     trainer.add_callback("on_train_batch_end", lambda t: t.loss.item())
     with pytest.raises(RuntimeError, match="synchronizing"):
         fit()
+
+
+def test_repeats_name_some_workloads_and_leave_the_others_their_default(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import run
+    args = run.parse_args(["--repeats", "tiny=2,cnn=1"])
+    assert run.rounds_for("tiny", args.repeats, smoke=False) == 2
+    assert run.rounds_for("transformer", args.repeats, smoke=False) == \
+        run.FULL_REPEATS["transformer"]
+    assert run.rounds_for("cnn", run.parse_args(["--repeats", "4"]).repeats, smoke=False) == 4
+    with pytest.raises(SystemExit):
+        run.parse_args(["--repeats", "tiny=two"])
+    with pytest.raises(SystemExit, match=r"--repeats names \['medium'\], which this run does "
+                                         r"not measure"):
+        run.main(["--workloads", "tiny", "--repeats", "medium=2", "--no-write"])

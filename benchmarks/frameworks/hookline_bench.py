@@ -1,29 +1,35 @@
-"""hookline: ``hookline.Trainer`` on the in-memory tensors (hookline does the batching).
+"""hookline: ``hookline.Trainer`` given the same DataLoader as every framework.
 
 bare: no callbacks beyond the defaults, ``verbose=0``. typical: the built-in EarlyStopping and
 ModelCheckpoint (best one, weights only) on val_loss, plus a per-step CSV callback
-(``hookline_step_csv.py``). Validation computes the loss only, as for the peers.
+(``hookline_step_csv.py``). arrays: bare, but given the tensors behind the DataLoader as
+``train_data=(x, y)``, so hookline batches them itself (its data path on arrays). Validation
+computes the loss only, as for the peers.
 
-custom-step and dict-batch are bare runs through the other doors of "any model": a
-``training_step`` function doing the default step's math, and the same arrays given as a dict
-batch (``{"input": x, "y": y}``, the target taken out under ``target_key``) so the batch and
-output rules run each step. Their overhead over bare is what those doors cost per step.
+By workload kind: the MLP and the CNN take ``loss=CrossEntropyLoss()``; the transformer's dict
+batches go to the model, which computes its own loss (no ``loss=``); the custom step is a
+``training_step=`` function.
 """
 
 from __future__ import annotations
 
 import torch
 from spec import Fit, RunSpec
-from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE, make_torch_model
+from tasks import loss_of
+from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE
 
 import hookline
 from frameworks.hookline_step_csv import StepCSVLogger
 from hookline.callbacks import EarlyStopping, ModelCheckpoint
 
 
+def custom_step(trainer: hookline.Trainer, batch: tuple) -> torch.Tensor:
+    return loss_of("custom", trainer.model, batch)
+
+
 def build(spec: RunSpec) -> Fit:
-    workload = spec.workload
-    model = make_torch_model(workload, spec.seed)
+    workload, task = spec.workload, spec.task
+    model = task.make_model(spec.seed)
     callbacks = []
     if spec.typical:
         callbacks = [
@@ -32,26 +38,20 @@ def build(spec: RunSpec) -> Fit:
                             save_weights_only=True),
             StepCSVLogger(spec.workdir / "steps.csv"),
         ]
-    train_data: object = (spec.x_train, spec.y_train)
-    val_data: object = (spec.x_val, spec.y_val)
-    options: dict = {}
-    if spec.variant == "custom-step":
-        loss_fn = torch.nn.CrossEntropyLoss()
-
-        def training_step(trainer: hookline.Trainer, batch: tuple) -> torch.Tensor:
-            x, y = batch
-            return loss_fn(trainer.model(x), y)
-        options["training_step"] = training_step
-    elif spec.variant == "dict-batch":
-        train_data = {"input": spec.x_train, "y": spec.y_train}
-        val_data = {"input": spec.x_val, "y": spec.y_val}
-        options["target_key"] = "y"
+    train_data: object = task.train
+    val_data: object = task.val
+    options: dict = {"loss": None if spec.kind == "lm" else torch.nn.CrossEntropyLoss()}
+    if spec.variant == "arrays":
+        x, y, x_val, y_val = task.arrays
+        train_data = (x, y)
+        val_data = (x_val, y_val) if task.val is not None else None
+        options.update(batch_size=workload.batch_size, shuffle=True)
+    if spec.kind == "custom":
+        options["training_step"] = custom_step
     trainer = hookline.Trainer(
-        model, optimizer=torch.optim.SGD(model.parameters(), lr=LEARNING_RATE),
-        loss=torch.nn.CrossEntropyLoss(), metrics=None,
-        train_data=train_data, val_data=val_data,
-        epochs=workload.epochs, batch_size=workload.batch_size, shuffle=True,
-        seed=spec.seed, callbacks=callbacks, verbose=0, device="cpu", **options)
+        model, optimizer=torch.optim.SGD(model.parameters(), lr=LEARNING_RATE), metrics=None,
+        train_data=train_data, val_data=val_data, epochs=workload.epochs, seed=spec.seed,
+        callbacks=callbacks, verbose=0, device="cpu", **options)
 
     def fit() -> int:
         trainer.fit()

@@ -1,9 +1,11 @@
-"""PyTorch Ignite: ``create_supervised_trainer`` and an evaluator run after each epoch.
+"""PyTorch Ignite: a trainer engine and an evaluator run after each epoch.
 
-bare: the trainer plus a validation handler computing the Loss metric. typical: adds the
-built-in EarlyStopping and Checkpoint (best one, by val_loss) handlers, and a handler writing
-every step's loss to CSV. Ignite's default output transform already calls ``loss.item()`` on
-every step, in both variants: that is the framework as shipped.
+The MLP and the CNN use ``create_supervised_trainer``/``create_supervised_evaluator``; the
+transformer (dict batches, the model's own loss) and the custom step use Ignite's own door
+for any step, an ``Engine`` around a process function. bare: the trainer plus a validation
+handler computing the Loss metric. typical: adds the built-in EarlyStopping and Checkpoint
+(best one, by val_loss) handlers, and a handler writing every step's loss to CSV. Ignite's
+supervised trainer calls ``loss.item()`` on every step: that is the framework as shipped.
 """
 
 from __future__ import annotations
@@ -11,28 +13,51 @@ from __future__ import annotations
 import csv
 
 import torch
-from batches import batch_loader
-from ignite.engine import Events, create_supervised_evaluator, create_supervised_trainer
+from ignite.engine import Engine, Events, create_supervised_evaluator, create_supervised_trainer
 from ignite.handlers import Checkpoint, DiskSaver, EarlyStopping
-from ignite.metrics import Loss
+from ignite.metrics import Average, Loss
 from spec import Fit, RunSpec
-from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE, make_torch_model
+from tasks import loss_of, val_loss_of
+from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE
+
+
+def _engines(spec: RunSpec, model: torch.nn.Module,
+             optimizer: torch.optim.Optimizer) -> tuple[Engine, Engine]:
+    kind = spec.kind
+    if kind in ("mlp", "cnn"):
+        loss_fn = torch.nn.CrossEntropyLoss()
+        return (create_supervised_trainer(model, optimizer, loss_fn),
+                create_supervised_evaluator(model, metrics={"loss": Loss(loss_fn)}))
+
+    def train_step(engine: Engine, batch) -> float:
+        model.train()
+        optimizer.zero_grad()
+        loss = loss_of(kind, model, batch)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def val_step(engine: Engine, batch):
+        model.eval()
+        with torch.no_grad():
+            return val_loss_of(kind, model, batch)
+
+    evaluator = Engine(val_step)
+    Average().attach(evaluator, "loss")  # the batches are all full: the mean over samples
+    return Engine(train_step), evaluator
 
 
 def build(spec: RunSpec) -> Fit:
     workload = spec.workload
-    model = make_torch_model(workload, spec.seed)
+    model = spec.task.make_model(spec.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    trainer = create_supervised_trainer(model, optimizer, loss_fn)
-    evaluator = create_supervised_evaluator(model, metrics={"loss": Loss(loss_fn)})
-    train = batch_loader(spec.x_train, spec.y_train, workload.batch_size, shuffle=True,
-                         seed=spec.seed)
-    val = batch_loader(spec.x_val, spec.y_val, workload.batch_size, shuffle=False)
+    trainer, evaluator = _engines(spec, model, optimizer)
+    val = spec.task.val
 
-    @trainer.on(Events.EPOCH_COMPLETED)
-    def validate(engine):
-        evaluator.run(val)
+    if val is not None:
+        @trainer.on(Events.EPOCH_COMPLETED)
+        def validate(engine):
+            evaluator.run(val)
 
     if spec.typical:
         def score(engine):
@@ -53,7 +78,7 @@ def build(spec: RunSpec) -> Fit:
         trainer.add_event_handler(Events.COMPLETED, lambda engine: log_file.close())
 
     def fit() -> int:
-        trainer.run(train, max_epochs=workload.epochs)
+        trainer.run(spec.task.train, max_epochs=workload.epochs)
         return trainer.state.iteration
 
     return fit

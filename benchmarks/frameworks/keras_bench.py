@@ -1,4 +1,10 @@
-"""Keras 3 on its torch backend: the same MLP as ``keras.Sequential`` of Dense layers.
+"""Keras 3 on its torch backend, reading the same DataLoader (Keras takes one as ``x``).
+
+The MLP is ``keras.Sequential`` of Dense layers. The CNN and the transformer are the same
+torch modules as everywhere, in ``keras.layers.TorchModuleWrapper`` (Keras' way to train a
+torch module), so the compute is identical and only the engine differs. The transformer
+computes its own loss: ``compute_loss`` is overridden to return it (the dict batches have no
+``y``). The custom step overrides ``train_step`` as Keras documents for its torch backend.
 
 bare: ``model.fit`` with ``verbose=0`` and no callbacks. typical: the built-in EarlyStopping
 and ModelCheckpoint (best only, weights file) on val_loss, plus a callback writing every
@@ -13,8 +19,9 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras
+import torch
 from spec import Fit, RunSpec
-from workloads import LEARNING_RATE, NEVER_STOP_PATIENCE
+from workloads import LEARNING_RATE, LOGIT_PENALTY, NEVER_STOP_PATIENCE
 
 
 class StepCSVLogger(keras.callbacks.Callback):
@@ -46,11 +53,75 @@ def make_model(sizes: tuple[int, ...], seed: int) -> keras.Model:
     return keras.Sequential(layers)
 
 
+class OwnLoss(keras.Model):
+    """A torch model that returns ``{"loss": ...}`` given its dict batch: the loss is the
+    model's output, and ``compute_loss`` hands it back."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.wrapped = keras.layers.TorchModuleWrapper(module)
+
+    def call(self, inputs, training=False):
+        return self.wrapped(inputs["input_ids"], inputs["labels"])["loss"]
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return y_pred
+
+
+class PenaltyStep(keras.Model):
+    """The MLP with a ``train_step`` of its own: cross-entropy plus a penalty on the logits."""
+
+    def __init__(self, net: keras.Model) -> None:
+        super().__init__()
+        self.net = net
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+
+    def call(self, x, training=False):
+        return self.net(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def train_step(self, data):
+        x, y = data
+        self.zero_grad()
+        logits = self(x, training=True)
+        loss = (torch.nn.functional.cross_entropy(logits, y)
+                + LOGIT_PENALTY * logits.pow(2).mean())
+        loss.backward()
+        weights = self.trainable_weights
+        with torch.no_grad():
+            self.optimizer.apply([w.value.grad for w in weights], weights)
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        x, y = data
+        self.loss_tracker.update_state(torch.nn.functional.cross_entropy(self(x), y))
+        return {"loss": self.loss_tracker.result()}
+
+
+def _model(spec: RunSpec) -> keras.Model:
+    keras.utils.set_random_seed(spec.seed)
+    if spec.kind == "mlp":
+        return make_model(spec.workload.sizes, spec.seed)
+    if spec.kind == "custom":
+        return PenaltyStep(make_model(spec.workload.sizes, spec.seed))
+    module = spec.task.make_model(spec.seed)
+    if spec.kind == "lm":
+        return OwnLoss(module)
+    first = spec.task.first_train[0]
+    return keras.Sequential([keras.Input(tuple(first.shape[1:])),
+                             keras.layers.TorchModuleWrapper(module)])
+
+
 def build(spec: RunSpec) -> Fit:
     workload = spec.workload
-    model = make_model(workload.sizes, spec.seed)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = _model(spec)
+    loss = None if spec.kind in ("lm", "custom") else \
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=LEARNING_RATE), loss=loss)
     callbacks = []
     if spec.typical:
         callbacks = [
@@ -60,14 +131,13 @@ def build(spec: RunSpec) -> Fit:
                                             save_weights_only=True),
             StepCSVLogger(str(spec.workdir / "steps.csv")),
         ]
-    data = (spec.x_train, spec.y_train)
-    val = (spec.x_val, spec.y_val)
+    val = spec.task.val
 
     def fit() -> int:
-        history = model.fit(*data, validation_data=val, batch_size=workload.batch_size,
-                            epochs=workload.epochs, shuffle=True, callbacks=callbacks,
-                            verbose=0)
-        assert len(history.history["val_loss"]) == workload.epochs
+        history = model.fit(spec.task.train, validation_data=val, epochs=workload.epochs,
+                            callbacks=callbacks, verbose=0)
+        if val is not None:
+            assert len(history.history["val_loss"]) == workload.epochs
         return int(model.optimizer.iterations)
 
     return fit

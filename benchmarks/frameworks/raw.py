@@ -1,8 +1,8 @@
 """The hand-written PyTorch loop: the physical limit every engine is compared against.
 
-bare: no logging, no checkpoint. typical: the loss of every step to CSV (``.item()`` per
-step) and a ``torch.save`` of the best model after each validation; early stopping is a
-comparison that never triggers.
+It reads the same DataLoader as every framework. bare: no logging, no checkpoint. typical:
+the loss of every step to CSV (``.item()`` per step) and a ``torch.save`` of the best model
+after each validation; early stopping is a comparison that never triggers.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import csv
 
 import torch
 from spec import Fit, RunSpec
-from workloads import LEARNING_RATE, make_torch_model
+from tasks import batch_length, loss_of, val_loss_of
+from workloads import LEARNING_RATE
 
 
 def build(spec: RunSpec) -> Fit:
@@ -19,39 +20,36 @@ def build(spec: RunSpec) -> Fit:
 
 
 def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool) -> Fit:
-    model = make_torch_model(spec.workload, spec.seed)
+    model = spec.task.make_model(spec.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    workload = spec.workload
-    x, y, x_val, y_val = spec.x_train, spec.y_train, spec.x_val, spec.y_val
-    batch = workload.batch_size
+    kind, train, val, epochs = spec.kind, spec.task.train, spec.task.val, spec.workload.epochs
 
     def fit() -> int:
-        generator = torch.Generator().manual_seed(spec.seed)
         log_file = open(spec.workdir / "steps.csv", "w", newline="") if log_csv else None  # noqa: SIM115 - closed when training ends
         writer = csv.writer(log_file) if log_file else None
         best = float("inf")
         steps = 0
         try:
-            for _ in range(workload.epochs):
+            for _ in range(epochs):
                 model.train()
-                order = torch.randperm(len(x), generator=generator)
-                for start in range(0, len(x), batch):
-                    index = order[start:start + batch]
+                for batch in train:
                     optimizer.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(x[index]), y[index])
+                    loss = loss_of(kind, model, batch)
                     loss.backward()
                     optimizer.step()
                     steps += 1
                     if writer is not None:
                         writer.writerow((steps, loss.item()))
+                if val is None:
+                    continue
                 model.eval()
-                total = torch.zeros(())
+                total, count = torch.zeros(()), 0
                 with torch.no_grad():
-                    for start in range(0, len(x_val), batch):
-                        xb, yb = x_val[start:start + batch], y_val[start:start + batch]
-                        total += loss_fn(model(xb), yb) * len(xb)
-                val_loss = total.item() / len(x_val)
+                    for batch in val:
+                        n = batch_length(batch)
+                        total += val_loss_of(kind, model, batch) * n
+                        count += n
+                val_loss = total.item() / count
                 if checkpoint and val_loss < best:
                     best = val_loss
                     torch.save(model.state_dict(), spec.workdir / "best.pt")
