@@ -1,8 +1,8 @@
 """build_checkpoint: the payload of a full checkpoint, read from a trainer.
 
-The one part of checkpointing that knows the engine: it reads the trainer's model, optimizers,
-schedulers, scaler, run state (``hookline.run_state``), data and callbacks. Writing and reading the file is
-``hookline.files``' job.
+The one part of checkpointing that knows the engine: it reads the trainer's model,
+optimizers, schedulers, scaler, run state (``hookline.run_state``), data and callbacks.
+Writing and reading the file is ``hookline.files``' job.
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ class RunState:
             stop=bool(trainer.stop), stop_reason=str(trainer.stop_reason or ""),
             skip_rest_of_epoch=bool(trainer.skip_rest_of_epoch), grads=grads,
             exact=bool(exact), note=str(note), run_id=str(trainer.run_id),
-            rank=int(trainer.rank), args=RunArgs(seed=args.seed, seeded=bool(args.seeded), accumulate=args.accumulate,
+            rank=int(trainer.rank),
+            args=RunArgs(seed=args.seed, seeded=bool(args.seeded), accumulate=args.accumulate,
                          steps_per_epoch=args.steps_per_epoch,
                          world_size=int(trainer.world_size)))
 
