@@ -6,7 +6,9 @@
 
 Each measured run is a fresh ``worker.py`` process. Within a workload, every round runs each
 (framework, variant) once, in an order rotated per round, so drift of the machine hits all of
-them alike; ratios are taken against the raw loop's run of the same round.
+them alike; ratios are taken against the raw loop's run of the same round. After the
+workloads, ``engine_cost.py`` runs in a fresh process: hookline and the raw loop alternating
+fit by fit in one process, the figures the issue's engine-cost targets are judged on.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from workloads import WORKLOADS
 FULL_REPEATS = {"tiny": 5, "tiny-128": 3, "cnn": 3, "transformer": 3, "custom-step": 3}
 SMOKE_WORKLOADS = ("smoke", "smoke-cnn", "smoke-transformer", "smoke-custom-step")
 IMPORT_ROUNDS = 7
+ENGINE_ROUNDS = 20
 SMOKE_FRAMEWORKS = ("raw", "hookline")
 
 
@@ -84,11 +87,13 @@ def run_rounds(workload: str, repeats: int, frameworks: list[str], env: dict[str
     return results
 
 
-def run_script(script: str, quick: bool, env: dict[str, str]) -> dict:
-    """Run ``micro.py`` or ``scale_bench.py`` in a fresh process; its figures as a dict."""
+def run_script(script: str, quick: bool, env: dict[str, str],
+               options: tuple[str, ...] = ()) -> dict:
+    """Run ``micro.py``, ``scale_bench.py`` or ``engine_cost.py`` in a fresh process; its
+    figures as a dict."""
     with tempfile.TemporaryDirectory(prefix="hookline-micro-") as tmp:
         out = Path(tmp) / "figures.json"
-        command = [sys.executable, str(BENCH_DIR / script), "--json", str(out)]
+        command = [sys.executable, str(BENCH_DIR / script), "--json", str(out), *options]
         done = subprocess.run(command + (["--quick"] if quick else []), env=env,
                               capture_output=True, text=True, check=False)
         if done.returncode:
@@ -130,6 +135,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                  f"{k} {v}" for k, v in FULL_REPEATS.items()) + ")")
     parser.add_argument("--no-micro", action="store_true",
                         help="skip the micro-benchmarks and the callback-scale figures")
+    parser.add_argument("--engine-rounds", type=int, default=ENGINE_ROUNDS,
+                        help="rounds of engine_cost.py, the in-process hookline/raw "
+                             "alternation the targets are judged on (0: skip it)")
     parser.add_argument("--json", type=Path, help="where to write the raw figures "
                                                   "(default benchmarks/results/latest.json)")
     parser.add_argument("--markdown", type=Path, default=REPO / "BENCHMARKS.md",
@@ -181,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
                                   env=env, warm=not args.smoke)
     micro = {} if args.no_micro else run_script("micro.py", args.smoke, env)
     scale = {} if args.no_micro else run_script("scale_bench.py", args.smoke, env)
+    engine = {} if args.engine_rounds <= 0 else run_script(
+        "engine_cost.py", args.smoke, env, ("--rounds", str(args.engine_rounds)))
     info["load_after"] = machine.load_average()
 
     summary = {
@@ -194,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         "dispatch_us": micro.get("dispatch_us"),
         "checkpoint": micro.get("checkpoint"),
         "scale": scale or None,
+        "engine": engine or None,
         "runs": results,
     }
     out = args.json or BENCH_DIR / "results" / ("smoke.json" if args.smoke else "latest.json")

@@ -1,8 +1,9 @@
 """The engine's own cost per batch, counted rather than timed: cProfile's call count of a fit.
 
-hookline bare (the default callbacks, ``verbose=0``) and a hand-written loop train the same
-MLP on the very same pre-sliced batches (``benchmarks/engine_cost.py``); what hookline adds per
-step is its events, its step and its bookkeeping. A count is deterministic where a timing on a
+hookline bare (the default callbacks, ``verbose=0``) and a hand-written loop train the
+benchmark's tiny MLP from the same DataLoader of pre-cut batches (``benchmarks/engine_cost.py``,
+the suite's own builders); what hookline adds per step is its events, its step and its
+bookkeeping. A count is deterministic where a timing on a
 shared machine is not, and each Python call costs the loop time, so the budget is in calls.
 """
 
@@ -27,8 +28,8 @@ def test_hookline_bare_adds_at_most_ten_python_calls_a_step_to_the_raw_loop(
         tmp_path: Path) -> None:
     engine_cost = _engine_cost()
     # two epochs of 250 steps with a validation each: the per-epoch work is spread as in a run
-    raw = engine_cost.calls_per_step("raw bare", 32, 2, tmp_path)
-    ours = engine_cost.calls_per_step("hookline bare", 32, 2, tmp_path)
+    raw = engine_cost.calls_per_step("raw bare", "tiny", 2, tmp_path)
+    ours = engine_cost.calls_per_step("hookline bare", "tiny", 2, tmp_path)
     assert raw > 100  # the count is of real training steps (forward, backward, SGD)
     assert ours <= raw + BUDGET, (
         f"hookline bare makes {ours:.1f} Python calls per training step, the raw loop "

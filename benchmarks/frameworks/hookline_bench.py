@@ -6,7 +6,9 @@ ModelCheckpoint (best one, weights only) on val_loss, plus a per-step CSV callba
 ``train_data=(x, y)``, so hookline batches them itself (its data path on arrays). Validation
 computes the loss only, as for the peers.
 
-By workload kind: the MLP and the CNN take ``loss=CrossEntropyLoss()``; the transformer's dict
+By workload kind: the MLP and the CNN take ``loss=torch.nn.functional.cross_entropy``, the
+very function the raw loop calls (``tasks.loss_of``; a ``CrossEntropyLoss()`` module would add
+its ``Module.__call__`` layers, 5 Python calls a step that are the user's pick, not the engine); the transformer's dict
 batches go to the model, which computes its own loss (no ``loss=``); the custom step is a
 ``training_step=`` function.
 """
@@ -40,7 +42,7 @@ def build(spec: RunSpec) -> Fit:
         ]
     train_data: object = task.train
     val_data: object = task.val
-    options: dict = {"loss": None if spec.kind == "lm" else torch.nn.CrossEntropyLoss()}
+    options: dict = {"loss": None if spec.kind == "lm" else torch.nn.functional.cross_entropy}
     if spec.variant == "arrays":
         x, y, x_val, y_val = task.arrays
         train_data = (x, y)
