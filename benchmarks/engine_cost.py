@@ -137,8 +137,8 @@ def _ratio(figure: dict[str, float]) -> str:
 
 
 def table(name: str, rounds: int, summary: dict[str, dict[str, dict]]) -> str:
-    lines = [f"{name}, {rounds} rounds; ratios: best runs / median of the rounds "
-             f"[bootstrap 95% interval of the median]",
+    lines = [(f"{name}, {rounds} rounds; ratios: best runs / median of the rounds "
+              f"[bootstrap 95% interval of the median]"),
              "| contender | best s | median s | x raw bare | x raw bare (CPU) | x raw typical |",
              "|---|---|---|---|---|---|"]
     for contender, figures in summary.items():

@@ -175,8 +175,8 @@ def targets_table(rows: list[Row], imports: dict, dispatch: dict,
     others = [r.best_ratio for r in rows if r.workload == REFERENCE and r.variant == "typical"
               and r.framework not in ("hookline", "raw")]
     if typical and others:
-        checks.append(("typical ahead of every peer and the naive logging loop (suite, "
-                       "batch 32)", typical, min(others), "x"))
+        checks.append((("typical ahead of every peer and the naive logging loop (suite, "
+                        "batch 32)"), typical, min(others), "x"))
     if versus_naive is not None:
         name = (f"typical against the naive logging loop, round by round (suite; faster in "
                 f"{versus_naive.wins} of {versus_naive.rounds} rounds)")
@@ -232,8 +232,8 @@ def engine_section(engine: dict) -> str:
                 row.append(f"{figure['best']:.3f} / {figure['median']:.3f} "
                            f"[{figure['low']:.3f}, {figure['high']:.3f}]" if figure else "")
             body.append(row)
-        parts += [f"#### {name} (batch {measured['batch_size']}, {measured['steps']} steps), "
-                  f"{measured['rounds']} rounds", "",
+        parts += [(f"#### {name} (batch {measured['batch_size']}, {measured['steps']} "
+                   f"steps), {measured['rounds']} rounds"), "",
                   _table(["contender", "best s", "median s", "× raw bare",
                           "× raw bare (CPU time)", "× raw typical"], body), ""]
     calls = engine.get("calls_per_step")
@@ -257,8 +257,8 @@ def results_section(summary: dict) -> str:
                                                        summary.get("engine"))]
     if summary.get("engine"):
         parts += ["", "### Engine cost: hookline and the raw loop alternating in one process",
-                  "", "Ratios: best runs / median of the rounds [bootstrap 95% interval of "
-                  "the median].", "", engine_section(summary["engine"]).rstrip()]
+                  "", ("Ratios: best runs / median of the rounds [bootstrap 95% interval of "
+                       "the median]."), "", engine_section(summary["engine"]).rstrip()]
     for workload in summary["workloads"]:
         chosen = [r for r in rows if r.workload == workload["name"]]
         if chosen:
