@@ -3,8 +3,8 @@
 hookline bare (the default callbacks, ``verbose=0``) and a hand-written loop train the
 benchmark's tiny MLP from the same DataLoader of pre-cut batches (``benchmarks/engine_cost.py``,
 the suite's own builders); what hookline adds per step is its events, its step and its
-bookkeeping. A count is deterministic where a timing on a
-shared machine is not, and each Python call costs the loop time, so the budget is in calls.
+bookkeeping. A count is deterministic where a timing on a shared machine is not, and each
+Python call costs the loop time, so the budget is in calls.
 """
 
 from __future__ import annotations

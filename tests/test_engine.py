@@ -80,8 +80,6 @@ def test_seeded_shuffle_is_reproducible_and_differs_per_epoch():
     assert not torch.equal(batches.order(0), batches.order(1))
 
 
-
-
 def test_seed_sets_the_random_state_torch_manual_seed_sets():
     """``seed=`` seeds torch as ``torch.manual_seed`` does (on a CPU-only machine hookline
     seeds the default generator directly, skipping the per-device lazy seeds)."""
@@ -99,6 +97,8 @@ def test_seed_sets_the_random_state_torch_manual_seed_sets():
     assert torch.equal(seen["draw"][0], expected[0])
     assert np.array_equal(seen["draw"][1], expected[1])
     assert seen["draw"][2] == expected[2]
+
+
 @pytest.mark.parametrize("samples, batch_size, block_batches, skip, world, drop_last, arrays", [
     (50, 4, 3, 0, 1, False, 2),   # blocks of 3 batches, a short last block and last batch
     (50, 4, 3, 5, 1, False, 2),   # resumed mid-epoch, inside the second block

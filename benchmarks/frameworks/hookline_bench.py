@@ -8,9 +8,9 @@ computes the loss only, as for the peers.
 
 By workload kind: the MLP and the CNN take ``loss=torch.nn.functional.cross_entropy``, the
 very function the raw loop calls (``tasks.loss_of``; a ``CrossEntropyLoss()`` module would add
-its ``Module.__call__`` layers, 5 Python calls a step that are the user's pick, not the engine); the transformer's dict
-batches go to the model, which computes its own loss (no ``loss=``); the custom step is a
-``training_step=`` function.
+its ``Module.__call__`` layers, 5 Python calls a step that are the user's pick, not the
+engine's); the transformer's dict batches go to the model, which computes its own loss (no
+``loss=``); the custom step is a ``training_step=`` function.
 """
 
 from __future__ import annotations
