@@ -157,6 +157,21 @@ def test_an_engine_target_is_met_only_when_best_runs_and_median_both_are(monkeyp
     assert "5.000 calls" in calls and calls.endswith("| yes |")
 
 
+def test_instruction_count_reads_callgrind_and_cancels_the_fixed_part(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import instruction_count
+
+    log = "==1== Collected : 5225303117\n==1== \n==1== I   refs:      5,225,303,117\n"
+    assert instruction_count.instructions(log) == 5_225_303_117
+    with pytest.raises(RuntimeError, match="no instruction count"):
+        instruction_count.instructions("==1== killed\n")
+    # 1 epoch of 125 steps and 3 epochs of 375: the import and set-up are in both counts
+    assert instruction_count.per_step((9_000_000 + 125 * 2_000, 125),
+                                      (9_000_000 + 375 * 2_000, 375)) == 2_000
+    with pytest.raises(ValueError, match="longer fit"):
+        instruction_count.per_step((1, 125), (2, 125))
+
+
 def test_a_saved_run_renders_again_without_measuring(tmp_path: Path) -> None:
     results = [{"workload": "tiny", "framework": framework, "variant": "bare", "round": 0,
                 "seconds": seconds, "cpu_seconds": seconds, "steps": 10, "peak_rss_mb": 1.0}
