@@ -2,6 +2,8 @@
 
     python benchmarks/engine_cost.py                  # tiny and tiny-128, 20 rounds each
     python benchmarks/engine_cost.py --rounds 5 --workloads tiny
+    python benchmarks/engine_cost.py --epochs 2 --rounds 150  # short fits, many rounds
+    python benchmarks/engine_cost.py --epochs 1,3 --rounds 100  # and the cost per epoch
     python benchmarks/engine_cost.py --profile-only   # the cProfile call count alone
     python benchmarks/engine_cost.py --quick          # the smoke workload, 2 rounds (CI)
     python benchmarks/engine_cost.py --json out.json  # also the figures, for run.py's report
@@ -22,7 +24,11 @@ one process, alternating fit by fit, so two neighbouring fits see the same machi
   writes) and a per-step loss CSV.
 
 Each round runs the four once, in an order rotated every round; each run times ``fit()`` alone
-(model, optimizer and trainer built before). Reported per contender: the ratio of best runs
+(model, optimizer and trainer built before). ``--epochs 2`` shortens every fit to two epochs
+(about 0.1 s instead of 0.75 s at batch 128), so a round's four fits fall inside one of the
+machine's slow or fast phases and many more rounds fit in the same time; a fit's fixed cost
+then weighs six times more in the ratio than in the suite's 12-epoch fits (against hookline:
+its fit costs about 1 ms more to start than the raw loop's). Reported per contender: the ratio of best runs
 (its fastest over raw bare's fastest: other work only ever adds time), the median of the
 rounds' paired ratios with a bootstrap 95% interval, and the same in CPU time; then the Python
 calls per training step that cProfile counts for hookline bare and raw bare.
@@ -66,24 +72,43 @@ def build(contender: str, workload: Workload, task: Task, root: Path) -> Fit:
     return BUILDERS[framework](RunSpec(workload, variant, task, workdir))
 
 
-def time_rounds(workload: Workload, rounds: int, root: Path) -> dict[str, list[list[float]]]:
-    """[wall s, process CPU s] of each contender's fit, ``rounds`` times, the order rotated
-    every round. CPU time counts every thread of the process (a checkpoint writer's too)."""
+def time_rounds(workload: Workload, rounds: int, root: Path,
+                lengths: tuple[int, ...] | None = None) -> dict[int, dict[str, list[list[float]]]]:
+    """Per fit length (epochs; default the workload's), [wall s, process CPU s] of each
+    contender's fit, ``rounds`` times; each round runs every contender at every length, the
+    contenders' order rotated every round. CPU time counts every thread of the process (a
+    checkpoint writer's too)."""
     task = make_task(workload)
     warm = dataclasses.replace(workload, epochs=1)
     for contender in VARIANTS:  # torch's kernels, the allocator and the imports warmed up
         build(contender, warm, task, root)()
-    timings: dict[str, list[list[float]]] = {contender: [] for contender in VARIANTS}
+    fits = [dataclasses.replace(workload, epochs=epochs)
+            for epochs in (lengths or (workload.epochs,))]
+    timings: dict[int, dict[str, list[list[float]]]] = {
+        fit.epochs: {contender: [] for contender in VARIANTS} for fit in fits}
     for index in range(rounds):
         shift = index % len(VARIANTS)
         for contender in VARIANTS[shift:] + VARIANTS[:shift]:
-            fit = build(contender, workload, task, root)
-            wall, cpu = time.perf_counter(), time.process_time()
-            steps = fit()
-            timings[contender].append([time.perf_counter() - wall, time.process_time() - cpu])
-            if steps != workload.steps:
-                raise RuntimeError(f"{contender} took {steps} steps, expected {workload.steps}")
+            for length in fits:
+                fit = build(contender, length, task, root)
+                wall, cpu = time.perf_counter(), time.process_time()
+                steps = fit()
+                timings[length.epochs][contender].append(
+                    [time.perf_counter() - wall, time.process_time() - cpu])
+                if steps != length.steps:
+                    raise RuntimeError(f"{contender} took {steps} steps, expected "
+                                       f"{length.steps}")
     return timings
+
+
+def per_epoch(short: dict[str, list[list[float]]], long: dict[str, list[list[float]]],
+              epochs: int) -> dict[str, list[list[float]]]:
+    """Each round's cost of ``epochs`` more epochs per epoch (the long fit less the short
+    one of the same round), per contender: a fit's fixed cost cancels out, as in callgrind's
+    count (``instruction_count.py``)."""
+    return {contender: [[(wall - short_wall) / epochs, (cpu - short_cpu) / epochs]
+                        for (short_wall, short_cpu), (wall, cpu) in zip(short[contender], runs)]
+            for contender, runs in long.items()}
 
 
 def calls_per_step(contender: str, workload_name: str = PROFILED_WORKLOAD,
@@ -151,17 +176,30 @@ def table(name: str, rounds: int, summary: dict[str, dict[str, dict]]) -> str:
 
 
 def measure(workloads: list[str], rounds: int, profile: bool, timings: bool,
-            profile_epochs: int | None = None) -> dict:
+            profile_epochs: int | None = None,
+            lengths: tuple[int, ...] | None = None) -> dict:
+    """The timings and the call count. ``lengths``: the fits' epochs (default the
+    workload's); two lengths also give the cost per epoch, the fixed cost cancelled."""
     torch.set_num_threads(1)
     figures: dict = {"workloads": {}, "calls_per_step": None}
     with tempfile.TemporaryDirectory(prefix="engine-cost-") as folder:
         root = Path(folder)
         for name in workloads if timings else ():
             workload = WORKLOADS[name]
-            runs = time_rounds(workload, rounds, root)
-            figures["workloads"][name] = {
-                "batch_size": workload.batch_size, "steps": workload.steps, "rounds": rounds,
-                "runs": runs, "summary": summarise(runs)}
+            measured = time_rounds(workload, rounds, root, lengths)
+            for epochs, runs in measured.items():
+                steps = workload.steps_per_epoch * epochs
+                key = name if len(measured) == 1 else f"{name}, {epochs} epochs"
+                figures["workloads"][key] = {
+                    "batch_size": workload.batch_size, "steps": steps, "rounds": rounds,
+                    "epochs": epochs, "runs": runs, "summary": summarise(runs)}
+            if len(measured) == 2:
+                (short, short_runs), (long, long_runs) = sorted(measured.items())
+                runs = per_epoch(short_runs, long_runs, long - short)
+                figures["workloads"][f"{name}, per epoch"] = {
+                    "batch_size": workload.batch_size, "steps": workload.steps_per_epoch,
+                    "rounds": rounds, "epochs": f"{long} less {short}", "runs": runs,
+                    "summary": summarise(runs)}
         if profile:
             name = workloads[0] if profile_epochs else PROFILED_WORKLOAD
             ours = calls_per_step("hookline bare", name, profile_epochs, root)
@@ -179,16 +217,27 @@ def main() -> None:
                         help="the smoke workload, 2 rounds, a 1-epoch profile (CI)")
     parser.add_argument("--profile-only", action="store_true", help="the call count alone")
     parser.add_argument("--no-profile", action="store_true", help="the timings alone")
+    parser.add_argument("--epochs", help="epochs per timed fit (default: the workload's, "
+                        "12); two lengths, e.g. 1,3, also give the cost per epoch")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     workloads = ["smoke"] if args.quick else args.workloads.split(",")
     if unknown := [w for w in workloads if w not in WORKLOADS]:
         raise SystemExit(f"--workloads: unknown {unknown}; choose from {sorted(WORKLOADS)}")
+    lengths = None
+    if args.epochs is not None:
+        try:
+            lengths = tuple(sorted({int(epochs) for epochs in args.epochs.split(",")}))
+        except ValueError:
+            lengths = ()
+        if not 1 <= len(lengths) <= 2 or lengths[0] < 1:
+            raise SystemExit(f"--epochs takes one or two whole numbers of epochs, at least 1, "
+                             f"e.g. 2 or 1,3; got {args.epochs!r}")
     figures = measure(workloads, 2 if args.quick else args.rounds, not args.no_profile,
-                      not args.profile_only, 1 if args.quick else None)
+                      not args.profile_only, 1 if args.quick else None, lengths)
     for name, measured in figures["workloads"].items():
-        print(table(f"{name} (batch {measured['batch_size']}, {measured['steps']} steps)",
-                    measured["rounds"], measured["summary"]))
+        print(table(f"{name} (batch {measured['batch_size']}, {measured['epochs']} epochs, "
+                    f"{measured['steps']} steps)", measured["rounds"], measured["summary"]))
         print()
     if (calls := figures["calls_per_step"]) is not None:
         print(f"cProfile calls per training step ({calls['workload']}, validation included): "

@@ -157,6 +157,36 @@ def test_an_engine_target_is_met_only_when_best_runs_and_median_both_are(monkeyp
     assert "5.000 calls" in calls and calls.endswith("| yes |")
 
 
+def test_engine_cost_times_fits_of_the_epochs_asked_for(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import engine_cost
+    from workloads import WORKLOADS
+
+    threads = torch.get_num_threads()  # measure() sets one thread, as the benchmark runs
+    try:  # time_rounds raises if a contender's fit takes another number of steps than asked
+        figures = engine_cost.measure(["smoke"], rounds=1, profile=False, timings=True,
+                                      lengths=(1,))
+        two = engine_cost.measure(["smoke"], rounds=2, profile=False, timings=True,
+                                  lengths=(1, 3))
+    finally:
+        torch.set_num_threads(threads)
+    measured = figures["workloads"]["smoke"]
+    assert WORKLOADS["smoke"].epochs not in (1, 3)  # so 1 and 3 epochs are a change
+    per_epoch = WORKLOADS["smoke"].steps_per_epoch
+    assert measured["epochs"] == 1 and measured["steps"] == per_epoch
+    assert {name: len(runs) for name, runs in measured["runs"].items()} == dict.fromkeys(
+        engine_cost.VARIANTS, 1)
+    assert set(two["workloads"]) == {"smoke, 1 epochs", "smoke, 3 epochs", "smoke, per epoch"}
+    short, long = two["workloads"]["smoke, 1 epochs"], two["workloads"]["smoke, 3 epochs"]
+    assert long["steps"] == 3 * per_epoch
+    # each round's 3-epoch fit less its 1-epoch fit, over 2 epochs
+    marginal = two["workloads"]["smoke, per epoch"]["runs"]["hookline bare"]
+    for round_index in range(2):
+        expected = (long["runs"]["hookline bare"][round_index][0]
+                    - short["runs"]["hookline bare"][round_index][0]) / 2
+        assert math.isclose(marginal[round_index][0], expected)
+
+
 def test_instruction_count_reads_callgrind_and_cancels_the_fixed_part(monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import instruction_count
@@ -170,6 +200,23 @@ def test_instruction_count_reads_callgrind_and_cancels_the_fixed_part(monkeypatc
                                       (9_000_000 + 375 * 2_000, 375)) == 2_000
     with pytest.raises(ValueError, match="longer fit"):
         instruction_count.per_step((1, 125), (2, 125))
+
+
+def test_instruction_count_reads_each_threads_file(monkeypatch, tmp_path) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import instruction_count
+
+    out = tmp_path / "callgrind.hookline-typical.3"
+    out.write_text("")  # callgrind leaves the plain name empty with --separate-threads=yes
+    for thread, total in ((1, 56_449_997), (2, 94_024_000)):
+        (tmp_path / f"{out.name}-{thread:02d}").write_text(
+            f"version: 1\ncreator: callgrind-3.19.0\npid: 1275\ncmd:  python\npart: 1\n\n"
+            f"desc: I1 cache: \n\nthread: {thread}\n\npositions: line\nevents: Ir\n"
+            f"summary: {total}\n\nfl=(1) ???\nfn=(1) main\n0 {total}\n\ntotals: {total}\n")
+    assert instruction_count.thread_totals(out) == {1: 56_449_997, 2: 94_024_000}
+    (tmp_path / f"{out.name}-01").unlink()
+    with pytest.raises(RuntimeError, match="no file for the main thread"):
+        instruction_count.thread_totals(out)
 
 
 def test_a_saved_run_renders_again_without_measuring(tmp_path: Path) -> None:
