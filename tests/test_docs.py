@@ -24,7 +24,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,29 +103,11 @@ def _run_page(page: Path, folder: Path) -> None:
             _run(block, folder)
 
 
-@pytest.fixture(scope="module")
-def page_failures(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str | None]:
-    """Every page run once, two pages at a time (each block is a fresh, mostly single-core
-    process: on two cores a second page halves the wall time); a page's blocks stay in
-    order in its own folder. Maps each page to its failure, or None."""
-    folders = {page: tmp_path_factory.mktemp(page.stem) for page in PAGES}
-
-    def attempt(page: Path) -> str | None:
-        try:
-            _run_page(page, folders[page])
-        except BaseException as error:  # noqa: BLE001 - reported by the page's own test
-            return f"{type(error).__name__}: {error}"
-        return None
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(PAGES, pool.map(attempt, PAGES)))
-
-
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
-def test_every_code_block_runs_as_pasted_or_is_marked(
-        page: Path, page_failures: dict[Path, str | None]) -> None:
-    failure = page_failures[page]
-    if failure is not None:
-        pytest.fail(failure, pytrace=False)
+def test_every_code_block_runs_as_pasted_or_is_marked(page: Path, tmp_path: Path) -> None:
+    """One test per page, so pytest-xdist runs pages side by side on its workers; a page's
+    blocks run in order in the page's own folder."""
+    _run_page(page, tmp_path)
 
 
 def test_the_marker_convention_is_used_as_documented() -> None:

@@ -40,7 +40,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[hookline.Trainer, Pat
     mp.setenv("WANDB_SILENT", "true")
     console = io.StringIO()
     mlflow = MLflowLogger("parts", tracking_uri="sqlite:///" + str(out / "mlflow.db"))
-    wandb = WandbLogger("hookline-tests", name="parts")
+    # dir= given: a second W&B run in one process kept the first one's WANDB_DIR (seen when
+    # test_mlflow_wandb.py ran first in the same worker), so the env var alone is not enough
+    wandb = WandbLogger("hookline-tests", name="parts", dir=out)
     plots = PlotResults(out / "results.png")
     trainer = hookline.Trainer(
         tiny_model(), training_step=step, validation_step=step, train_data=tiny_data(32),
