@@ -80,6 +80,8 @@ def cost(unit: str) -> int:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     if config.getvalue("dist") != "load":
         return None
+    # LoadScopeScheduling's workqueue, assigned_work and registered_collections are xdist's
+    # internals (read in 3.8.0): pyproject.toml keeps pytest-xdist below 3.9 for that reason
     from xdist.scheduler import LoadScopeScheduling
 
     class LongestFirst(LoadScopeScheduling):

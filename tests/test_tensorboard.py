@@ -188,3 +188,29 @@ def test_rewinding_leaves_a_folder_with_nothing_after_the_point_untouched(tmp_pa
     # steps 5-12 (step/loss, step/lr); epochs 1-2 (loss, val_loss, val_accuracy, lr)
     assert rewind_event_files(tmp_path, step=4, epoch=1) == 8 * 2 + 2 * 4
     assert [event.step for event in _read(tmp_path).Scalars("step/loss")] == [1, 2, 3, 4]
+
+
+def test_a_writer_opened_after_the_wait_sorts_after_this_seconds_files(tmp_path, monkeypatch):
+    """TensorBoard reads event files in name order; in one process and one second, writer
+    number 10's file sorts before number 9's, so a resume right after a run would read back
+    its steps first. Waiting for a later second puts its file last."""
+    import time
+
+    from tensorboard.summary.writer import event_file_writer
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hookline.loggers.tensorboard_rewind import wait_for_a_later_second
+
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    time.sleep(1.02 - time.time() % 1)  # both writers below open early in one second
+    with SummaryWriter(log_dir=str(tmp_path)) as first:
+        first.add_scalar("step/loss", 1.0, 1)
+    (earlier,) = tmp_path.glob("events.out.tfevents.*")
+    assert earlier.name.endswith(".9")
+    slept = wait_for_a_later_second(tmp_path)
+    assert 0 < slept < 1.1
+    with SummaryWriter(log_dir=str(tmp_path)) as second:
+        second.add_scalar("step/loss", 2.0, 2)
+    names = sorted(path.name for path in tmp_path.glob("events.out.tfevents.*"))
+    assert names[-1].endswith(".10") and names[0] == earlier.name
+    assert wait_for_a_later_second(tmp_path / "nothing-here") == 0

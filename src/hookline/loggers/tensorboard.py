@@ -95,8 +95,12 @@ class TensorBoard(Callback):
         self.run_dir = folder
         if getattr(trainer, "resumed", False) and folder.is_dir():
             # what was logged after the checkpoint is trained (and logged) again
-            from hookline.loggers.tensorboard_rewind import rewind_event_files
+            from hookline.loggers.tensorboard_rewind import (
+                rewind_event_files,
+                wait_for_a_later_second,
+            )
             rewind_event_files(folder, step=trainer.step, epoch=trainer.start_epoch)
+            wait_for_a_later_second(folder)  # so the new file sorts after the earlier ones
         self.writer = module.SummaryWriter(log_dir=str(folder))
         self._last_step = trainer.step
         self._graph_done = False

@@ -6,17 +6,40 @@ resumes, the scalars and histograms logged after its checkpoint are dropped from
 files (each rewritten atomically, only when something is dropped), every earlier value kept.
 One ``purge_step`` cannot do it: epoch values are logged at the epoch number and step values
 at the optimizer step, two different units.
+
+TensorBoard reads a folder's event files in name order, and a name is
+``events.out.tfevents.<second>.<host>.<pid>.<n>``, ``n`` counting the writers of the process.
+A resume in the same process and the same second as the run it continues (a notebook, a
+test) could get a name that sorts first (``...10`` before ``...9``), and the reader would
+then return the resumed steps before the earlier ones: ``wait_for_a_later_second`` prevents
+that.
 """
 
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
 from hookline.files.atomic import atomic_write_bytes
 
-__all__ = ["rewind_event_files"]
+__all__ = ["rewind_event_files", "wait_for_a_later_second"]
+
+
+def wait_for_a_later_second(folder: str | Path) -> float:
+    """Sleep until the clock's second is past every event file's in ``folder``, so a writer
+    opened now names its file after theirs (at most about a second, and only when one of
+    them was opened this second). Returns the seconds slept."""
+    seconds = [int(part) for path in Path(folder).glob("events.out.tfevents.*")
+               if (part := path.name.split(".")[3]).isdigit()]
+    newest = max(seconds, default=None)
+    slept = 0.0
+    while newest is not None and int(time.time()) <= newest and slept < 1.5:
+        pause = min(1.5 - slept, newest + 1 - time.time() + 0.01)
+        time.sleep(max(pause, 0.01))
+        slept += max(pause, 0.01)
+    return slept
 
 
 def rewind_event_files(folder: str | Path, *, step: int, epoch: int) -> int:
