@@ -76,7 +76,7 @@ def cost(unit: str) -> int:
                default=0)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own choice
+@pytest.hookimpl(tryfirst=True, optionalhook=True)  # before xdist's own; none without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     if config.getvalue("dist") != "load":
         return None
