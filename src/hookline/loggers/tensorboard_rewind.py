@@ -33,13 +33,13 @@ def wait_for_a_later_second(folder: str | Path) -> float:
     them was opened this second). Returns the seconds slept."""
     seconds = [int(part) for path in Path(folder).glob("events.out.tfevents.*")
                if (part := path.name.split(".")[3]).isdigit()]
-    newest = max(seconds, default=None)
-    slept = 0.0
-    while newest is not None and int(time.time()) <= newest and slept < 1.5:
-        pause = min(1.5 - slept, newest + 1 - time.time() + 0.01)
-        time.sleep(max(pause, 0.01))
-        slept += max(pause, 0.01)
-    return slept
+    if not seconds:
+        return 0.0
+    pause = min(max(seconds) + 1 - time.time(), 1.0) + 0.01  # a clock set back: 1 s at most
+    if pause <= 0.01:
+        return 0.0
+    time.sleep(pause)
+    return pause
 
 
 def rewind_event_files(folder: str | Path, *, step: int, epoch: int) -> int:
