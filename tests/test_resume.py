@@ -246,8 +246,11 @@ def test_every_corrupt_checkpoint_is_an_error_not_a_fresh_start(tmp_path: Path) 
 
 
 def test_nothing_to_resume_from(tmp_path: Path) -> None:
-    with pytest.warns(RuntimeWarning, match="resume=True found no checkpoint.*from scratch"):
+    with pytest.warns(RuntimeWarning, match="resume=True found no checkpoint.*from scratch"
+                      ) as caught:
         make(save_dir=tmp_path, resume=True, epochs=1).fit()
+    # the warning names the line that called fit(), not a module of the engine
+    assert [Path(w.filename) for w in caught] == [Path(__file__)]
     with pytest.raises(FileNotFoundError, match="resume='nowhere.ckpt': no such file"):
         make(resume="nowhere.ckpt").fit()
 

@@ -20,7 +20,6 @@ good one is used, with a warning.
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from hookline.checkpoint import (
 )
 from hookline.rng import set_rng_state
 from hookline.run_state import Phase, RunState
+from hookline.user_warning import warn
 
 __all__ = ["ResumePoint", "checkpoint_folders", "find_checkpoints", "load_latest", "restore",
            "resume_trainer"]
@@ -62,16 +62,16 @@ def resume_trainer(trainer: Any, resume: Any) -> Path | None:
             where = ", ".join(str(folder) for folder in folders) or (
                 "nowhere: the Trainer has no save_dir and no callback declares a "
                 "checkpoint_dir")
-            warnings.warn(f"resume=True found no checkpoint (looked in {where}); training "
-                          f"starts from scratch", RuntimeWarning, stacklevel=3)
+            warn(f"resume=True found no checkpoint (looked in {where}); training "
+                 f"starts from scratch")
         return used
     if isinstance(resume, (str, os.PathLike)):
         path = Path(resume)
         if path.is_dir():
             used = _restore_latest(trainer, [path])
             if used is None:
-                warnings.warn(f"resume={str(resume)!r}: no checkpoint in that folder yet; "
-                              f"training starts from scratch", RuntimeWarning, stacklevel=3)
+                warn(f"resume={str(resume)!r}: no checkpoint in that folder yet; "
+                     f"training starts from scratch")
             return used
         elif not path.exists():
             raise FileNotFoundError(
@@ -104,8 +104,7 @@ def _restore_first(trainer: Any, candidates: list[Path]) -> Path | None:
             trainer.load_state_dict(load_checkpoint(path), source=path)
         except CorruptCheckpointError as error:
             problems.append(str(error))
-            warnings.warn(f"{error}; falling back to the previous checkpoint", RuntimeWarning,
-                          stacklevel=4)
+            warn(f"{error}; falling back to the previous checkpoint")
             continue
         trainer.resumed_from = path
         return path
@@ -185,8 +184,7 @@ def load_latest(folders: Iterable[str | os.PathLike], *,
             payload = load_checkpoint(path, trusted=trusted)
         except CorruptCheckpointError as error:
             problems.append(str(error))
-            warnings.warn(f"{error}; falling back to the previous checkpoint", RuntimeWarning,
-                          stacklevel=3)
+            warn(f"{error}; falling back to the previous checkpoint")
             continue
         return path, payload
     if problems:
@@ -221,14 +219,12 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     trainer.callbacks.load_filter_counts(payload.get("filters") or {})
     unclaimed = set(states) - {key for key, _ in trainer.callbacks.keyed()}
     if unclaimed:
-        warnings.warn(f"{name} holds state for callbacks this run does not have "
-                      f"({', '.join(sorted(unclaimed))}); it is ignored", RuntimeWarning,
-                      stacklevel=3)
+        warn(f"{name} holds state for callbacks this run does not have "
+             f"({', '.join(sorted(unclaimed))}); it is ignored")
     if payload.get("input_signature") is not None:  # export after a resume needs no example
         trainer.input_signature = payload["input_signature"]
     if not run.exact:
-        warnings.warn(f"{name} is not an exact resume point: {run.note}",
-                      RuntimeWarning, stacklevel=3)
+        warn(f"{name} is not an exact resume point: {run.note}")
     run.apply(trainer, start_epoch)
     trainer._resume_point = None
     if run.mid_epoch:
@@ -238,9 +234,8 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
             losses=run.epoch_losses, train_metrics=run.train_metrics,
             rng=payload["rng"], epoch_rng=run.epoch_rng)
     if start_epoch >= trainer.epochs:
-        warnings.warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
-                      f"nothing left to train. Pass a larger epochs= to extend it",
-                      RuntimeWarning, stacklevel=3)
+        warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
+             f"nothing left to train. Pass a larger epochs= to extend it")
     set_rng_state(payload["rng"])
 
 
@@ -291,12 +286,12 @@ def _world_size_change(trainer: Any, run: RunState, name: str, source: Any) -> b
                     f"boundary. Nothing was trained or deleted")
     if int(trainer.rank) == 0:  # once per run, not once per rank
         done = run.epoch + 1 if run.phase is Phase.EPOCH_DONE else run.epoch
-        warnings.warn(f"{name} was saved by a run with {saved} rank(s) and this run has {now}: "
-                      f"every rank continues from rank 0's state after {done} epoch(s) "
-                      f"(weights, optimizers, schedulers, callbacks, counters and random "
-                      f"generators) and the data is sharded over {now} rank(s) from here, so "
-                      f"the rest of the run is not bitwise equal to an uninterrupted "
-                      f"{saved}-rank run", RuntimeWarning, stacklevel=4)
+        warn(f"{name} was saved by a run with {saved} rank(s) and this run has {now}: "
+             f"every rank continues from rank 0's state after {done} epoch(s) "
+             f"(weights, optimizers, schedulers, callbacks, counters and random "
+             f"generators) and the data is sharded over {now} rank(s) from here, so "
+             f"the rest of the run is not bitwise equal to an uninterrupted "
+             f"{saved}-rank run")
     return True
 
 
@@ -377,9 +372,9 @@ def _restore_scaler(trainer: Any, state: dict[str, Any] | None, name: str) -> No
     if state is not None and scaler is not None:
         scaler.load_state_dict(state)
     elif state is not None or scaler is not None:
-        warnings.warn(f"{name} was saved with{'out' if state is None else ''} a grad scaler "
-                      f"(fp16) but this run uses {'one' if scaler is not None else 'none'}; "
-                      f"the scaler starts fresh", RuntimeWarning, stacklevel=4)
+        warn(f"{name} was saved with{'out' if state is None else ''} a grad scaler "
+             f"(fp16) but this run uses {'one' if scaler is not None else 'none'}; "
+             f"the scaler starts fresh")
 
 
 @dataclass
