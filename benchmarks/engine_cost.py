@@ -21,16 +21,26 @@ one process, alternating fit by fit, so two neighbouring fits see the same machi
 - **raw typical**: the raw loop doing by hand what hookline typical's callbacks do: every
   step's loss to a CSV, ``torch.save`` of the best weights after each validation;
 - **hookline typical**: EarlyStopping, ModelCheckpoint (best, weights only: atomic, fsynced
-  writes) and a per-step loss CSV.
+  writes) and a per-step loss CSV;
+- two controls: **raw bare, again**, the same code as raw bare, so its ratio shows what the
+  method itself can resolve (it should read 1.00); and **raw bare, recording the loss**, the
+  raw loop keeping each step's detached loss and taking the epoch's mean train loss, the
+  one piece of work hookline bare does (it reports ``loss``) that raw bare leaves out.
 
-Each round runs the four once, in an order rotated every round; each run times ``fit()`` alone
-(model, optimizer and trainer built before). Reported per contender: the ratio of best runs
-(its fastest over raw bare's fastest: other work only ever adds time), the median of the
-rounds' paired ratios with a bootstrap 95% interval, and the same in CPU time; then the Python
-calls per training step that cProfile counts for hookline bare and raw bare.
+Each round runs every contender once, in a shuffled order (a seeded permutation per round);
+each run times ``fit()`` alone (model, optimizer and trainer built before). The order is
+shuffled, not rotated: a rotation keeps every contender behind the same neighbour, and a fit
+runs measurably faster or slower after some neighbours than others (in a 300-round
+experiment of this design the identical raw loop read 1.008x [1.001, 1.015] of itself
+rotated, 1.000x [0.994, 1.009] shuffled; BENCHMARKS.md). Reported per contender: the ratio
+of best runs (its fastest over raw bare's fastest: other work only ever adds time, but the
+A/A control's best-run ratio reads 1.03-1.05 over 160 rounds, so the median is the sounder
+figure), the median of the rounds' paired ratios with a bootstrap 95% interval, and the same
+in CPU time; then the Python calls per training step that cProfile counts for hookline bare
+and raw bare.
 
 ``--epochs 2`` shortens every fit to two epochs (about 0.12 s instead of 0.75 s at batch
-128), so a round's four fits fall inside one of the machine's slow or fast phases and many
+128), so a round's fits fall inside one of the machine's slow or fast phases and many
 more rounds fit in the same time: the intervals shrink from 10-15% to about 3%. A fit's fixed
 cost then weighs six times more than in the suite's 12-epoch fits (against hookline: its fit
 costs about 1 ms more to start than the raw loop's). ``--epochs 1,3`` also reports the cost
@@ -62,6 +72,9 @@ from tasks import Task, make_task
 from workloads import WORKLOADS, Workload
 
 VARIANTS = ("raw bare", "hookline bare", "raw typical", "hookline typical")
+AGAIN, RECORDING = "raw bare, again", "raw bare, recording the loss"
+CONTROLS = (AGAIN, RECORDING)
+CONTENDERS = VARIANTS + CONTROLS
 BUILDERS = {"raw": raw.build, "hookline": hookline_bench.build}
 DEFAULT_WORKLOADS = ("tiny", "tiny-128")
 PROFILED_WORKLOAD = "tiny"
@@ -69,9 +82,12 @@ BOOTSTRAP_SAMPLES = 2000
 
 
 def build(contender: str, workload: Workload, task: Task, root: Path) -> Fit:
-    """``contender`` is "framework variant"; each run gets an empty folder of its own."""
-    framework, variant = contender.split()
+    """``contender``: one of ``CONTENDERS``; each run gets an empty folder of its own."""
     workdir = Path(tempfile.mkdtemp(dir=root))
+    if contender == RECORDING:
+        return raw.build_loop(RunSpec(workload, "bare", task, workdir), log_csv=False,
+                              checkpoint=False, record_loss=True)
+    framework, variant = contender.removesuffix(", again").split()
     return BUILDERS[framework](RunSpec(workload, variant, task, workdir))
 
 
@@ -79,19 +95,20 @@ def time_rounds(workload: Workload, rounds: int, root: Path,
                 lengths: tuple[int, ...] | None = None) -> dict[int, dict[str, list[list[float]]]]:
     """Per fit length (epochs; default the workload's), [wall s, process CPU s] of each
     contender's fit, ``rounds`` times; each round runs every contender at every length, the
-    contenders' order rotated every round. CPU time counts every thread of the process (a
-    checkpoint writer's too)."""
+    contenders in a shuffled order (round ``i`` uses the permutation of seed ``i``). CPU
+    time counts every thread of the process (a checkpoint writer's too)."""
     task = make_task(workload)
     warm = dataclasses.replace(workload, epochs=1)
-    for contender in VARIANTS:  # torch's kernels, the allocator and the imports warmed up
+    for contender in CONTENDERS:  # torch's kernels, the allocator and the imports warmed up
         build(contender, warm, task, root)()
     fits = [dataclasses.replace(workload, epochs=epochs)
             for epochs in (lengths or (workload.epochs,))]
     timings: dict[int, dict[str, list[list[float]]]] = {
-        fit.epochs: {contender: [] for contender in VARIANTS} for fit in fits}
+        fit.epochs: {contender: [] for contender in CONTENDERS} for fit in fits}
     for index in range(rounds):
-        shift = index % len(VARIANTS)
-        for contender in VARIANTS[shift:] + VARIANTS[:shift]:
+        order = list(CONTENDERS)
+        random.Random(index).shuffle(order)
+        for contender in order:
             for length in fits:
                 fit = build(contender, length, task, root)
                 wall, cpu = time.perf_counter(), time.process_time()
@@ -145,11 +162,12 @@ def paired(runs: list[float], reference: list[float], seed: int = 0) -> dict[str
 
 
 def summarise(timings: dict[str, list[list[float]]]) -> dict[str, dict[str, dict]]:
-    """Per contender: its wall and CPU figures against raw bare (and against raw typical)."""
+    """Per contender timed: its wall and CPU figures against raw bare (and against raw
+    typical)."""
     wall = {name: [run[0] for run in runs] for name, runs in timings.items()}
     cpu = {name: [run[1] for run in runs] for name, runs in timings.items()}
     out: dict[str, dict[str, dict]] = {}
-    for name in VARIANTS:
+    for name in (name for name in CONTENDERS if name in timings):
         out[name] = {"best_s": {"value": min(wall[name])},
                      "median_s": {"value": statistics.median(wall[name])},
                      "vs raw bare": paired(wall[name], wall["raw bare"]),

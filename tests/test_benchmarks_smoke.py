@@ -175,7 +175,7 @@ def test_engine_cost_times_fits_of_the_epochs_asked_for(monkeypatch) -> None:
     per_epoch = WORKLOADS["smoke"].steps_per_epoch
     assert measured["epochs"] == 1 and measured["steps"] == per_epoch
     assert {name: len(runs) for name, runs in measured["runs"].items()} == dict.fromkeys(
-        engine_cost.VARIANTS, 1)
+        engine_cost.CONTENDERS, 1)
     assert set(two["workloads"]) == {"smoke, 1 epochs", "smoke, 3 epochs", "smoke, per epoch"}
     short, long = two["workloads"]["smoke, 1 epochs"], two["workloads"]["smoke, 3 epochs"]
     assert long["steps"] == 3 * per_epoch
@@ -185,6 +185,50 @@ def test_engine_cost_times_fits_of_the_epochs_asked_for(monkeypatch) -> None:
         expected = (long["runs"]["hookline bare"][round_index][0]
                     - short["runs"]["hookline bare"][round_index][0]) / 2
         assert math.isclose(marginal[round_index][0], expected)
+
+
+def test_engine_cost_shuffles_the_order_so_no_contender_always_follows_the_same_one(
+        monkeypatch, tmp_path) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import engine_cost
+    from workloads import WORKLOADS
+
+    ran: list[str] = []
+    monkeypatch.setattr(engine_cost, "build", lambda contender, workload, task, root: (
+        lambda: ran.append(contender) or workload.steps))
+    monkeypatch.setattr(engine_cost, "make_task", lambda workload: None)
+    engine_cost.time_rounds(WORKLOADS["smoke"], 12, tmp_path)
+    contenders = engine_cost.CONTENDERS
+    timed = ran[len(contenders):]  # after the warm-up fit of each
+    rounds = [timed[i:i + len(contenders)] for i in range(0, len(timed), len(contenders))]
+    assert all(sorted(order) == sorted(contenders) for order in rounds)
+    # a rotation would put "hookline bare" behind "raw bare" in every round but one
+    behind = {order[order.index("hookline bare") - 1] for order in rounds
+              if order[0] != "hookline bare"}
+    assert len(behind) >= 3
+    ran.clear()
+    engine_cost.time_rounds(WORKLOADS["smoke"], 12, tmp_path)
+    assert ran[len(contenders):] == timed  # seeded: the same orders every run
+
+
+def test_engine_cost_controls_run_the_raw_loop(monkeypatch, tmp_path) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import dataclasses
+
+    import engine_cost
+    from tasks import make_task
+    from workloads import WORKLOADS
+
+    workload = dataclasses.replace(WORKLOADS["smoke"], epochs=2)
+    task = make_task(workload)
+    stacked = []
+    monkeypatch.setattr(torch, "stack", lambda tensors: stacked.append(len(tensors)) or
+                        torch.cat([t.reshape(1) for t in tensors]))
+    assert engine_cost.build(engine_cost.AGAIN, workload, task, tmp_path)() == workload.steps
+    assert stacked == []  # the A/A control is raw bare: it keeps no loss
+    assert engine_cost.build(engine_cost.RECORDING, workload, task, tmp_path)() == \
+        workload.steps
+    assert stacked == [workload.steps_per_epoch] * 2  # every step's loss, once an epoch
 
 
 def test_instruction_count_reads_callgrind_and_cancels_the_fixed_part(monkeypatch) -> None:

@@ -2,7 +2,9 @@
 
 It reads the same DataLoader as every framework. bare: no logging, no checkpoint. typical:
 the loss of every step to CSV (``.item()`` per step) and a ``torch.save`` of the best model
-after each validation; early stopping is a comparison that never triggers.
+after each validation; early stopping is a comparison that never triggers. ``record_loss``
+(``engine_cost.py``'s control only): each step's detached loss kept, the epoch's mean train
+loss read once an epoch, as hookline does for the ``loss`` it reports.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ def build(spec: RunSpec) -> Fit:
     return build_loop(spec, log_csv=spec.typical, checkpoint=spec.typical)
 
 
-def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool) -> Fit:
+def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool,
+               record_loss: bool = False) -> Fit:
     model = spec.task.make_model(spec.seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
     kind, train, val, epochs = spec.kind, spec.task.train, spec.task.val, spec.workload.epochs
@@ -32,6 +35,7 @@ def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool) -> Fit:
         try:
             for _ in range(epochs):
                 model.train()
+                losses = []
                 for batch in train:
                     optimizer.zero_grad(set_to_none=True)
                     loss = loss_of(kind, model, batch)
@@ -40,6 +44,10 @@ def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool) -> Fit:
                     steps += 1
                     if writer is not None:
                         writer.writerow((steps, loss.item()))
+                    if record_loss:
+                        losses.append(loss.detach())
+                if record_loss:
+                    float(torch.stack(losses).mean())  # the epoch's train loss, as reported
                 if val is None:
                     continue
                 model.eval()
