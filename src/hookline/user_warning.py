@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
+from types import FrameType
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 
@@ -13,7 +14,7 @@ def warn(message: str, category: type[Warning] = RuntimeWarning) -> None:
     """``warnings.warn`` at the first caller outside hookline (what Python 3.12's
     ``skip_file_prefixes`` does; 3.11 lacks it): a fixed ``stacklevel`` names whichever
     engine module happens to sit that many calls up, which changes with the path taken."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level = 2  # the caller of this function
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
