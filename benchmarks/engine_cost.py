@@ -24,7 +24,7 @@ one process, alternating fit by fit, so two neighbouring fits see the same machi
   writes) and a per-step loss CSV;
 - two controls: **raw bare, again**, the same code as raw bare, so its ratio shows what the
   method itself can resolve (it should read 1.00); and **raw bare, recording the loss**, the
-  raw loop keeping each step's detached loss and taking the epoch's mean train loss, the
+  raw loop keeping each step's loss as a float and taking the epoch's mean train loss, the
   one piece of work hookline bare does (it reports ``loss``) that raw bare leaves out.
 
 Each round runs every contender once, in a shuffled order (a seeded permutation per round);

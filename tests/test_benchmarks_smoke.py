@@ -88,7 +88,8 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
     assert len(scale["rss"]) == 3 and "Memory over a long run" in done.stdout
     engine = summary["engine"]["workloads"]["smoke"]
     assert set(engine["summary"]) == {"raw bare", "hookline bare", "raw typical",
-                                      "hookline typical"}
+                                      "hookline typical", "raw bare, again",
+                                      "raw bare, recording the loss"}
     assert all(len(runs) == 2 and all(seconds > 0 for run in runs for seconds in run)
                for runs in engine["runs"].values())
     typical = engine["summary"]["hookline typical"]["vs raw typical"]
@@ -221,14 +222,15 @@ def test_engine_cost_controls_run_the_raw_loop(monkeypatch, tmp_path) -> None:
 
     workload = dataclasses.replace(WORKLOADS["smoke"], epochs=2)
     task = make_task(workload)
-    stacked = []
-    monkeypatch.setattr(torch, "stack", lambda tensors: stacked.append(len(tensors)) or
-                        torch.cat([t.reshape(1) for t in tensors]))
+    reads = []
+    item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or item(self))
     assert engine_cost.build(engine_cost.AGAIN, workload, task, tmp_path)() == workload.steps
-    assert stacked == []  # the A/A control is raw bare: it keeps no loss
+    bare_reads = len(reads)  # the A/A control is raw bare: its validations' reads only
+    reads.clear()
     assert engine_cost.build(engine_cost.RECORDING, workload, task, tmp_path)() == \
         workload.steps
-    assert stacked == [workload.steps_per_epoch] * 2  # every step's loss, once an epoch
+    assert len(reads) == bare_reads + workload.steps  # and every step's loss
 
 
 def test_instruction_count_reads_callgrind_and_cancels_the_fixed_part(monkeypatch) -> None:
@@ -325,7 +327,10 @@ def _loading_data() -> bool:
 
 def _simulated_sync_errors(monkeypatch, cuda_check) -> None:
     """What set_sync_debug_mode("error") does on a GPU, played on CPU: reading a tensor's
-    value on the host raises while the mode is on, unless the data pipeline reads it."""
+    value on the host raises while the mode is on, unless the data pipeline reads it. The
+    engine records each step's loss as on a GPU (a CPU run reads it as a float)."""
+    from hookline import step_losses
+    monkeypatch.setattr(step_losses, "FLOAT_DEVICES", frozenset())
     mode = {"now": "default"}
     monkeypatch.setattr(cuda_check.torch.cuda, "set_sync_debug_mode",
                         lambda value: mode.update(now=value))

@@ -4,6 +4,10 @@ On CPU this is shown by counting the calls that copy a tensor's value to Python 
 ``.tolist()``, ``float()``, ``int()``, ``bool()``): their number must not grow with the number of
 steps. On a GPU, ``benchmarks/cuda_check.py`` runs every training step under
 ``torch.cuda.set_sync_debug_mode("error")`` (see BENCHMARKS.md).
+
+A CPU run keeps each step's loss as a float (``loss.item()``: a CPU tensor is read without
+waiting for anything; hookline/step_losses.py), so the counts here are taken with the CPU
+recording as an accelerator does (``FLOAT_DEVICES`` emptied): the path a GPU run takes.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import pytest
 import torch
 
 import hookline
+from hookline import step_losses
 from hookline.testing import tiny_data, tiny_model
 
 READS = ("item", "tolist", "__float__", "__int__", "__bool__")
@@ -19,6 +24,7 @@ READS = ("item", "tolist", "__float__", "__int__", "__bool__")
 
 @pytest.fixture
 def count_reads(monkeypatch):
+    monkeypatch.setattr(step_losses, "FLOAT_DEVICES", frozenset())  # as on an accelerator
     counts = {"n": 0}
     for name in READS:
         original = getattr(torch.Tensor, name)

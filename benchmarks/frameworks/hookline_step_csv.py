@@ -2,16 +2,15 @@
 
 hookline's built-in CSVLogger writes one row per epoch (as Keras' does), so the per-step log
 is this small user callback, as Keras gets one too. The engine already keeps each step's
-loss as a tensor (``trainer.epoch_losses``), so the callback needs no per-step hook: it writes
-the epoch's rows when the epoch ends, one host sync per epoch instead of one per step.
+loss (``trainer.step_losses`` reads them as one tensor), so the callback needs no per-step
+hook: it writes the epoch's rows when the epoch ends, one host sync per epoch instead of one
+per step.
 """
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-
-import torch
 
 import hookline
 
@@ -26,8 +25,8 @@ class StepCSVLogger(hookline.Callback):
         self.next_step = 1
 
     def on_train_epoch_end(self, trainer) -> None:
-        losses = trainer.epoch_losses
-        values = torch.stack(losses).tolist() if losses else []
+        losses = trainer.step_losses
+        values = losses.tolist() if losses is not None else []
         self.writer.writerows(enumerate(values, start=self.next_step))
         self.next_step += len(values)
 

@@ -3,8 +3,9 @@
 It reads the same DataLoader as every framework. bare: no logging, no checkpoint. typical:
 the loss of every step to CSV (``.item()`` per step) and a ``torch.save`` of the best model
 after each validation; early stopping is a comparison that never triggers. ``record_loss``
-(``engine_cost.py``'s control only): each step's detached loss kept, the epoch's mean train
-loss read once an epoch, as hookline does for the ``loss`` it reports.
+(``engine_cost.py``'s control only): each step's loss kept as a float (``.item()``, no device
+to wait for on the CPU) and the epoch's mean train loss taken, as hookline does on the CPU for
+the ``loss`` it reports.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def build_loop(spec: RunSpec, *, log_csv: bool, checkpoint: bool,
                     if writer is not None:
                         writer.writerow((steps, loss.item()))
                     if record_loss:
-                        losses.append(loss.detach())
+                        losses.append(loss.item())
                 if record_loss:
-                    float(torch.stack(losses).mean())  # the epoch's train loss, as reported
+                    sum(losses) / len(losses)  # the epoch's train loss, as reported
                 if val is None:
                     continue
                 model.eval()

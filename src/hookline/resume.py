@@ -38,6 +38,7 @@ from hookline.checkpoint import (
 )
 from hookline.rng import set_rng_state
 from hookline.run_state import Phase, RunState
+from hookline.step_losses import restored
 from hookline.user_warning import warn
 
 __all__ = ["ResumePoint", "checkpoint_folders", "find_checkpoints", "load_latest", "restore",
@@ -392,7 +393,7 @@ class ResumePoint:
 
     def continue_epoch(self, trainer: Any, epoch: int) -> Iterator[Any] | None:
         """The remaining batches of ``epoch`` (None when its batches were all done)."""
-        trainer.epoch_losses.extend(self.losses.to(trainer.device).unbind(0))
+        trainer.epoch_losses.extend(restored(self.losses, trainer.device))
         _load_metric_set(trainer.train_metric_set, self.train_metrics, trainer.device)
         epoch_rng = self.epoch_rng if self.epoch_rng is not None else self.rng["torch"]
         trainer.epoch_rng_state = epoch_rng

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hookline.files.errors import CorruptCheckpointError
+from hookline.step_losses import stacked
 
 __all__ = ["Phase", "RunArgs", "RunState"]
 
@@ -91,7 +92,7 @@ class RunState:
         return cls(
             epoch=int(trainer.epoch), epochs=int(trainer.epochs), phase=phase,
             batches_done=len(losses), step=int(trainer.step),
-            epoch_losses=torch.stack(losses) if losses else torch.empty(0),
+            epoch_losses=stacked(losses) if losses else torch.empty(0),
             loss_names=[str(name) for name in trainer.loss_names],
             epoch_rng=trainer.epoch_rng_state,
             train_metrics=metric_set.state_dict() if metric_set is not None else None,

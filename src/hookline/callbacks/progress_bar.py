@@ -193,11 +193,10 @@ def _batch_total(trainer: Any) -> int | None:
 
 def running_losses(trainer: Any) -> str:
     """``loss=0.1234 box=0.05 ...``: the epoch's running means so far, read with one copy."""
-    losses = getattr(trainer, "epoch_losses", None)
-    if not losses:
+    found = getattr(trainer, "loss_means", None)
+    if found is None:
         return ""
-    import torch
-    means = torch.stack(losses).mean(0).reshape(-1).tolist()
+    means = found.reshape(-1).tolist()
     names = ["loss"] if len(means) == 1 else ["loss", *trainer.loss_names]
     return " ".join(f"{name}={value:.4g}" for name, value in zip(names, means))
 

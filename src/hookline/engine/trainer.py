@@ -36,6 +36,7 @@ from hookline.hook_checks import check_model_hooks
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
+from hookline.step_losses import mean_rows, records_floats, stacked
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Trainer"]
@@ -251,7 +252,7 @@ class Trainer(Engine):
         self.sample_weight: torch.Tensor | None = None
         self.loss: torch.Tensor | None = None  # this batch's total loss (in the graph)
         self.loss_parts: dict[str, torch.Tensor] | None = None  # its named parts, if any
-        self.loss_items: torch.Tensor | None = None  # the parts (or the loss), detached
+        self._part_items: torch.Tensor | None = None  # this step's parts, detached
         self.loss_names = ["loss"]
         self.metrics: dict[str, float] = {}
         self.fitness: float | None = None
@@ -275,7 +276,8 @@ class Trainer(Engine):
         # torch.compile of either with compile=
         self.forward_model: nn.Module = model
         self._user_compiled = compiled
-        self.epoch_losses: list[torch.Tensor] = []  # detached per-step losses of this epoch
+        # this epoch's per-step losses: floats on the CPU, detached tensors elsewhere
+        self.epoch_losses: list[Any] = []  # (hookline/step_losses.py)
         # what a checkpoint records: where fit is ("setup", "train" in the batches,
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
         # otherwise), the schedulers your own code steps, and the torch RNG state the epoch's
@@ -314,18 +316,35 @@ class Trainer(Engine):
     def tloss(self) -> torch.Tensor | None:
         """Running mean of each loss part over the epoch so far, as in Ultralytics: a tensor
         of ``len(loss_names)`` values, or one 0-d value for a single loss (reading syncs)."""
-        if not self.epoch_losses:
-            return None
-        mean = _mean_rows(self.epoch_losses)
-        return mean if mean.dim() == 0 else mean[1:]
+        mean = self.loss_means
+        return mean if mean is None or mean.dim() == 0 else mean[1:]
+
+    @property
+    def loss_items(self) -> torch.Tensor | None:
+        """This step's loss parts, detached (Ultralytics' name); the loss itself when it has
+        no parts."""
+        if self.loss_parts is not None:
+            return self._part_items
+        return None if self.loss is None else self.loss.detach()
 
     @property
     def train_loss(self) -> torch.Tensor | None:
         """Running mean of the total loss over the epoch so far (a 0-d tensor)."""
-        if not self.epoch_losses:
-            return None
-        mean = _mean_rows(self.epoch_losses)
-        return mean if mean.dim() == 0 else mean[0]
+        mean = self.loss_means
+        return mean if mean is None or mean.dim() == 0 else mean[0]
+
+    @property
+    def step_losses(self) -> torch.Tensor | None:
+        """This epoch's loss of every step so far, as one tensor (1-d; ``[steps, 1 + parts]``
+        with named parts); None before the epoch's first step. One read for all steps: no
+        step waits for the device to record its loss."""
+        return stacked(self.epoch_losses) if self.epoch_losses else None
+
+    @property
+    def loss_means(self) -> torch.Tensor | None:
+        """This epoch's running means so far, read at once: a 0-d tensor for a single loss,
+        else ``[total, *parts]``; None before the epoch's first step."""
+        return mean_rows(self.epoch_losses) if self.epoch_losses else None
 
     def state_dict(self, *, rng: dict[str, Any] | None = None, keep_grads: bool = True,
                    exact: bool = True, note: str = "") -> dict[str, Any]:
@@ -575,6 +594,7 @@ class Trainer(Engine):
         automatic = self.args.automatic_optimization
         device = self.device
         move = device.type != "cpu"
+        as_float = records_floats(device)  # a CPU loss is read as it is: no device to wait for
         # full precision enters no context per batch (two Python calls less a step)
         amp = autocast(device, self.precision) if self.precision != "32" else None
         # ranks must run the same number of steps: a stop asked mid-epoch waits for its end
@@ -592,7 +612,8 @@ class Trainer(Engine):
         interval = self.schedule.mid_epoch_interval(last) if self.validator.data is not None \
             else None
         max_steps, schedule = self.schedule.max_steps, self.schedule
-        self.epoch_losses = losses = []
+        losses: list[Any] = []
+        self.epoch_losses = losses
         self.step_logs = {}
         self.skip_rest_of_epoch = False
         if metric_set is not None:
@@ -666,8 +687,7 @@ class Trainer(Engine):
                     else:
                         self._optimizer_step()
                 if self.loss_parts is None:
-                    self.loss_items = detached = loss.detach()
-                    losses.append(detached)
+                    losses.append(loss.item() if as_float else loss.detach())  # step_losses.py
                 else:
                     losses.append(self._record_parts(loss))
             if metric_set is not None:
@@ -716,7 +736,7 @@ class Trainer(Engine):
         parts = self.loss_parts or {}
         row = torch.stack([loss.detach(), *(part.detach().to(loss.device)
                                             for part in parts.values())])
-        self.loss_items = row[1:]
+        self._part_items = row[1:]
         return row
 
     def _train_each_optimizer(self, batch: Any, amp: Any, seen: int,
@@ -847,7 +867,7 @@ class Trainer(Engine):
         with one device copy; empty when the epoch had no batches."""
         if not self.epoch_losses:
             return {}
-        means = _mean_rows(self.epoch_losses)
+        means = mean_rows(self.epoch_losses)
         if means.dim() == 0:
             return {"loss": float(means)}
         values = means.tolist()
@@ -931,13 +951,6 @@ def _non_finite(value: Any, where: str = "batch") -> list[tuple[str, int, int]]:
     if isinstance(value, (tuple, list)):
         return [item for i, inner in enumerate(value) for item in _non_finite(inner, f"{where}[{i}]")]
     return []
-
-
-def _mean_rows(rows: list[torch.Tensor]) -> torch.Tensor:
-    """The epoch's mean of each loss column; NaN marks a part an optimizer skipped that
-    batch (optimizer_frequencies), left out of its mean."""
-    stacked = torch.stack(rows)
-    return stacked.nanmean(0) if stacked.dim() > 1 else stacked.mean(0)
 
 
 def _unwrap_compiled(model: Any) -> tuple[nn.Module, nn.Module | None]:

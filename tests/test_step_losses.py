@@ -1,0 +1,85 @@
+"""Each step's loss as the engine records it (hookline/step_losses.py): a Python float on the
+CPU, where reading a tensor waits for no device and a float keeps no tensor alive; a detached
+tensor elsewhere. What reads them (the epoch's loss, tloss, step_losses, checkpoints, a
+resume) gives the same values either way."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+import hookline
+from hookline.checkpoint import build_checkpoint, load_checkpoint, write_checkpoint
+from hookline.step_losses import mean_rows, restored, stacked
+from hookline.testing import tiny_data, tiny_model
+
+
+def make(**options) -> hookline.Trainer:
+    x, y = tiny_data(samples=48)
+    settings = {"loss": "cross_entropy", "train_data": (x, y), "batch_size": 8, "epochs": 1,
+                "seed": 5, "device": "cpu", "verbose": 0}
+    settings.update(options)
+    return hookline.Trainer(tiny_model(), **settings)
+
+
+def test_a_cpu_run_keeps_each_steps_loss_as_a_float_with_the_steps_own_value() -> None:
+    seen, items = [], []
+
+    def at_batch_end(trainer) -> None:
+        seen.append(trainer.loss.item())
+        items.append(trainer.loss_items)
+
+    trainer = make(callbacks=[hookline.LambdaCallback(on_train_batch_end=at_batch_end)])
+    ends = []
+    trainer.add_callback("on_train_epoch_end", lambda t: ends.append(
+        (list(t.epoch_losses), t.step_losses, t.train_loss, t.metrics["loss"])))
+    trainer.fit()
+    kept, steps, running, logged = ends[0]
+    assert [type(value) for value in kept] == [float] * 6  # no tensor per step
+    assert kept == seen
+    assert steps.dtype == torch.float64 and steps.tolist() == seen
+    assert math.isclose(running.item(), sum(seen) / 6, rel_tol=1e-12)
+    assert logged == running.item()
+    # loss_items: this step's loss, detached
+    assert all(item.dim() == 0 and not item.requires_grad for item in items)
+    assert [item.item() for item in items] == seen
+
+
+def test_floats_stack_exactly_and_rows_stay_tensors() -> None:
+    float32 = torch.tensor([0.1, 2.5, 1e-8], dtype=torch.float32)
+    values = float32.tolist()  # what loss.item() gives for each
+    assert torch.equal(stacked(values).to(torch.float32), float32)  # float64 loses nothing
+    assert math.isclose(mean_rows(values).item(), sum(values) / 3, rel_tol=1e-15)
+    rows = [torch.tensor([1.0, 0.5, math.nan]), torch.tensor([3.0, 1.5, 2.0])]
+    assert torch.equal(mean_rows(rows), torch.tensor([2.0, 1.0, 2.0]))  # NaN left out
+    assert restored(stacked(values), torch.device("cpu")) == values
+    on_meta = restored(stacked(values), torch.device("meta"))  # any device but the CPU
+    assert [value.device.type for value in on_meta] == ["meta"] * 3
+    assert all(value.dim() == 1 for value in restored(torch.stack(rows), torch.device("cpu")))
+
+
+def test_a_mid_epoch_checkpoint_resumes_with_the_same_epoch_loss(tmp_path: Path) -> None:
+    saved = []
+
+    def save_at_batch_3(trainer) -> None:
+        if trainer.batch_i == 2 and not saved:
+            path = tmp_path / "mid.ckpt"
+            write_checkpoint(build_checkpoint(trainer), path)
+            saved.append(path)
+
+    def epoch_losses_of(trainer: hookline.Trainer) -> list[float]:
+        found: list[float] = []
+        trainer.add_callback("on_train_epoch_end", lambda t: found.append(t.metrics["loss"]))
+        trainer.fit()
+        return found
+
+    whole = make(epochs=2, callbacks=[hookline.LambdaCallback(
+        on_train_batch_end=save_at_batch_3)])
+    expected = epoch_losses_of(whole)
+    assert load_checkpoint(saved[0])["run"]["epoch_losses"].dtype == torch.float64
+    resumed = make(epochs=2, resume=saved[0])
+    # the first epoch's loss: 3 steps from the checkpoint's floats, 3 trained after it
+    assert epoch_losses_of(resumed) == expected
+    assert [type(value) for value in resumed.epoch_losses] == [float] * 6
