@@ -865,9 +865,9 @@ class Trainer(Engine):
     def _epoch_losses(self) -> dict[str, float]:
         """``loss`` (the epoch's mean total) and ``train/<part>`` for each named part, read
         with one device copy; empty when the epoch had no batches."""
-        if not self.epoch_losses:
+        means = self.loss_means
+        if means is None:
             return {}
-        means = mean_rows(self.epoch_losses)
         if means.dim() == 0:
             return {"loss": float(means)}
         values = means.tolist()
