@@ -17,9 +17,10 @@ only ``fit()`` is timed, configurations alternate within each round.
 - Non-listening callbacks: 1,000 registered ``Callback`` objects that override nothing: the
   cost per step of a fit against none, and per event of ``fire()`` and of the engine's
   ``if handlers:`` guard.
-- Run length: the time per step of 1 epoch of 100, 1,000 and 10,000 steps, and of 1,000
-  steps cut into 1, 10 and 100 epochs (no validation): flat means no per-step growth, the
-  epoch series shows the cost of an epoch boundary.
+- Run length: the time per step of 1 epoch of 100, 1,000 and 10,000 steps, the same with a
+  callback reading the epoch's running loss after every batch (as the Keras door's batch
+  logs do), and of 1,000 steps cut into 1, 10 and 100 epochs (no validation): flat means no
+  per-step growth, the epoch series shows the cost of an epoch boundary.
 - Memory: a 100-epoch run (50 steps and a validation each) with the default callbacks, and
   one with early stopping, a best-model checkpoint and a per-step CSV; the process's resident
   set size is read after every epoch (``/proc/self/statm``). A third run of 100 epochs under
@@ -163,12 +164,23 @@ def idle_dispatch(number: int, repeats: int) -> dict[str, float]:
     }
 
 
+class RunningLossReader(hookline.Callback):
+    """Reads the epoch's running loss after every batch, as the Keras door's batch logs,
+    ``tloss`` or a progress bar do."""
+
+    def on_train_batch_end(self, trainer) -> None:
+        float(trainer.train_loss)
+
+
 def run_length(steps: tuple[int, ...], epochs: tuple[int, ...], total: int,
                rounds: int) -> dict[str, dict[str, float]]:
     by_steps = _paired({str(n): (n, 1, list) for n in steps}, rounds)
+    reading = _paired({str(n): (n, 1, lambda: [RunningLossReader()]) for n in steps}, rounds)
     by_epochs = _paired({str(e): (total // e, e, list) for e in epochs}, rounds)
     return {  # the fastest round of each
         "µs per step, 1 epoch of N steps": {n: min(v) * 1e6 for n, v in by_steps.items()},
+        "µs per step, 1 epoch of N steps, the running loss read every step": {
+            n: min(v) * 1e6 for n, v in reading.items()},
         f"µs per step, {total} steps in E epochs": {
             e: min(v) * 1e6 for e, v in by_epochs.items()},
     }

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 import hookline
 from hookline.checkpoint import build_checkpoint, load_checkpoint, write_checkpoint
-from hookline.step_losses import mean_rows, restored, stacked
+from hookline.step_losses import RunningMeans, restored, stacked
 from hookline.testing import tiny_data, tiny_model
 
 
@@ -51,9 +52,9 @@ def test_floats_stack_exactly_and_rows_stay_tensors() -> None:
     float32 = torch.tensor([0.1, 2.5, 1e-8], dtype=torch.float32)
     values = float32.tolist()  # what loss.item() gives for each
     assert torch.equal(stacked(values).to(torch.float32), float32)  # float64 loses nothing
-    assert math.isclose(mean_rows(values).item(), sum(values) / 3, rel_tol=1e-15)
+    assert math.isclose(RunningMeans().of(values).item(), sum(values) / 3, rel_tol=1e-15)
     rows = [torch.tensor([1.0, 0.5, math.nan]), torch.tensor([3.0, 1.5, 2.0])]
-    assert torch.equal(mean_rows(rows), torch.tensor([2.0, 1.0, 2.0]))  # NaN left out
+    assert torch.equal(RunningMeans().of(rows), torch.tensor([2.0, 1.0, 2.0]))  # NaN left out
     assert restored(stacked(values), torch.device("cpu")) == values
     on_meta = restored(stacked(values), torch.device("meta"))  # any device but the CPU
     assert [value.device.type for value in on_meta] == ["meta"] * 3
@@ -83,3 +84,64 @@ def test_a_mid_epoch_checkpoint_resumes_with_the_same_epoch_loss(tmp_path: Path)
     # the first epoch's loss: 3 steps from the checkpoint's floats, 3 trained after it
     assert epoch_losses_of(resumed) == expected
     assert [type(value) for value in resumed.epoch_losses] == [float] * 6
+
+
+class CountedList(list):
+    """A record that counts the steps read out of it by slicing."""
+
+    read = 0
+
+    def __getitem__(self, index):
+        found = super().__getitem__(index)
+        if isinstance(index, slice):
+            CountedList.read += len(found)
+        return found
+
+
+def test_reading_the_running_mean_every_step_reads_each_step_once() -> None:
+    """Reading the mean after every step (a Keras callback's batch logs) must add the steps
+    since the last read, not re-read the epoch: that was quadratic in steps per epoch."""
+    for first, later in ((0.5, 1.5), (torch.tensor([0.5, 0.25]), torch.tensor([1.5, 0.75]))):
+        CountedList.read = 0
+        means, losses = RunningMeans(), CountedList([first])
+        for step in range(2, 201):
+            losses.append(later)
+            found = means.of(losses)
+        assert CountedList.read == 200  # re-reading the epoch on every read: 20,100
+        expected = (first + 199 * later) / 200
+        assert torch.allclose(found, torch.as_tensor(expected, dtype=found.dtype))
+
+
+def test_keras_batch_logs_hold_the_running_mean_across_epochs() -> None:
+    from hookline import keras
+    running = []
+
+    class Running(keras.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            running.append(logs["loss"])
+
+    seen = []
+    trainer = make(train_data=tiny_data(samples=240), epochs=2, callbacks=[Running()])
+    trainer.add_callback("on_after_loss", lambda t: seen.append(t.loss.item()))
+    trainer.fit()
+    steps = 30  # an epoch's: the second epoch's means start again
+    expected = [math.fsum(seen[epoch * steps:epoch * steps + i + 1]) / (i + 1)
+                for epoch in range(2) for i in range(steps)]
+    assert running == [pytest.approx(value, rel=1e-12) for value in expected]
+
+
+def test_running_means_start_again_for_a_new_record_and_leave_nan_parts_out() -> None:
+    means = RunningMeans()
+    rows = [torch.tensor([1.0, 0.5, math.nan])]
+    # a part no step has a value for yet reads NaN
+    assert torch.allclose(means.of(rows), torch.tensor([1.0, 0.5, math.nan]), equal_nan=True)
+    rows.append(torch.tensor([3.0, 1.5, 2.0]))
+    rows.append(torch.tensor([5.0, math.nan, 4.0]))
+    found = means.of(rows)
+    assert found.dtype == torch.float32
+    assert torch.allclose(found, torch.tensor([3.0, 1.0, 3.0]))
+    assert means.of([2.0, 4.0]).item() == 3.0  # the next epoch's list: sums start again
+    shorter = [7.0]
+    assert means.of(shorter).item() == 7.0
+    shorter.append(9.0)
+    assert means.of(shorter).item() == 8.0

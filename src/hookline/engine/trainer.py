@@ -36,7 +36,7 @@ from hookline.hook_checks import check_model_hooks
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
-from hookline.step_losses import mean_rows, records_floats, stacked
+from hookline.step_losses import RunningMeans, records_floats, stacked
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Trainer"]
@@ -278,6 +278,7 @@ class Trainer(Engine):
         self._user_compiled = compiled
         # this epoch's per-step losses: floats on the CPU, detached tensors elsewhere
         self.epoch_losses: list[Any] = []  # (hookline/step_losses.py)
+        self._running_means = RunningMeans()
         # what a checkpoint records: where fit is ("setup", "train" in the batches,
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
         # otherwise), the schedulers your own code steps, and the torch RNG state the epoch's
@@ -343,8 +344,10 @@ class Trainer(Engine):
     @property
     def loss_means(self) -> torch.Tensor | None:
         """This epoch's running means so far, read at once: a 0-d tensor for a single loss,
-        else ``[total, *parts]``; None before the epoch's first step."""
-        return mean_rows(self.epoch_losses) if self.epoch_losses else None
+        else ``[total, *parts]``; None before the epoch's first step. Each read adds only the
+        steps since the last, so reading it every step costs no more late in an epoch."""
+        losses = self.epoch_losses
+        return self._running_means.of(losses) if losses else None
 
     def state_dict(self, *, rng: dict[str, Any] | None = None, keep_grads: bool = True,
                    exact: bool = True, note: str = "") -> dict[str, Any]:
