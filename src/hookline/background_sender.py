@@ -14,9 +14,10 @@ import contextlib
 import queue
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
+
+from hookline.user_warning import warn
 
 __all__ = ["BackgroundSender"]
 
@@ -77,16 +78,16 @@ class BackgroundSender:
                     jobs.all_tasks_done.wait(deadline - time.monotonic())
                 left = jobs.unfinished_tasks
             if left:
-                warnings.warn(f"{self.owner}: {left} send(s) still unfinished at the end of "
-                              f"the run after waiting {self.timeout:g} s for each; they are "
-                              f"given up (the server is too slow or unreachable)",
-                              RuntimeWarning, stacklevel=2)
+                warn(f"{self.owner}: {left} send(s) still unfinished at the end of "
+                     f"the run after waiting {self.timeout:g} s for each; they are "
+                     f"given up (the server is too slow or unreachable)",
+                     RuntimeWarning)
                 self._abandon()
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
-            warnings.warn(f"{self.owner}: {dropped} send(s) were dropped: more than "
-                          f"{self._queue.maxsize} were waiting for a slow server",
-                          RuntimeWarning, stacklevel=2)
+            warn(f"{self.owner}: {dropped} send(s) were dropped: more than "
+                 f"{self._queue.maxsize} were waiting for a slow server",
+                 RuntimeWarning)
         self.raise_failure()
 
     def _abandon(self) -> None:

@@ -8,7 +8,6 @@ reference to one and check it with a plain ``if handlers:`` on its hot path.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -16,6 +15,7 @@ from typing import Any, cast
 from hookline.callback import Callback
 from hookline.events import ALIASES, EVENT_NAMES, EVENTS, looks_like_event, resolve_event
 from hookline.hook_checks import check_native_signature
+from hookline.user_warning import warn
 
 __all__ = ["CallbackList", "Filtered", "filtered"]
 
@@ -283,14 +283,14 @@ class CallbackList:
         entry.failed_events.add(event)
         if entry.failures == 1:
             entry.first_error = f"{type(error).__name__}: {error}"
-            warnings.warn(
+            warn(
                 f"callback {entry.name} failed at {event!r} with {entry.first_error}; "
                 f"training continues (on_error={entry.on_error!r}); further failures are "
-                f"counted and reported when the run ends", RuntimeWarning, stacklevel=2)
+                f"counted and reported when the run ends", RuntimeWarning)
         if entry.on_error == "disable" and entry.failures >= entry.max_failures:
             entry.disabled = True
-            warnings.warn(f"callback {entry.name} disabled after {entry.failures} failures",
-                          RuntimeWarning, stacklevel=2)
+            warn(f"callback {entry.name} disabled after {entry.failures} failures",
+                 RuntimeWarning)
             return True
         return False
 
@@ -298,10 +298,10 @@ class CallbackList:
         """Warn once per failing callback with its failure count (called when a run ends)."""
         for entry in self._entries:
             if entry.failures:
-                warnings.warn(
+                warn(
                     f"callback {entry.name} failed {entry.failures} time(s) during the run "
                     f"(events: {', '.join(sorted(entry.failed_events))}; first: "
-                    f"{entry.first_error})", RuntimeWarning, stacklevel=2)
+                    f"{entry.first_error})", RuntimeWarning)
                 entry.failures = 0
                 entry.failed_events.clear()
 

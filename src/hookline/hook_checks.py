@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hookline.events import ALIASES, EVENT_NAMES, PORTED_NAMES, ported_hint
+from hookline.user_warning import warn
 
 __all__ = ["check_keras_function", "check_keras_methods", "check_model_hooks",
            "check_native_signature"]
@@ -173,8 +174,6 @@ def check_model_hooks(model: Any, *, optimizer: Any) -> None:
     hook-named methods (a ported LightningModule's ``on_train_epoch_end(self)``) and
     ``configure_optimizers`` while the default optimizer is used. Both would otherwise be
     skipped without a word, and the run would train differently from the one ported."""
-    import warnings
-
     owner = type(model)
     names = {name for klass in owner.__mro__ if klass.__module__.split(".")[0] not in
              ("torch", "hookline", "builtins") for name in vars(klass)}
@@ -184,14 +183,13 @@ def check_model_hooks(model: Any, *, optimizer: Any) -> None:
                    and callable(getattr(owner, name, None)))
     if hooks:
         listed = ", ".join(f"{owner.__qualname__}.{name}" for name in hooks)
-        warnings.warn(f"{listed}: hookline calls hooks on callbacks, not on the model, so "
-                      f"{'this is' if len(hooks) == 1 else 'these are'} never called. Move "
-                      f"{'it' if len(hooks) == 1 else 'them'} into a hookline.Callback, "
-                      f"whose hooks receive the trainer (trainer.model is the model)",
-                      RuntimeWarning, stacklevel=3)
+        warn(f"{listed}: hookline calls hooks on callbacks, not on the model, so "
+             f"{'this is' if len(hooks) == 1 else 'these are'} never called. Move "
+             f"{'it' if len(hooks) == 1 else 'them'} into a hookline.Callback, "
+             f"whose hooks receive the trainer (trainer.model is the model)",
+             RuntimeWarning)
     if "configure_optimizers" in names and isinstance(optimizer, str) and optimizer == "adam":
-        warnings.warn(f"{owner.__qualname__}.configure_optimizers() is not called by hookline: "
-                      f"this run trains with the default optimizer ('adam'). Pass "
-                      f"optimizer=model.configure_optimizers() (its optimizer, or the "
-                      f"'optimizer' entry of the dict it returns)", RuntimeWarning,
-                      stacklevel=3)
+        warn(f"{owner.__qualname__}.configure_optimizers() is not called by hookline: "
+             f"this run trains with the default optimizer ('adam'). Pass "
+             f"optimizer=model.configure_optimizers() (its optimizer, or the "
+             f"'optimizer' entry of the dict it returns)", RuntimeWarning)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 from hookline import distributed
 from hookline.files.checkpoint_format import read_checkpoint_info, verify_checkpoint
 from hookline.files.errors import CheckpointError, CheckpointMismatchError, CorruptCheckpointError
+from hookline.user_warning import warn
 
 __all__ = ["BackupFile", "Resume", "agree", "layout_folder", "read_backup", "scan"]
 
@@ -242,8 +242,8 @@ def _intact_everywhere(path: Path, damaged: list[str]) -> bool:
     except (OSError, CheckpointError) as error:
         intact = 0
         damaged.append(str(error))
-        warnings.warn(f"{error}; every rank falls back to an older backup they all hold",
-                      RuntimeWarning, stacklevel=4)
+        warn(f"{error}; every rank falls back to an older backup they all hold",
+             RuntimeWarning)
     return all(flags[0] for flags in distributed.all_gather_ints([intact]))
 
 
@@ -251,10 +251,10 @@ def _warn_dropped(dropped: list[BackupFile], chosen: BackupFile, world: int) -> 
     if distributed.rank() != 0:
         return  # once per run
     passed = "; ".join(backup.describe() for backup in dropped)
-    warnings.warn(f"passing over the newer backup(s) {passed}: taken in the middle of an epoch "
-                  f"by a run with another number of ranks than this one's {world}, they cannot "
-                  f"be continued here. The run goes back to {chosen.describe()}; what was "
-                  f"trained after it is trained again", RuntimeWarning, stacklevel=4)
+    warn(f"passing over the newer backup(s) {passed}: taken in the middle of an epoch "
+         f"by a run with another number of ranks than this one's {world}, they cannot "
+         f"be continued here. The run goes back to {chosen.describe()}; what was "
+         f"trained after it is trained again", RuntimeWarning)
 
 
 def _show(keys: list[tuple[int, ...]]) -> str:

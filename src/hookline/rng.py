@@ -9,11 +9,12 @@ The states are plain numbers, tuples and tensors, so they load with weights-only
 from __future__ import annotations
 
 import random
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
+
+from hookline.user_warning import warn
 
 __all__ = ["get_rng_state", "set_rng_state"]
 
@@ -57,14 +58,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if not cuda_states:
         return
     if not torch.cuda.is_available():
-        warnings.warn("the checkpoint holds CUDA random states but CUDA is not available here; "
-                      "GPU random draws (dropout on the GPU) will differ from the original run",
-                      RuntimeWarning, stacklevel=2)
+        warn("the checkpoint holds CUDA random states but CUDA is not available here; "
+             "GPU random draws (dropout on the GPU) will differ from the original run",
+             RuntimeWarning)
         return
     if len(cuda_states) != torch.cuda.device_count():
-        warnings.warn(f"the checkpoint holds random states for {len(cuda_states)} CUDA "
-                      f"device(s) but {torch.cuda.device_count()} are visible; the first "
-                      f"{min(len(cuda_states), torch.cuda.device_count())} are restored",
-                      RuntimeWarning, stacklevel=2)
+        warn(f"the checkpoint holds random states for {len(cuda_states)} CUDA "
+             f"device(s) but {torch.cuda.device_count()} are visible; the first "
+             f"{min(len(cuda_states), torch.cuda.device_count())} are restored",
+             RuntimeWarning)
     for device, cuda_state in enumerate(cuda_states[:torch.cuda.device_count()]):
         torch.cuda.set_rng_state(cuda_state, device)

@@ -23,7 +23,6 @@ import json
 import os
 import pickle
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from hookline.checkpoint import (
     atomic_write_bytes,
     check_loadable,
 )
+from hookline.user_warning import warn
 
 if TYPE_CHECKING:
     from hookline.keras import Model
@@ -195,10 +195,9 @@ def load_model(path: str | os.PathLike, *, compile: bool = True,
     settings = payload.get("compile") or {}
     if compile:
         if settings.get("not_recorded"):
-            warnings.warn(f"model file {source} does not hold "
-                          f"{', '.join(settings['not_recorded'])} (only names are saved); "
-                          f"call model.compile(...) with them before fit", UserWarning,
-                          stacklevel=2)
+            warn(f"model file {source} does not hold "
+                 f"{', '.join(settings['not_recorded'])} (only names are saved); "
+                 f"call model.compile(...) with them before fit", UserWarning)
         model = Model(module, optimizer=settings.get("optimizer") or "adam",
                       loss=settings.get("loss"), metrics=settings.get("metrics") or None,
                       lr=settings.get("lr", 1e-3), device=device)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import os
-import warnings
 from pathlib import Path
 from typing import IO, Any
 
 from hookline.callback import Callback
 from hookline.checkpoint import atomic_write_bytes, remove_stale_temps
+from hookline.user_warning import warn
 
 __all__ = ["CSVLogger"]
 
@@ -113,11 +113,11 @@ class CSVLogger(Callback):
         new = [key for key in metrics if key not in self.columns and key not in self._ignored]
         if new:
             self._ignored.update(new)
-            warnings.warn(
+            warn(
                 f"CSVLogger: {new} first appeared in epoch {trainer.epoch}, after the header "
                 f"of {self.filename} was written; these columns are not logged. Make the "
                 f"callback that adds them report them from the first epoch, or log them "
-                f"with another logger", RuntimeWarning, stacklevel=2)
+                f"with another logger", RuntimeWarning)
         row = {**metrics, "epoch": trainer.epoch}
         self._write([_cell(row.get(column)) for column in self.columns])
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from hookline.callbacks.checkpoint_names import (
 from hookline.callbacks.checkpoint_paths import adopt_stored_path, fixed_root
 from hookline.callbacks.monitor import Monitor, config_key
 from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
+from hookline.user_warning import warn
 
 __all__ = ["ModelCheckpoint"]
 
@@ -448,9 +448,8 @@ class ModelCheckpoint(Callback):
         self.last_model_path = str(last_path) if last_path is not None else ""
         self._rank()
         if ignored:
-            warnings.warn(f"ModelCheckpoint ignored {len(ignored)} path(s) of the checkpoint it "
-                          f"resumed from that lie outside its folder {root}: "
-                          f"{', '.join(map(repr, ignored[:5]))}. They are never deleted or "
-                          f"written; the ranking continues without them", RuntimeWarning,
-                          stacklevel=2)
+            warn(f"ModelCheckpoint ignored {len(ignored)} path(s) of the checkpoint it "
+                 f"resumed from that lie outside its folder {root}: "
+                 f"{', '.join(map(repr, ignored[:5]))}. They are never deleted or "
+                 f"written; the ranking continues without them", RuntimeWarning)
 

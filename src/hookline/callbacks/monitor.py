@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from typing import Any
+
+from hookline.user_warning import warn
 
 __all__ = ["Monitor", "check_choice", "check_non_negative", "config_key", "infer_mode",
            "read_metric"]
@@ -126,7 +127,7 @@ def read_metric(trainer: Any, name: str, *, owner: str, strict: bool) -> float |
                f"pass strict=False to skip epochs where it is missing.{_producer_hint(name)}")
     if strict:
         raise ValueError(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    warn(message, RuntimeWarning)
     return None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,6 +15,7 @@ import torch
 from hookline.files.atomic import atomic_write_bytes
 from hookline.files.checkpoint_format import check_loadable, file_chunks
 from hookline.files.errors import CheckpointWriteError, FileWriteError
+from hookline.user_warning import warn
 
 __all__ = ["SERIALIZE_IN_LOOP_BYTES", "CheckpointWriter"]
 
@@ -232,8 +232,8 @@ class CheckpointWriter:
         message = (f"checkpoint {target} could not be written: {type(error).__name__}: "
                    f"{error}. {kept}{fix}")
         if self.on_error == "warn":
-            warnings.warn(message + "; training continues (on_write_error='warn')",
-                          RuntimeWarning, stacklevel=3)
+            warn(message + "; training continues (on_write_error='warn')",
+                 RuntimeWarning)
             return
         raise CheckpointWriteError(target, message) from error
 

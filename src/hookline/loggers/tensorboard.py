@@ -12,6 +12,7 @@ import torch
 
 from hookline.callback import Callback
 from hookline.loggers._optional import require
+from hookline.user_warning import warn
 
 __all__ = ["TensorBoard"]
 
@@ -138,9 +139,9 @@ class TensorBoard(Callback):
                 warnings.simplefilter("ignore", DeprecationWarning)  # jit.trace's own notice
                 self.writer.add_graph(model, inputs)
         except Exception as error:  # noqa: BLE001 - a graph is a nicety; the scalars matter
-            warnings.warn(f"TensorBoard: could not trace the model to write its graph "
-                          f"({type(error).__name__}: {error}); scalars are still logged. "
-                          f"Pass write_graph=False to skip it", RuntimeWarning, stacklevel=2)
+            warn(f"TensorBoard: could not trace the model to write its graph "
+                 f"({type(error).__name__}: {error}); scalars are still logged. "
+                 f"Pass write_graph=False to skip it", RuntimeWarning)
         finally:
             model.train(was_training)
 
