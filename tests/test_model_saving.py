@@ -18,6 +18,7 @@ import hookline
 from hookline.architecture import ArchitectureError
 from hookline.checkpoint import (
     CheckpointMismatchError,
+    CheckpointVersionError,
     CorruptCheckpointError,
     UnsafeCheckpointError,
     build_checkpoint,
@@ -216,6 +217,18 @@ def test_damaged_truncated_and_foreign_files_are_named(tmp_path):
         hookline.load_model(tmp_path / "damaged")
     with pytest.raises(CorruptCheckpointError, match="is truncated"):
         hookline.load_model(tmp_path / "short")
+    # the checks a full checkpoint's reader makes (hookline/files/framed.py), each named
+    (tmp_path / "longer").write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(CorruptCheckpointError, match=r"model file .*longer has bytes after"):
+        hookline.load_model(tmp_path / "longer")
+    magic, header, body = path.read_bytes().split(b"\n", 2)
+    newer = json.loads(header) | {"version": 99}
+    (tmp_path / "newer").write_bytes(b"\n".join([magic, json.dumps(newer).encode(), body]))
+    with pytest.raises(CheckpointVersionError, match=r"format version 99.*upgrade hookline"):
+        hookline.load_model(tmp_path / "newer")
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(CorruptCheckpointError, match=r"model file .*empty is empty"):
+        hookline.load_model(tmp_path / "empty")
     trainer = hookline.Trainer(make_mlp(), loss="cross_entropy", train_data=tiny_data(8),
                                verbose=0, device="cpu")
     write_checkpoint(build_checkpoint(trainer), tmp_path / "run.ckpt")

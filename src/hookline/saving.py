@@ -17,12 +17,9 @@ nothing else from the file runs.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import os
 import pickle
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +30,12 @@ from hookline.checkpoint import MAGIC as CHECKPOINT_MAGIC
 from hookline.checkpoint import (
     MODEL_MAGIC,
     CheckpointMismatchError,
-    CheckpointVersionError,
     CorruptCheckpointError,
     UnsafeCheckpointError,
     atomic_write_bytes,
     check_loadable,
 )
+from hookline.files.framed import Frame
 from hookline.user_warning import warn
 
 if TYPE_CHECKING:
@@ -48,7 +45,13 @@ __all__ = ["MODEL_FORMAT", "MODEL_MAGIC", "load_model", "read_model_info", "save
 
 MODEL_FORMAT = "hookline.model"
 MODEL_VERSION = 1
-_MAX_HEADER = 64 * 1024
+MODEL_FRAME = Frame(
+    MODEL_MAGIC, "model file", MODEL_VERSION,
+    unknown="is not a hookline model file: it does not start with the HOOKLINE-MODEL header "
+            "(a weights file? use Model.load_weights)",
+    others=((CHECKPOINT_MAGIC, ("is a training checkpoint, not a model file: continue training "
+                                "with Trainer(resume=path), or read its weights with "
+                                "hookline.checkpoint.load_weights(path)['model']")),))
 # torch.optim classes by the names Trainer(optimizer=...) accepts
 _OPTIMIZER_NAMES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                     "Adagrad": "adagrad"}
@@ -105,62 +108,20 @@ def save_model(model: Model, path: str | os.PathLike, *, architecture_of: Any = 
     check_loadable(payload, "the model file")
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    body = buffer.getbuffer()
-    header = {"version": MODEL_VERSION, "size": len(body),
-              "sha256": hashlib.sha256(body).hexdigest(), "created_ns": time.time_ns(),
-              "architecture": spec["target"], "torch": str(torch.__version__)}
-    return atomic_write_bytes([MODEL_MAGIC, json.dumps(header).encode("utf-8") + b"\n", body],
-                              path)
+    chunks = MODEL_FRAME.chunks(buffer.getbuffer(), architecture=spec["target"],
+                                torch=str(torch.__version__))
+    return atomic_write_bytes(chunks, path)
 
 
 # --- reading --------------------------------------------------------------------------------
 def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     """The header of a model file (version, size, sha256, architecture...), without loading
     the payload. Raises CorruptCheckpointError for other files."""
-    source = Path(path)
-    with open(source, "rb") as file:
-        return _read_header(source, file)
-
-
-def _read_header(source: Path, file: Any) -> dict[str, Any]:
-    start = file.read(len(MODEL_MAGIC))
-    if start != MODEL_MAGIC:
-        if not start:
-            problem = "is empty (0 bytes)"
-        elif (start + file.read(len(CHECKPOINT_MAGIC) - len(start))) == CHECKPOINT_MAGIC:
-            problem = ("is a training checkpoint, not a model file: continue training with "
-                       "Trainer(resume=path), or read its weights with "
-                       "hookline.checkpoint.load_weights(path)['model']")
-        else:
-            problem = ("is not a hookline model file: it does not start with the "
-                       "HOOKLINE-MODEL header (a weights file? use Model.load_weights)")
-        raise CorruptCheckpointError(source, f"model file {source} {problem}")
-    try:
-        header = json.loads(file.readline(_MAX_HEADER).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        header = None
-    if not isinstance(header, dict) or not isinstance(header.get("version"), int) or \
-            not isinstance(header.get("size"), int) or not isinstance(header.get("sha256"), str):
-        raise CorruptCheckpointError(source, f"model file {source} has a damaged header line; "
-                                     f"the file is corrupt")
-    if header["version"] > MODEL_VERSION:
-        raise CheckpointVersionError(source, f"model file {source} has format version "
-                                     f"{header['version']}, newer than this hookline reads "
-                                     f"(up to {MODEL_VERSION}); upgrade hookline to load it")
-    return header
+    return MODEL_FRAME.read_info(Path(path))
 
 
 def _read_payload(source: Path) -> dict[str, Any]:
-    with open(source, "rb") as file:
-        header = _read_header(source, file)
-        body = file.read(header["size"])
-        extra = file.read(1)
-    if len(body) < header["size"]:
-        raise CorruptCheckpointError(source, f"model file {source} is truncated: its header "
-                                     f"announces {header['size']} bytes but {len(body)} follow")
-    if extra or hashlib.sha256(body).hexdigest() != header["sha256"]:
-        raise CorruptCheckpointError(source, f"model file {source} is corrupt: its content "
-                                     f"does not match the SHA-256 checksum in its header")
+    _, body = MODEL_FRAME.read(source)
     try:
         payload = torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import pickle
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from hookline.files.errors import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
 )
+from hookline.files.framed import Frame
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "check_loadable", "check_model_state",
            "file_chunks", "load_checkpoint", "load_weights", "read_checkpoint_info",
@@ -43,7 +42,14 @@ FORMAT_VERSION = 1
 MAGIC = b"HOOKLINE-CHECKPOINT\n"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format: a weights file, not a full checkpoint
 MODEL_MAGIC = b"HOOKLINE-MODEL\n"  # Model.save's files (hookline.saving)
-_MAX_HEADER = 64 * 1024
+CHECKPOINT_FRAME = Frame(
+    MAGIC, "checkpoint", FORMAT_VERSION,
+    unknown="is not a hookline checkpoint: it does not start with the HOOKLINE-CHECKPOINT "
+            "header (random bytes, or another kind of file)",
+    others=((_ZIP_MAGIC, ("is a plain torch.save file, not a hookline checkpoint; read "
+                          "weights files with hookline.checkpoint.load_weights")),
+            (MODEL_MAGIC, ("is a model file (Model.save), not a training checkpoint; load "
+                           "it with hookline.load_model"))))
 
 
 # --- weights files ------------------------------------------------------------------------
@@ -118,15 +124,13 @@ def serialize_checkpoint(payload: dict[str, Any]) -> memoryview:
 
 def file_chunks(body: memoryview, payload_run: dict[str, Any] | None) -> list[Any]:
     run = payload_run or {}
-    header = {"version": FORMAT_VERSION, "size": len(body),
-              "sha256": hashlib.sha256(body).hexdigest(), "created_ns": time.time_ns(),
-              "epoch": run.get("epoch"), "step": run.get("step"), "phase": run.get("phase"),
-              "batches_done": run.get("batches_done"), "torch": str(torch.__version__),
-              # whose run and which rank of how many: BackupAndRestore agrees on these
-              # across ranks and finds another world size's backups without unpickling
-              "run_id": run.get("run_id"), "rank": run.get("rank"),
-              "world_size": (run.get("args") or {}).get("world_size")}
-    return [MAGIC, json.dumps(header).encode("utf-8") + b"\n", body]
+    return CHECKPOINT_FRAME.chunks(
+        body, epoch=run.get("epoch"), step=run.get("step"), phase=run.get("phase"),
+        batches_done=run.get("batches_done"), torch=str(torch.__version__),
+        # whose run and which rank of how many: BackupAndRestore agrees on these across
+        # ranks and finds another world size's backups without unpickling
+        run_id=run.get("run_id"), rank=run.get("rank"),
+        world_size=(run.get("args") or {}).get("world_size"))
 
 
 def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, *,
@@ -140,44 +144,7 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, *,
 def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     """The header of a full checkpoint (version, size, sha256, created_ns, epoch, step...),
     read without loading the payload. Raises CorruptCheckpointError for other files."""
-    source = Path(path)
-    with open(source, "rb") as file:
-        return _read_header(source, file)
-
-
-def _read_header(source: Path, file: Any) -> dict[str, Any]:
-    start = file.read(len(MAGIC))
-    if start != MAGIC:
-        if not start:
-            problem = "is empty (0 bytes)"
-        elif start.startswith(_ZIP_MAGIC):
-            problem = ("is a plain torch.save file, not a hookline checkpoint; read weights "
-                       "files with hookline.checkpoint.load_weights")
-        elif start.startswith(MODEL_MAGIC):
-            problem = ("is a model file (Model.save), not a training checkpoint; load it "
-                       "with hookline.load_model")
-        else:
-            problem = ("is not a hookline checkpoint: it does not start with the "
-                       "HOOKLINE-CHECKPOINT header (random bytes, or another kind of file)")
-        raise CorruptCheckpointError(source, f"checkpoint {source} {problem}")
-    line = file.readline(_MAX_HEADER)
-    try:
-        header = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        header = None
-    if not isinstance(header, dict) or not isinstance(header.get("version"), int):
-        raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
-                                     f"line; the file is corrupt")
-    if header["version"] > FORMAT_VERSION:
-        raise CheckpointVersionError(
-            source, f"checkpoint {source} has format version {header['version']}, newer than "
-                    f"this hookline reads (up to {FORMAT_VERSION}): it was written by a newer "
-                    f"hookline; upgrade hookline to load it")
-    if not isinstance(header.get("size"), int) or header["size"] < 0 or \
-            not isinstance(header.get("sha256"), str):
-        raise CorruptCheckpointError(source, f"checkpoint {source} has a damaged header "
-                                     f"(no size or checksum); the file is corrupt")
-    return header
+    return CHECKPOINT_FRAME.read_info(Path(path))
 
 
 def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -187,7 +154,7 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     source = Path(path)
     digest = hashlib.sha256()
     with open(source, "rb") as file:
-        header = _read_header(source, file)
+        header = CHECKPOINT_FRAME.read_header(source, file)
         left = header["size"]
         while left:
             chunk = file.read(min(left, WRITE_CHUNK))
@@ -196,24 +163,9 @@ def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             digest.update(chunk)
             left -= len(chunk)
         extra = file.read(1)
-    _check_body(source, header, header["size"] - left, bool(extra), digest.hexdigest())
+    CHECKPOINT_FRAME.check_body(source, header, header["size"] - left, bool(extra),
+                                digest.hexdigest())
     return header
-
-
-def _check_body(source: Path, header: dict[str, Any], size: int, extra: bool,
-                sha256: str) -> None:
-    if size < header["size"]:
-        raise CorruptCheckpointError(
-            source, f"checkpoint {source} is truncated: its header announces {header['size']} "
-                    f"bytes of content but only {size} follow (the write was interrupted "
-                    f"or the copy is incomplete)")
-    if extra:
-        raise CorruptCheckpointError(source, f"checkpoint {source} has bytes after its "
-                                     f"announced end; the file is corrupt")
-    if sha256 != header["sha256"]:
-        raise CorruptCheckpointError(
-            source, f"checkpoint {source} is corrupt: its content does not match the SHA-256 "
-                    f"checksum in its header (it was damaged after it was written)")
 
 
 def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
@@ -230,11 +182,7 @@ def load_checkpoint(path: str | os.PathLike, *, trusted: bool = False,
     if source.is_dir():
         raise IsADirectoryError(f"{source} is a folder; pass a checkpoint file, or use "
                                 f"Trainer(resume='{source}') to pick the newest one in it")
-    with open(source, "rb") as file:
-        header = _read_header(source, file)
-        body = file.read(header["size"])
-        extra = file.read(1)
-    _check_body(source, header, len(body), bool(extra), hashlib.sha256(body).hexdigest())
+    _, body = CHECKPOINT_FRAME.read(source)
     try:
         payload = torch.load(io.BytesIO(body), map_location=map_location,
                              weights_only=not trusted)
