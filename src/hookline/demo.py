@@ -7,6 +7,7 @@ events and a plot of the curves.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,31 @@ __all__ = ["digits_cnn", "load_digits_data", "run_demo"]
 
 def load_digits_data(val_fraction: float = 0.2, seed: int = 0) -> tuple[tuple, tuple]:
     """The 1,797 digits as ``((x_train, y_train), (x_val, y_val))``, images shaped (1, 8, 8)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as error:
-        raise ImportError("the demo data ships with scikit-learn: pip install 'hookline[demo]'"
-                          ) from error
-    digits = load_digits()
-    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    y = torch.tensor(digits.target, dtype=torch.int64)
+    images, target = _digits()
+    x = torch.tensor(images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(target, dtype=torch.int64)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     x, y = x[order], y[order]
     cut = int(len(x) * (1 - val_fraction))
     return (x[:cut], y[:cut]), (x[cut:], y[cut:])
+
+
+def _digits() -> tuple[Any, Any]:
+    """scikit-learn's bundled digits as (images (N, 8, 8), targets), read from its data file
+    when it is where scikit-learn keeps it: importing ``sklearn.datasets`` takes about 1.7 s
+    (scipy and pandas come with it), most of the start of a CLI command on the digits."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None:
+        raise ImportError("the demo data ships with scikit-learn: pip install 'hookline[demo]'")
+    folders = list(spec.submodule_search_locations or [])
+    path = Path(folders[0]) / "datasets" / "data" / "digits.csv.gz" if folders else None
+    if path is None or not path.is_file():  # another layout: its own loader reads it
+        from sklearn.datasets import load_digits
+        digits = load_digits()
+        return digits.images, digits.target
+    import numpy as np
+    rows = np.loadtxt(path, delimiter=",")  # 64 pixel values, then the digit
+    return rows[:, :-1].reshape(-1, 8, 8), rows[:, -1].astype(np.int64)
 
 
 def digits_cnn(classes: int = 10) -> nn.Module:
