@@ -117,7 +117,7 @@ def save_model(model: Model, path: str | os.PathLike, *, architecture_of: Any = 
 def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     """The header of a model file (version, size, sha256, architecture...), without loading
     the payload. Raises CorruptCheckpointError for other files."""
-    return MODEL_FRAME.read_info(Path(path))
+    return MODEL_FRAME.read_info(path)
 
 
 def _read_payload(source: Path) -> dict[str, Any]:

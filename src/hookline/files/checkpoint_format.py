@@ -144,7 +144,7 @@ def write_checkpoint(payload: dict[str, Any], path: str | os.PathLike, *,
 def read_checkpoint_info(path: str | os.PathLike) -> dict[str, Any]:
     """The header of a full checkpoint (version, size, sha256, created_ns, epoch, step...),
     read without loading the payload. Raises CorruptCheckpointError for other files."""
-    return CHECKPOINT_FRAME.read_info(Path(path))
+    return CHECKPOINT_FRAME.read_info(path)
 
 
 def verify_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

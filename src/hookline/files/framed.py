@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,7 @@ class Frame:
                   **fields}
         return [self.magic, json.dumps(header).encode("utf-8") + b"\n", body]
 
-    def read_info(self, path: str | Path) -> dict[str, Any]:
+    def read_info(self, path: str | os.PathLike) -> dict[str, Any]:
         """The header of the file at ``path``, read without the body."""
         source = Path(path)
         with open(source, "rb") as file:
