@@ -22,10 +22,14 @@ one process, alternating fit by fit, so two neighbouring fits see the same machi
   step's loss to a CSV, ``torch.save`` of the best weights after each validation;
 - **hookline typical**: EarlyStopping, ModelCheckpoint (best, weights only: atomic, fsynced
   writes) and a per-step loss CSV;
-- two controls: **raw bare, again**, the same code as raw bare, so its ratio shows what the
-  method itself can resolve (it should read 1.00); and **raw bare, recording the loss**, the
+- three controls: **raw bare, again**, the same code as raw bare, so its ratio shows what the
+  method itself can resolve (it should read 1.00); **raw bare, recording the loss**, the
   raw loop keeping each step's loss as a float and taking the epoch's mean train loss, the
-  one piece of work hookline bare does (it reports ``loss``) that raw bare leaves out.
+  one piece of work hookline bare does (it reports ``loss``) that raw bare leaves out; and
+  **raw typical, durable**, raw typical with each save made to survive a crash by hand
+  (temporary file, ``fsync``, rename, ``fsync`` of the folder, in the loop), as hookline's
+  ModelCheckpoint's are: raw typical's plain ``torch.save`` can leave half a file behind.
+  hookline typical is reported against both.
 
 Each round runs every contender once, in a shuffled order (a seeded permutation per round);
 each run times ``fit()`` alone (model, optimizer and trainer built before). The order is
@@ -73,7 +77,8 @@ from workloads import WORKLOADS, Workload
 
 VARIANTS = ("raw bare", "hookline bare", "raw typical", "hookline typical")
 AGAIN, RECORDING = "raw bare, again", "raw bare, recording the loss"
-CONTROLS = (AGAIN, RECORDING)
+DURABLE = "raw typical, durable"
+CONTROLS = (AGAIN, RECORDING, DURABLE)
 CONTENDERS = VARIANTS + CONTROLS
 BUILDERS = {"raw": raw.build, "hookline": hookline_bench.build}
 DEFAULT_WORKLOADS = ("tiny", "tiny-128")
@@ -87,6 +92,9 @@ def build(contender: str, workload: Workload, task: Task, root: Path) -> Fit:
     if contender == RECORDING:
         return raw.build_loop(RunSpec(workload, "bare", task, workdir), log_csv=False,
                               checkpoint=False, record_loss=True)
+    if contender == DURABLE:
+        return raw.build_loop(RunSpec(workload, "typical", task, workdir), log_csv=True,
+                              checkpoint=True, durable=True)
     framework, variant = contender.removesuffix(", again").split()
     return BUILDERS[framework](RunSpec(workload, variant, task, workdir))
 
@@ -162,8 +170,8 @@ def paired(runs: list[float], reference: list[float], seed: int = 0) -> dict[str
 
 
 def summarise(timings: dict[str, list[list[float]]]) -> dict[str, dict[str, dict]]:
-    """Per contender timed: its wall and CPU figures against raw bare (and against raw
-    typical)."""
+    """Per contender timed: its wall and CPU figures against raw bare (and the typical ones
+    against raw typical; hookline typical also against raw typical, durable)."""
     wall = {name: [run[0] for run in runs] for name, runs in timings.items()}
     cpu = {name: [run[1] for run in runs] for name, runs in timings.items()}
     out: dict[str, dict[str, dict]] = {}
@@ -172,8 +180,10 @@ def summarise(timings: dict[str, list[list[float]]]) -> dict[str, dict[str, dict
                      "median_s": {"value": statistics.median(wall[name])},
                      "vs raw bare": paired(wall[name], wall["raw bare"]),
                      "vs raw bare (CPU)": paired(cpu[name], cpu["raw bare"])}
-        if name.endswith("typical"):
+        if "typical" in name:
             out[name]["vs raw typical"] = paired(wall[name], wall["raw typical"])
+        if name == "hookline typical" and DURABLE in wall:
+            out[name]["vs raw typical, durable"] = paired(wall[name], wall[DURABLE])
     return out
 
 
@@ -185,14 +195,15 @@ def _ratio(figure: dict[str, float]) -> str:
 def table(name: str, rounds: int, summary: dict[str, dict[str, dict]]) -> str:
     lines = [(f"{name}, {rounds} rounds; ratios: best runs / median of the rounds "
               f"[bootstrap 95% interval of the median]"),
-             "| contender | best s | median s | x raw bare | x raw bare (CPU) | x raw typical |",
-             "|---|---|---|---|---|---|"]
+             "| contender | best s | median s | x raw bare | x raw bare (CPU) | x raw typical "
+             "| x raw typical, durable |",
+             "|---|---|---|---|---|---|---|"]
     for contender, figures in summary.items():
-        versus_typical = figures.get("vs raw typical")
+        versus = [figures.get(key) for key in ("vs raw typical", "vs raw typical, durable")]
         lines.append(f"| {contender} | {figures['best_s']['value']:.4f} | "
                      f"{figures['median_s']['value']:.4f} | {_ratio(figures['vs raw bare'])} | "
                      f"{_ratio(figures['vs raw bare (CPU)'])} | "
-                     f"{_ratio(versus_typical) if versus_typical else ''} |")
+                     + " | ".join(_ratio(figure) if figure else "" for figure in versus) + " |")
     return "\n".join(lines)
 
 

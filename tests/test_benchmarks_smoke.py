@@ -89,7 +89,7 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
     engine = summary["engine"]["workloads"]["smoke"]
     assert set(engine["summary"]) == {"raw bare", "hookline bare", "raw typical",
                                       "hookline typical", "raw bare, again",
-                                      "raw bare, recording the loss"}
+                                      "raw bare, recording the loss", "raw typical, durable"}
     assert all(len(runs) == 2 and all(seconds > 0 for run in runs for seconds in run)
                for runs in engine["runs"].values())
     typical = engine["summary"]["hookline typical"]["vs raw typical"]
@@ -97,6 +97,8 @@ def test_smoke_run_reports_every_expected_row(tmp_path: Path) -> None:
     calls = summary["engine"]["calls_per_step"]
     assert calls["raw"] > 100 and calls["hookline"] > calls["raw"]
     assert "### Engine cost" in done.stdout and "typical ≤ 1.05x the raw loop" in done.stdout
+    assert "its saves made durable as hookline's are" in done.stdout  # the durable control
+    assert "× raw typical, durable" in done.stdout
 
 
 def test_head_to_head_pairs_the_runs_of_each_round(monkeypatch) -> None:
@@ -231,6 +233,17 @@ def test_engine_cost_controls_run_the_raw_loop(monkeypatch, tmp_path) -> None:
     assert engine_cost.build(engine_cost.RECORDING, workload, task, tmp_path)() == \
         workload.steps
     assert len(reads) == bare_reads + workload.steps  # and every step's loss
+
+    synced = []
+    fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or fsync(fd))
+    durable = engine_cost.build(engine_cost.DURABLE, workload, task, tmp_path)
+    assert durable() == workload.steps
+    saved = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert sorted(path.name for path in saved) == ["best.pt", "steps.csv"]  # no temp file left
+    assert set(torch.load(next(p for p in saved if p.name == "best.pt"))) == set(
+        task.make_model(0).state_dict())
+    assert synced and len(synced) % 2 == 0  # the file and its folder, for every save
 
 
 def test_instruction_count_reads_callgrind_and_cancels_the_fixed_part(monkeypatch) -> None:

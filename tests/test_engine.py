@@ -253,6 +253,40 @@ def test_steps_per_epoch_and_initial_epoch():
     assert trainer.step == 4 and trainer.epoch == 3
 
 
+def test_a_model_already_on_the_device_is_not_moved_again_but_one_elsewhere_is(monkeypatch):
+    """``Module.to`` visits every module even when nothing moves (1.2 ms a fit for a 12-layer
+    transformer): fit, validate and predict skip it for a model already there, and still make
+    the call for a tensor elsewhere or a module with its own ``_apply``."""
+    from hookline.engine.base import place_model
+
+    moved = []
+    to = nn.Module.to
+    monkeypatch.setattr(nn.Module, "to", lambda self, *args, **kwargs: (
+        moved.append(self), to(self, *args, **kwargs))[1])
+    model = tiny_model()
+    x, y = tiny_data(samples=16)
+    trainer = fit(model, val_data=(x, y))
+    trainer.validate()
+    trainer.predict(x)
+    assert not [module for module in moved if module is model]
+
+    model.register_buffer("elsewhere", torch.zeros(1, device="meta"))
+    with pytest.raises(NotImplementedError):  # moving a meta tensor: so the call was made
+        place_model(model, torch.device("cpu"))
+    assert moved[-1] is model
+
+    applied = []
+
+    class OwnApply(nn.Linear):  # as an RNN or a torchmetrics metric: more than its tensors
+        def _apply(self, fn, recurse=True):
+            applied.append(self)
+            return super()._apply(fn, recurse)
+
+    nested = nn.Sequential(nn.Linear(2, 2), OwnApply(2, 2))
+    place_model(nested, torch.device("cpu"))
+    assert applied == [nested[1]]
+
+
 def test_predictor_stream_and_replaceable_results():
     model = tiny_model()
     x = torch.randn(5, 8)

@@ -19,6 +19,7 @@ from torch import nn
 
 from hookline.callbacks.history import History
 from hookline.data import flatten_arrays
+from hookline.engine.base import place_model
 from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
@@ -570,7 +571,7 @@ class Model:
                               weighted_metrics=self.weighted_metrics, batch_size=batch_size,
                               device=self.device, precision=self.precision,
                               callbacks=self._callback_list(callbacks), step=step)
-        validator.model.to(validator.device)
+        place_model(validator.model, validator.device)
         self._engine = validator
         self._trainer = None
         metrics = validator.validate()

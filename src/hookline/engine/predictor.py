@@ -12,7 +12,7 @@ from torch import nn
 
 from hookline.boxes import Boxes, boxes_rows
 from hookline.data import as_batches, move_to
-from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
+from hookline.engine.base import Engine, autocast, place_model, resolve_device, resolve_precision
 from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import resolve_step
 from hookline.structure import Prediction, prediction_of, unpack_batch
@@ -142,7 +142,7 @@ class Predictor(Engine):
         limit = batch_limit(self.args.limit_batches, batches, "limit_predict_batches")
         amp = autocast(device, self.precision)
         self.saved = 0
-        model.to(device)
+        place_model(model, device)
         was_training = model.training
         model.eval()
         fire("on_predict_start", self)

@@ -24,6 +24,7 @@ from hookline.engine.base import (
     SIGNALS,
     Engine,
     autocast,
+    place_model,
     resolve_device,
     resolve_precision,
     sigterm_raises,
@@ -397,7 +398,7 @@ class Trainer(Engine):
 
     def validate(self, data: Any = None) -> dict[str, float]:
         """Evaluate on ``data`` (default: val_data); returns metrics without the val_ prefix."""
-        self.model.to(self.device)
+        place_model(self.model, self.device)
         return self._run_top_level(lambda: self.validator.run(data))
 
     def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
@@ -485,7 +486,7 @@ class Trainer(Engine):
         self.validator.metrics = {}
 
     def _setup(self) -> None:
-        self.model.to(self.device)
+        place_model(self.model, self.device)
         if self.train_metric_set is not None:
             self.train_metric_set.to(self.device)
         if self.precision == "fp16":
