@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # them): a test id, or a prefix of test ids. Units not named count 0 and keep pytest's order.
 COST_S = {
     "tests/test_docs.py::test_every_code_block_runs_as_pasted_or_is_marked[README.md]": 210,
-    "tests/test_static_checks.py::test_mypy": 120,
+    "tests/test_static_checks.py::test_mypy": 25,
     "tests/test_benchmarks_smoke.py::test_smoke_run": 100,
     "tests/test_distributed.py::test_ranks_resume_together": 75,
     "tests/test_mlflow_wandb.py": 70,
