@@ -195,8 +195,8 @@ def _ratio(figure: dict[str, float]) -> str:
 def table(name: str, rounds: int, summary: dict[str, dict[str, dict]]) -> str:
     lines = [(f"{name}, {rounds} rounds; ratios: best runs / median of the rounds "
               f"[bootstrap 95% interval of the median]"),
-             "| contender | best s | median s | x raw bare | x raw bare (CPU) | x raw typical "
-             "| x raw typical, durable |",
+             ("| contender | best s | median s | x raw bare | x raw bare (CPU) | x raw typical "
+              "| x raw typical, durable |"),
              "|---|---|---|---|---|---|---|"]
     for contender, figures in summary.items():
         versus = [figures.get(key) for key in ("vs raw typical", "vs raw typical, durable")]

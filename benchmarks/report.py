@@ -154,8 +154,8 @@ def _engine_checks(engine: dict | None) -> list[tuple[str, dict | float | None, 
             (f"typical ≤ the raw loop doing the same work by hand, {label}",
              typical.get("vs raw typical"), 1.0, "x")]
         if durable:
-            checks.append((f"typical ≤ the raw loop doing the same work by hand, its saves "
-                           f"made durable as hookline's are (fsync, rename), {label}",
+            checks.append(((f"typical ≤ the raw loop doing the same work by hand, its saves "
+                            f"made durable as hookline's are (fsync, rename), {label}"),
                            typical.get("vs raw typical, durable"), 1.0, "x"))
     calls = (engine or {}).get("calls_per_step")
     checks.append((f"Python calls per training step, bare, over the raw loop's "
