@@ -74,6 +74,37 @@ def test_evaluate_and_predict_with_callbacks():
     assert model.evaluate(x, y, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
 
 
+def test_a_detector_predicts_arrays_padded_as_keras_cv_detectors_return_them():
+    """A predict step returning boxes gives KerasCV's dict of -1-padded arrays (it raised a
+    TypeError: there is no output row to stack), each image's boxes those the Predictor
+    gives it."""
+    from hookline.boxes import Boxes, padded_detections
+    from hookline.detection.model import shapes_detector
+    from hookline.detection.shapes import ShapesDataset
+
+    torch.manual_seed(0)
+    detector = shapes_detector()
+    images = ShapesDataset(6, seed=3).images
+    detector.conf = 0.0  # then the median score of every candidate: images differ in count
+    scores = torch.cat([r.boxes.conf for r in hookline.Predictor(detector, device="cpu")(images)])
+    detector.conf = float(scores.median())
+    found = keras.Model(detector).predict(images, batch_size=4)
+    plain = hookline.Predictor(detector, device="cpu")(images)
+    assert set(found) == {"boxes", "confidence", "classes", "num_detections"}
+    counts = [len(result.boxes) for result in plain]
+    assert found["num_detections"].tolist() == counts and len(set(counts)) > 1
+    assert found["boxes"].shape == (6, max(counts), 4)
+    for i, result in enumerate(plain):
+        k = counts[i]
+        np.testing.assert_allclose(found["boxes"][i, :k], result.boxes.xyxy.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(found["confidence"][i, :k], result.boxes.conf.numpy())
+        assert found["classes"][i, :k].tolist() == result.boxes.cls.long().tolist()
+        assert (found["boxes"][i, k:] == -1).all() and (found["classes"][i, k:] == -1).all()
+
+    empty = padded_detections([Boxes(torch.zeros(0, 6)), Boxes(torch.zeros(0, 6))])
+    assert empty["boxes"].shape == (2, 0, 4) and empty["num_detections"].tolist() == [0, 0]
+
+
 def test_batch_logs_hold_the_running_mean_loss():
     x, y = tiny_data(samples=12)
     losses, running = [], []

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Boxes", "as_boxes"]
+__all__ = ["Boxes", "as_boxes", "padded_detections"]
 
 
 class Boxes:
@@ -103,3 +103,23 @@ def as_boxes(value: Any) -> Boxes:
 def boxes_rows(boxes: Sequence[Any]) -> list[Boxes]:
     """Each image's ``Boxes`` (on the CPU) from a predict step's ``boxes`` entry."""
     return [as_boxes(item).cpu() for item in boxes]
+
+
+def padded_detections(per_image: Sequence[Boxes]) -> dict[str, np.ndarray]:
+    """Several images' boxes as fixed-size arrays, the layout KerasCV's detectors return
+    from ``predict``: ``boxes`` ``(images, M, 4)`` corners x1, y1, x2, y2, ``confidence``
+    ``(images, M)``, ``classes`` ``(images, M)`` integers and ``num_detections`` ``(images,)``,
+    where M is the most boxes any image has; an image's entries past its own count are -1."""
+    most = max((len(boxes) for boxes in per_image), default=0)
+    images = len(per_image)
+    corners = np.full((images, most, 4), -1.0, dtype=np.float32)
+    confidence = np.full((images, most), -1.0, dtype=np.float32)
+    classes = np.full((images, most), -1, dtype=np.int64)
+    counts = np.zeros(images, dtype=np.int64)
+    for i, boxes in enumerate(per_image):
+        rows = np.asarray(boxes.numpy().data, dtype=np.float32)
+        found = counts[i] = len(rows)
+        corners[i, :found], confidence[i, :found] = rows[:, :4], rows[:, 4]
+        classes[i, :found] = rows[:, 5].round().astype(np.int64)
+    return {"boxes": corners, "confidence": confidence, "classes": classes,
+            "num_detections": counts}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hookline.boxes import padded_detections
 from hookline.callbacks.history import History
 from hookline.data import flatten_arrays
 from hookline.engine.base import place_model
@@ -584,8 +585,11 @@ class Model:
 
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
-                callbacks: Sequence[Any] | None = None) -> np.ndarray:
-        """Model outputs for ``x`` as one numpy array, like Keras' ``predict``."""
+                callbacks: Sequence[Any] | None = None) -> np.ndarray | dict[str, np.ndarray]:
+        """Model outputs for ``x`` as one numpy array, like Keras' ``predict``. A detector,
+        whose predict step returns ``{"boxes": ...}`` (``hookline.boxes``), gives a dict of
+        arrays padded with -1 as KerasCV's detectors do: ``boxes``, ``confidence``,
+        ``classes``, ``num_detections`` (``hookline.boxes.padded_detections``)."""
         step = self._step_adapter("predict_step") if self._overrides("predict_step") else None
         predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
                               device=self.device, precision=self.precision,
@@ -595,6 +599,8 @@ class Model:
         results = predictor(_inputs_only(x))
         # a callback may have paired each result with extra data (zip(results, frames))
         firsts = [item[0] if isinstance(item, tuple) else item for item in results]
+        if firsts and all(getattr(item, "boxes", None) is not None for item in firsts):
+            return padded_detections([item.boxes for item in firsts])
         outputs = [getattr(item, "output", item) for item in firsts]
         return torch.stack(outputs).numpy() if outputs else np.empty((0,))
 
