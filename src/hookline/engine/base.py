@@ -62,7 +62,10 @@ def place_model(model: torch.nn.Module, device: torch.device) -> None:
     weights, a torchmetrics metric's states) may move more than its tensors: it always gets
     the real call.
     """
-    if not _placed(model, device):
+    placed = device
+    if device.type == "cuda" and device.index is None:  # "cuda" puts tensors on cuda:N
+        placed = torch.device("cuda", torch.cuda.current_device())
+    if not _placed(model, placed):
         model.to(device)
 
 
