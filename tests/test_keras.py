@@ -101,6 +101,14 @@ def test_a_detector_predicts_arrays_padded_as_keras_cv_detectors_return_them():
         assert found["classes"][i, :k].tolist() == result.boxes.cls.long().tolist()
         assert (found["boxes"][i, k:] == -1).all() and (found["classes"][i, k:] == -1).all()
 
+    class BoxesOnTheFirstOnly(hookline.Callback):  # a postprocess that forgot the others
+        def on_predict_postprocess_end(self, predictor):
+            for result in predictor.results:
+                result.boxes = Boxes(torch.zeros(0, 6)) if result.index == 0 else None
+
+    with pytest.raises(ValueError, match="1 of 6 results have boxes"):
+        keras.Model(tiny_model()).predict(torch.randn(6, 8), callbacks=[BoxesOnTheFirstOnly()])
+
     empty = padded_detections([Boxes(torch.zeros(0, 6)), Boxes(torch.zeros(0, 6))])
     assert empty["boxes"].shape == (2, 0, 4) and empty["num_detections"].tolist() == [0, 0]
 

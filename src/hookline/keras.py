@@ -599,8 +599,14 @@ class Model:
         results = predictor(_inputs_only(x))
         # a callback may have paired each result with extra data (zip(results, frames))
         firsts = [item[0] if isinstance(item, tuple) else item for item in results]
-        if firsts and all(getattr(item, "boxes", None) is not None for item in firsts):
+        with_boxes = sum(getattr(item, "boxes", None) is not None for item in firsts)
+        if with_boxes == len(firsts) > 0:
             return padded_detections([item.boxes for item in firsts])
+        if with_boxes:
+            raise ValueError(f"predict: {with_boxes} of {len(firsts)} results have boxes and "
+                             f"the others none, so there is neither one array nor one set of "
+                             f"boxes to return; set result.boxes on every result (an empty "
+                             f"Boxes(torch.zeros(0, 6)) for an image without detections)")
         outputs = [getattr(item, "output", item) for item in firsts]
         return torch.stack(outputs).numpy() if outputs else np.empty((0,))
 
