@@ -101,7 +101,7 @@ def _read_mapping(value: Mapping[str, Any], phase: str) -> StepOutput:
         if isinstance(item, torch.Tensor) and item.dim() == 0:
             parts[str(key)] = item
         elif isinstance(item, numbers.Real) and not isinstance(item, bool):
-            parts[str(key)] = torch.tensor(float(item))
+            parts[str(key)] = torch.scalar_tensor(float(item))
         else:
             extras[str(key)] = item
     preds = value.get("preds", value.get("logits"))

@@ -755,7 +755,7 @@ class Trainer(Engine):
         taken: list[torch.Tensor] = []
         for index, name in enumerate(optimizers.names):
             if not optimizers.due(index, self.batch_i):
-                parts[name] = torch.tensor(math.nan, device=self.device)
+                parts[name] = torch.scalar_tensor(math.nan, device=self.device)
                 continue
             self.optimizer_index, self.optimizer_name = index, name
             with optimizers.only(name):
