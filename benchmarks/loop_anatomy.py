@@ -2,16 +2,22 @@
 
     python benchmarks/loop_anatomy.py                # 300 steps a fit, 200 rounds (~3 min)
     python benchmarks/loop_anatomy.py --rounds 50 --steps 1000
+    python benchmarks/loop_anatomy.py --model tiny-128 --steps 250  # the headline's MLP
     python benchmarks/loop_anatomy.py --quick        # a few steps, 2 rounds (the smoke test)
 
-The model is ``Linear(4, 1)`` on batches of 8 (a list of pre-cut batches, MSE, SGD, one
-epoch, no validation, one torch thread): its step is some 400 µs of torch's own dispatch on
-this VM and almost no arithmetic, so what an engine adds shows at its largest. Every
-contender runs the same batches in one process, in a shuffled order per round (as
-``engine_cost.py``), and each fit is timed alone (models and trainers built before):
+The default model is ``Linear(4, 1)`` on batches of 8 (MSE): its step is almost no
+arithmetic, so what an engine adds shows at its largest. ``--model tiny`` and ``--model
+tiny-128`` take the headline's MLP instead (32-64-10, cross-entropy, batches of 32 or 128
+from ``workloads.make_data``), so the breakdown is of the figures ``engine_cost.py``
+reports. Every fit is one epoch over a list of pre-cut batches, SGD, no validation, one
+torch thread. Every contender runs the same batches in one process, in a shuffled order per
+round (as ``engine_cost.py``), and each fit is timed alone (models and trainers built
+before):
 
 - **raw** and **raw, again** (the A/A control): ``zero_grad / forward / loss / backward /
   step`` per batch;
+- **raw, recording the loss**: raw plus each step's ``loss.item()`` kept in a list, the one
+  piece of per-step work hookline bare does for the ``loss`` it reports;
 - **hookline bare**: ``Trainer(..., verbose=0).fit()``;
 - **raw loop as the trainer's epoch**: a ``Trainer`` whose epoch is the raw loop's own code:
   what fit costs around an epoch (set-up, the first batch's signature record, the epoch's
@@ -32,6 +38,7 @@ interval (``engine_cost.paired``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import statistics
 import sys
@@ -45,6 +52,7 @@ sys.path.insert(0, str(BENCH_DIR.parent / "src"))
 
 import torch
 from engine_cost import paired
+from workloads import WORKLOADS, make_data, make_torch_model
 
 from hookline.engine.base import SIGNALS
 from hookline.engine.trainer import Trainer
@@ -53,6 +61,46 @@ from hookline.run_state import Phase
 BATCH, FEATURES = 8, 4
 LEARNING_RATE = 0.01
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What every contender trains: a model (built afresh per fit), its loss, the batch size
+    and how the batches are made."""
+
+    name: str
+    describe: str
+    batch_size: int
+    make_model: Callable[[], torch.nn.Module]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    make_inputs: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]  # (samples, seed)
+
+
+def _linear_inputs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, FEATURES, generator=generator), torch.randn(n, 1, generator=generator)
+
+
+def _mlp_setup(name: str) -> Setup:
+    workload = WORKLOADS[name]
+
+    def inputs(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        sized = dataclasses.replace(workload, steps_per_epoch=-(-n // workload.batch_size),
+                                    val_batches=0)
+        x, y, _, _ = make_data(sized, seed)
+        return x[:n], y[:n]
+    sizes = "-".join(str(size) for size in workload.sizes)
+    return Setup(name, f"MLP {sizes}, batch {workload.batch_size}, cross-entropy",
+                 workload.batch_size, lambda: make_torch_model(workload, 0),
+                 torch.nn.functional.cross_entropy, inputs)
+
+
+SETUPS = {
+    "linear": Setup("linear", f"Linear({FEATURES}, 1), batch {BATCH}, MSE", BATCH,
+                    lambda: torch.nn.Linear(FEATURES, 1), torch.nn.MSELoss(), _linear_inputs),
+    "tiny": _mlp_setup("tiny"),
+    "tiny-128": _mlp_setup("tiny-128"),
+}
 
 
 class Fit:
@@ -67,31 +115,36 @@ class Fit:
         return self.run()
 
 
-def make_batches(steps: int, seed: int = 0) -> Batches:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(steps * BATCH, FEATURES, generator=generator)
-    y = torch.randn(steps * BATCH, 1, generator=generator)
-    return [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, steps * BATCH, BATCH)]
+def make_batches(steps: int, seed: int = 0, setup: Setup = SETUPS["linear"]) -> Batches:
+    size = setup.batch_size
+    x, y = setup.make_inputs(steps * size, seed)
+    return [(x[i:i + size], y[i:i + size]) for i in range(0, steps * size, size)]
 
 
-def _model_and_optimizer() -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    model = torch.nn.Linear(FEATURES, 1)
+def _model_and_optimizer(setup: Setup) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    model = setup.make_model()
     return model, torch.optim.SGD(model.parameters(), lr=LEARNING_RATE)
 
 
-def raw_fit(batches: Batches) -> Fit:
-    model, optimizer = _model_and_optimizer()
-    loss_fn = torch.nn.MSELoss()
+def raw_fit(batches: Batches, setup: Setup = SETUPS["linear"], *,
+            record_loss: bool = False) -> Fit:
+    model, optimizer = _model_and_optimizer(setup)
+    loss_fn = setup.loss_fn
 
     def fit() -> int:
         model.train()
         steps = 0
+        losses: list[float] = []
         for x, y in batches:
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
             steps += 1
+            if record_loss:
+                losses.append(loss.item())
+        if record_loss:
+            sum(losses) / len(losses)  # the epoch's train loss, as reported
         return steps
     return Fit(fit, model)
 
@@ -153,15 +206,17 @@ TRAINER_EPOCHS: dict[str, Callable[[Trainer, int], None] | None] = {
     "hookline's step in a bare loop": _step_epoch,
     "minimal engine loop": _minimal_epoch,
 }
-CONTENDERS = ("raw", "raw, again", *TRAINER_EPOCHS)
+RECORDING = "raw, recording the loss"
+CONTENDERS = ("raw", "raw, again", RECORDING, *TRAINER_EPOCHS)
 
 
-def trainer_fit(batches: Batches, epoch: Callable[[Trainer, int], None] | None) -> Fit:
-    model, optimizer = _model_and_optimizer()
+def trainer_fit(batches: Batches, epoch: Callable[[Trainer, int], None] | None,
+                setup: Setup = SETUPS["linear"]) -> Fit:
+    model, optimizer = _model_and_optimizer(setup)
     kind = Trainer if epoch is None else type("AnatomyTrainer", (Trainer,),
                                               {"_train_epoch": epoch})
-    trainer = kind(model, optimizer=optimizer, loss=torch.nn.MSELoss(), train_data=batches,
-                   epochs=1, verbose=0)
+    trainer = kind(model, optimizer=optimizer, loss=setup.loss_fn, train_data=batches,
+                   epochs=1, verbose=0, metrics=None)
 
     def fit() -> int:
         trainer.fit()
@@ -169,23 +224,24 @@ def trainer_fit(batches: Batches, epoch: Callable[[Trainer, int], None] | None) 
     return Fit(fit, model, trainer)
 
 
-def build(contender: str, batches: Batches) -> Fit:
-    if contender in ("raw", "raw, again"):
-        return raw_fit(batches)
-    return trainer_fit(batches, TRAINER_EPOCHS[contender])
+def build(contender: str, batches: Batches, setup: Setup = SETUPS["linear"]) -> Fit:
+    if contender in ("raw", "raw, again", RECORDING):
+        return raw_fit(batches, setup, record_loss=contender == RECORDING)
+    return trainer_fit(batches, TRAINER_EPOCHS[contender], setup)
 
 
-def time_rounds(steps: int, rounds: int) -> dict[str, list[float]]:
+def time_rounds(steps: int, rounds: int,
+                setup: Setup = SETUPS["linear"]) -> dict[str, list[float]]:
     """Seconds of each contender's fit, ``rounds`` times, in a shuffled order per round."""
-    batches = make_batches(steps)
+    batches = make_batches(steps, setup=setup)
     for contender in CONTENDERS:  # torch's kernels and the allocator warmed up
-        build(contender, batches)()
+        build(contender, batches, setup)()
     times: dict[str, list[float]] = {contender: [] for contender in CONTENDERS}
     for index in range(rounds):
         order = list(CONTENDERS)
         random.Random(index).shuffle(order)
         for contender in order:
-            fit = build(contender, batches)
+            fit = build(contender, batches, setup)
             start = time.perf_counter()
             done = fit()
             times[contender].append(time.perf_counter() - start)
@@ -194,8 +250,8 @@ def time_rounds(steps: int, rounds: int) -> dict[str, list[float]]:
     return times
 
 
-def table(times: dict[str, list[float]], steps: int) -> str:
-    heading = (f"Linear({FEATURES}, 1), batch {BATCH}, {steps} steps a fit, "
+def table(times: dict[str, list[float]], steps: int, setup: Setup = SETUPS["linear"]) -> str:
+    heading = (f"{setup.describe}, {steps} steps a fit, "
                f"{len(times['raw'])} rounds; ratio: median of the rounds' paired ratios to "
                f"raw [bootstrap 95%]")
     lines = [heading, "| contender | median µs per step | x raw |", "|---|---|---|"]
@@ -210,6 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="steps a fit (default 300)")
     parser.add_argument("--rounds", type=int, default=200)
+    parser.add_argument("--model", choices=sorted(SETUPS), default="linear",
+                        help="linear: Linear(4, 1) at batch 8 (default); tiny, tiny-128: the "
+                             "headline's MLP at batch 32 or 128")
     parser.add_argument("--quick", action="store_true", help="5 steps, 2 rounds (CI)")
     args = parser.parse_args()
     steps, rounds = (5, 2) if args.quick else (args.steps, args.rounds)
@@ -217,7 +276,8 @@ def main() -> None:
         raise SystemExit(f"--steps and --rounds take whole numbers of at least 1, got "
                          f"{steps} and {rounds}")
     torch.set_num_threads(1)
-    print(table(time_rounds(steps, rounds), steps))
+    setup = SETUPS[args.model]
+    print(table(time_rounds(steps, rounds, setup), steps, setup))
 
 
 if __name__ == "__main__":
