@@ -68,7 +68,6 @@ class Setup:
     """What every contender trains: a model (built afresh per fit), its loss, the batch size
     and how the batches are made."""
 
-    name: str
     describe: str
     batch_size: int
     make_model: Callable[[], torch.nn.Module]
@@ -90,13 +89,13 @@ def _mlp_setup(name: str) -> Setup:
         x, y, _, _ = make_data(sized, seed)
         return x[:n], y[:n]
     sizes = "-".join(str(size) for size in workload.sizes)
-    return Setup(name, f"MLP {sizes}, batch {workload.batch_size}, cross-entropy",
+    return Setup(f"MLP {sizes}, batch {workload.batch_size}, cross-entropy",
                  workload.batch_size, lambda: make_torch_model(workload, 0),
                  torch.nn.functional.cross_entropy, inputs)
 
 
 SETUPS = {
-    "linear": Setup("linear", f"Linear({FEATURES}, 1), batch {BATCH}, MSE", BATCH,
+    "linear": Setup(f"Linear({FEATURES}, 1), batch {BATCH}, MSE", BATCH,
                     lambda: torch.nn.Linear(FEATURES, 1), torch.nn.MSELoss(), _linear_inputs),
     "tiny": _mlp_setup("tiny"),
     "tiny-128": _mlp_setup("tiny-128"),
