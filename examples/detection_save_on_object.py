@@ -52,7 +52,7 @@ def main():
     frames = ShapesDataset(60, seed=7)
     model.add_callback("on_predict_postprocess_end", save_on_object)
     results = model(frames.images, stream=True, save=True, save_dir=save_dir, batch_size=1)
-    for results in results:
+    for _ in results:  # a stream: iterating it runs the predictions
         pass
 
     plain = hookline.Predictor(model.module, device="cpu")(frames.images)

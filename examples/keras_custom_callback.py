@@ -43,59 +43,59 @@ x_test, y_test = x[1000:], y[1000:]
 class CustomCallback(keras.Callback):
     def on_train_begin(self, logs=None):
         keys = list(logs.keys())
-        print("Starting training; got log keys: {}".format(keys))
+        print(f"Starting training; got log keys: {keys}")
 
     def on_train_end(self, logs=None):
         keys = list(logs.keys())
-        print("Stop training; got log keys: {}".format(keys))
+        print(f"Stop training; got log keys: {keys}")
 
     def on_epoch_begin(self, epoch, logs=None):
         keys = list(logs.keys())
-        print("Start epoch {} of training; got log keys: {}".format(epoch, keys))
+        print(f"Start epoch {epoch} of training; got log keys: {keys}")
 
     def on_epoch_end(self, epoch, logs=None):
         keys = list(logs.keys())
-        print("End epoch {} of training; got log keys: {}".format(epoch, keys))
+        print(f"End epoch {epoch} of training; got log keys: {keys}")
 
     def on_test_begin(self, logs=None):
         keys = list(logs.keys())
-        print("Start testing; got log keys: {}".format(keys))
+        print(f"Start testing; got log keys: {keys}")
 
     def on_test_end(self, logs=None):
         keys = list(logs.keys())
-        print("Stop testing; got log keys: {}".format(keys))
+        print(f"Stop testing; got log keys: {keys}")
 
     def on_predict_begin(self, logs=None):
         keys = list(logs.keys())
-        print("Start predicting; got log keys: {}".format(keys))
+        print(f"Start predicting; got log keys: {keys}")
 
     def on_predict_end(self, logs=None):
         keys = list(logs.keys())
-        print("Stop predicting; got log keys: {}".format(keys))
+        print(f"Stop predicting; got log keys: {keys}")
 
     def on_train_batch_begin(self, batch, logs=None):
         keys = list(logs.keys())
-        print("...Training: start of batch {}; got log keys: {}".format(batch, keys))
+        print(f"...Training: start of batch {batch}; got log keys: {keys}")
 
     def on_train_batch_end(self, batch, logs=None):
         keys = list(logs.keys())
-        print("...Training: end of batch {}; got log keys: {}".format(batch, keys))
+        print(f"...Training: end of batch {batch}; got log keys: {keys}")
 
     def on_test_batch_begin(self, batch, logs=None):
         keys = list(logs.keys())
-        print("...Evaluating: start of batch {}; got log keys: {}".format(batch, keys))
+        print(f"...Evaluating: start of batch {batch}; got log keys: {keys}")
 
     def on_test_batch_end(self, batch, logs=None):
         keys = list(logs.keys())
-        print("...Evaluating: end of batch {}; got log keys: {}".format(batch, keys))
+        print(f"...Evaluating: end of batch {batch}; got log keys: {keys}")
 
     def on_predict_batch_begin(self, batch, logs=None):
         keys = list(logs.keys())
-        print("...Predicting: start of batch {}; got log keys: {}".format(batch, keys))
+        print(f"...Predicting: start of batch {batch}; got log keys: {keys}")
 
     def on_predict_batch_end(self, batch, logs=None):
         keys = list(logs.keys())
-        print("...Predicting: end of batch {}; got log keys: {}".format(batch, keys))
+        print(f"...Predicting: end of batch {batch}; got log keys: {keys}")
 
 
 def main():

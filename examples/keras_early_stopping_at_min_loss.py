@@ -68,7 +68,7 @@ class EarlyStoppingAtMinLoss(keras.Callback):
     """
 
     def __init__(self, patience=0):
-        super(EarlyStoppingAtMinLoss, self).__init__()
+        super().__init__()
         self.patience = patience
         # best_weights to store the weights at which the minimum loss occurs.
         self.best_weights = None
@@ -98,7 +98,7 @@ class EarlyStoppingAtMinLoss(keras.Callback):
 
     def on_train_end(self, logs=None):
         if self.stopped_epoch > 0:
-            print("Epoch %05d: early stopping" % (self.stopped_epoch + 1))
+            print(f"Epoch {self.stopped_epoch + 1:05d}: early stopping")
 
 
 def main():

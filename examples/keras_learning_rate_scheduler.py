@@ -68,7 +68,7 @@ class CustomLearningRateScheduler(keras.Callback):
     """
 
     def __init__(self, schedule):
-        super(CustomLearningRateScheduler, self).__init__()
+        super().__init__()
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -80,7 +80,7 @@ class CustomLearningRateScheduler(keras.Callback):
         scheduled_lr = self.schedule(epoch, lr)
         # Set the value back to the optimizer before this epoch starts
         self.model.optimizer.lr = scheduled_lr
-        print("\nEpoch %05d: Learning rate is %6.4f." % (epoch, scheduled_lr))
+        print(f"\nEpoch {epoch:05d}: Learning rate is {scheduled_lr:6.4f}.")
 
 
 LR_SCHEDULE = [

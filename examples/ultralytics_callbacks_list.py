@@ -59,7 +59,7 @@ class CsvReport(hookline.Callback):
 
     def on_train_start(self, trainer):
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", newline="")
+        self.file = open(self.path, "w", newline="")  # noqa: SIM115 - closed at on_train_end
         self.writer = None
 
     def on_fit_epoch_end(self, trainer):

@@ -48,7 +48,7 @@ def main():
     model.add_callback("on_model_save", print_checkpoint_metrics)
 
     # Run model training on the digits, writing checkpoints under save_dir.
-    results = model.train(x, y, epochs=3, validation_split=0.2, save_dir=save_dir, verbose=0)
+    model.train(x, y, epochs=3, validation_split=0.2, save_dir=save_dir, verbose=0)
     print("checkpoints written to", save_dir)
 
 

@@ -54,7 +54,7 @@ def main():
 
     model.add_callback("on_predict_postprocess_end", save_on_object)
     results = model(x_test, stream=True, save=True, save_dir=save_dir, batch_size=batch_size)
-    for results in results:
+    for _ in results:  # a stream: iterating it runs the predictions
         pass
 
     predicted = model.predict(x_test).argmax(axis=1)

@@ -158,10 +158,10 @@ def train(config: dict[str, Any]) -> None:
 
 def _serve() -> None:
     import numpy  # noqa: F401
-    import torch._dynamo  # noqa: F401 - what the first optimizer imports (1.5 s)
+    import torch._dynamo  # what the first optimizer imports (1.5 s)
     import torch.utils.data  # noqa: F401
 
-    import hookline  # noqa: F401 - imported once, before forking
+    import hookline  # imported once, before forking
     import hookline.callbacks  # noqa: F401
     assert threading.active_count() == 1, "forking needs a single-threaded server"
 

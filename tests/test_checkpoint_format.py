@@ -16,7 +16,6 @@ import pytest
 import torch
 
 import hookline
-from hookline.files import checkpoint_writer
 from hookline.callbacks import BackupAndRestore
 from hookline.checkpoint import (
     FORMAT_VERSION,
@@ -34,6 +33,7 @@ from hookline.checkpoint import (
     verify_checkpoint,
     write_checkpoint,
 )
+from hookline.files import checkpoint_writer
 from hookline.resume import restore
 from hookline.testing import tiny_data, tiny_model
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import itertools
 import json
 import os
 import re
@@ -63,7 +64,7 @@ def _fresh_run(script: Path, base: Path) -> Run:
     try:
         done = subprocess.run([sys.executable, str(script), str(out)], cwd=base,
                               env=_environment(), capture_output=True, text=True,
-                              timeout=TIMEOUT_S)
+                              timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as error:
         return Run(-1, str(error.stdout or ""), f"timed out after {TIMEOUT_S}s", out)
     return Run(done.returncode, done.stdout, done.stderr, out)
@@ -119,9 +120,9 @@ def _serve(base: Path, scripts: list[Path]) -> None:
     """Import what every example imports, then run each in a forked child, WORKERS at once."""
     import sklearn.datasets  # noqa: F401
     import torch
-    import torch._dynamo  # noqa: F401  # what the first optimizer would import
+    import torch._dynamo  # what the first optimizer would import
 
-    import hookline  # noqa: F401
+    import hookline
     import hookline.keras  # noqa: F401
 
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # warm the optimizer path
@@ -253,12 +254,12 @@ def _loss_and_error(run: Run) -> None:
 @check("keras_early_stopping_at_min_loss")
 def _early_stopping(run: Run) -> None:
     losses = [float(match[2]) for kind, match in _loss_lines(run) if kind == "epoch"]
-    stopped = re.search(r"^Epoch (\d{5}): early stopping$", run.stdout, re.M)
+    stopped = re.search(r"^Epoch (\d{5}): early stopping$", run.stdout, re.MULTILINE)
     assert stopped, run.stdout
     epochs = int(stopped[1])
     assert epochs == len(losses) < 30
     assert losses[-1] >= min(losses[:-1]), "it stopped although the loss still fell"
-    assert all(later < earlier for earlier, later in zip(losses, losses[1:-1]))
+    assert all(later < earlier for earlier, later in itertools.pairwise(losses[:-1]))
     restoring = run.lines.index("Restoring model weights from the end of the best epoch.")
     assert restoring < run.lines.index(stopped[0])
     assert f"epochs run: {epochs} of 30;" in run.stdout
@@ -269,7 +270,7 @@ def _early_stopping(run: Run) -> None:
 
 @check("keras_learning_rate_scheduler")
 def _learning_rate_scheduler(run: Run) -> None:
-    rates = re.findall(r"^Epoch (\d{5}): Learning rate is ([\d.]+)\.$", run.stdout, re.M)
+    rates = re.findall(r"^Epoch (\d{5}): Learning rate is ([\d.]+)\.$", run.stdout, re.MULTILINE)
     schedule = {0: 0.1, 3: 0.05, 6: 0.01, 9: 0.005, 12: 0.001}
     expected, rate = [], 0.1
     for epoch in range(15):
@@ -300,7 +301,7 @@ def _class_callback(run: Run) -> None:
 
 @check("ultralytics_epoch_end_fitness")
 def _epoch_end_fitness(run: Run) -> None:
-    found = re.findall(r"^Epoch (\d) complete\. Current Fitness: (\S+)$", run.stdout, re.M)
+    found = re.findall(r"^Epoch (\d) complete\. Current Fitness: (\S+)$", run.stdout, re.MULTILINE)
     assert [epoch for epoch, _ in found] == ["1", "2", "3"]
     val_accuracy = ast.literal_eval(run.stdout.split("val_accuracy per epoch: ")[1].strip())
     # on_train_epoch_end fires before validation: the fitness is the previous epoch's
@@ -313,7 +314,7 @@ def _model_save_metrics(run: Run) -> None:
     from hookline.checkpoint import load_weights
 
     blocks = re.findall(r"^Model details\nBest fitness: (\S+), Loss names: (\[.*?\]), "
-                        r"Metrics: (\{.*?\}), Total loss: (\S+)$", run.stdout, re.M)
+                        r"Metrics: (\{.*?\}), Total loss: (\S+)$", run.stdout, re.MULTILINE)
     assert len(blocks) == 3, run.stdout
     best_so_far = 0.0
     for best, loss_names, metrics, total_loss in blocks:
@@ -417,7 +418,8 @@ def _detection_predict_frames(run: Run) -> None:
 def _callbacks_list(run: Run) -> None:
     import torch
 
-    epochs = re.findall(r"^epoch (\d)/6: loss ([\d.]+), val_accuracy ([\d.]+)$", run.stdout, re.M)
+    epochs = re.findall(r"^epoch (\d)/6: loss ([\d.]+), val_accuracy ([\d.]+)$", run.stdout,
+                        re.MULTILINE)
     assert [int(epoch) for epoch, _, _ in epochs] == list(range(1, 7))
     accuracies = [float(value) for _, _, value in epochs]
     saves = re.findall(r"saved the best weights so far \(fitness ([\d.]+)\)", run.stdout)
@@ -439,18 +441,18 @@ def _callbacks_list(run: Run) -> None:
 
 @check("optuna_search")
 def _optuna_search(run: Run) -> None:
-    summary = re.search(r"^trials: 8, complete: (\d+), pruned: (\d+)$", run.stdout, re.M)
+    summary = re.search(r"^trials: 8, complete: (\d+), pruned: (\d+)$", run.stdout, re.MULTILINE)
     assert summary, run.stdout
     complete, pruned = int(summary[1]), int(summary[2])
     assert complete + pruned == 8 and complete >= 2 and pruned >= 1, run.stdout
     stops = re.findall(r"^trial \d+: pruned after (\d+) of 8 epochs \(val_loss [\d.]+\)$",
-                       run.stdout, re.M)
+                       run.stdout, re.MULTILINE)
     assert len(stops) == pruned and all(1 <= int(epochs) < 8 for epochs in stops)
     finished = re.findall(r"^trial \d+: val_loss ([\d.]+), val_accuracy ([\d.]+) after 8 "
-                          r"epochs$", run.stdout, re.M)
+                          r"epochs$", run.stdout, re.MULTILINE)
     assert len(finished) == complete
     best = re.search(r"^best trial \d+: val_loss ([\d.]+) with lr=[\d.e+-]+, hidden=\d+, "
-                     r"dropout=[\d.e+-]+$", run.stdout, re.M)
+                     r"dropout=[\d.e+-]+$", run.stdout, re.MULTILINE)
     assert best, run.stdout
     assert float(best[1]) == min(float(loss) for loss, _ in finished)
     assert max(float(accuracy) for _, accuracy in finished) > 0.9
@@ -499,7 +501,7 @@ def _two_inputs(run: Run) -> None:
 def _gan_digits(run: Run) -> None:
     assert "optimizer steps 368, loss_names ['discriminator', 'generator']" in run.stdout
     epochs = re.findall(r"^epoch \d+: d_loss ([\d.]+) g_loss ([\d.]+) D\(real\) ([\d.]+) "
-                        r"D\(fake\) ([\d.]+)$", run.stdout, re.M)
+                        r"D\(fake\) ([\d.]+)$", run.stdout, re.MULTILINE)
     assert len(epochs) == 8, run.stdout
     # an adversarial game, not a collapse: neither side wins outright
     assert all(0.05 < float(real) < 0.95 and 0.05 < float(fake) < 0.95

@@ -153,7 +153,7 @@ def run_fresh(config: dict[str, Any]) -> int:
     run.mkdir(parents=True, exist_ok=True)
     with open(run / "child.log", "a") as log:
         return subprocess.run([sys.executable, str(CHILD), "run", json.dumps(config)],
-                              stdout=log, stderr=log, timeout=120).returncode
+                              stdout=log, stderr=log, timeout=120, check=False).returncode
 
 
 @dataclass

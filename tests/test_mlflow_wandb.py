@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -271,8 +272,9 @@ class SlowTrackingServer:
     """A tracking server on 127.0.0.1 speaking the few MLflow REST calls a run makes, each
     answered after ``delay`` seconds; stopped when the test leaves it."""
 
-    INFO = {"run_id": "r1", "run_uuid": "r1", "experiment_id": "1", "status": "RUNNING",
-            "start_time": 1, "artifact_uri": "", "lifecycle_stage": "active", "user_id": "u"}
+    INFO: ClassVar[dict[str, object]] = {
+        "run_id": "r1", "run_uuid": "r1", "experiment_id": "1", "status": "RUNNING",
+        "start_time": 1, "artifact_uri": "", "lifecycle_stage": "active", "user_id": "u"}
 
     def __init__(self, delay: float) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

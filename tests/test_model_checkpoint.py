@@ -234,7 +234,8 @@ def test_background_writes_leave_the_loop_before_the_disk(tmp_path, monkeypatch)
     monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", recording)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
     fit([checkpoint], epochs=2)
-    assert len(writers) == 4 and all(name.startswith("hookline-checkpoint-writer") for name in writers)
+    assert len(writers) == 4
+    assert all(name.startswith("hookline-checkpoint-writer") for name in writers)
     assert len(list(tmp_path.glob("*.pt"))) == 3  # two epochs and last.pt, all on disk
 
 

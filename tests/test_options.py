@@ -56,11 +56,11 @@ def test_number_strings_are_converted() -> None:
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"epochs": "5.0"}, r"Trainer\(epochs='5.0'\) is not allowed: epochs must be an integer "
-                        r">= 0; pass e.g. epochs=1"),
+    ({"epochs": "5.0"}, (r"Trainer\(epochs='5.0'\) is not allowed: epochs must be an integer "
+                         r">= 0; pass e.g. epochs=1")),
     ({"epochs": 2.0}, r"epochs must be an integer >= 0"),
-    ({"lr": "fast"}, r"Trainer\(lr='fast'\) is not allowed: lr must be a number >= 0 "
-                     r"\(the learning rate"),
+    ({"lr": "fast"}, (r"Trainer\(lr='fast'\) is not allowed: lr must be a number >= 0 "
+                      r"\(the learning rate")),
     ({"lr": "nan"}, r"lr must be a number >= 0"),
     ({"lr": -0.1}, r"lr must be a number >= 0"),
     ({"batch_size": "sixteen"}, r"batch_size must be an integer >= 1"),

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+from typing_extensions import Self
 
 from hookline import Callback, Trainer
 from hookline.callbacks import History, RemoteMonitor
@@ -201,7 +202,7 @@ class DribblingServer:
             except OSError:
                 return  # the client gave up
 
-    def __enter__(self) -> DribblingServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

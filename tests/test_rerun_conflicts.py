@@ -35,8 +35,8 @@ def interrupted(folder: Path, **options: Any) -> Path:
     ({"epochs": 2}, r"epochs=2 but the checkpoint's run had trained 2 of its 4 epochs"),
     ({"seed": 4}, r"seed=4 but the checkpoint's run used seed=3"),
     ({"accumulate": 2}, r"accumulate=2 but the checkpoint's run used accumulate=1"),
-    ({"steps_per_epoch": 5}, r"steps_per_epoch=5 but the checkpoint's run used "
-                             r"steps_per_epoch=None"),
+    ({"steps_per_epoch": 5}, (r"steps_per_epoch=5 but the checkpoint's run used "
+                              r"steps_per_epoch=None")),
 ])
 def test_a_conflicting_rerun_names_the_argument_and_deletes_nothing(
         tmp_path: Path, rerun: dict, message: str) -> None:

@@ -11,8 +11,14 @@ import torch
 
 import hookline
 from hookline.callbacks import EarlyStopping, OnExceptionCheckpoint
-from hookline.testing import Crash, RecordingCallback, ScriptedMetrics, crash_at, tiny_data, \
-    tiny_model
+from hookline.testing import (
+    Crash,
+    RecordingCallback,
+    ScriptedMetrics,
+    crash_at,
+    tiny_data,
+    tiny_model,
+)
 
 
 def make(callbacks: list[Any] = (), **options: Any) -> hookline.Trainer:
