@@ -94,7 +94,7 @@ def test_loss_returning_non_scalar():
     def per_sample(preds, targets):
         return torch.nn.functional.cross_entropy(preds, targets, reduction="none")
 
-    with pytest.raises(ValueError, match=r"the loss must return a scalar tensor, got \(4,\)"):
+    with pytest.raises(ValueError, match=r"the training step's loss must be a scalar tensor, got \(4,\)"):
         trainer(loss=per_sample).fit()
 
 

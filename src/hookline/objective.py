@@ -19,7 +19,7 @@ import torch
 
 from hookline.structure import Prediction, describe, loss_of, prediction_of
 
-__all__ = ["Objective", "explain_loss_error", "weighted_mean"]
+__all__ = ["Objective", "explain_loss_error", "unweighable_own_loss", "weighted_mean"]
 
 
 class Objective:
@@ -47,6 +47,8 @@ class Objective:
             raise TypeError(f"the model returned {describe(output)}, which holds no loss: "
                             f"pass loss= (e.g. loss='cross_entropy'), return a loss from the "
                             f"model (an output with .loss), or write a training step")
+        if loss is None and weight is not None:
+            raise unweighable_own_loss(output)
         if loss is None or target is None:
             if loss is not None and loss_of(output) is None:
                 raise ValueError(f"loss= was given but the batch has no target (the model got "
@@ -67,6 +69,15 @@ class Objective:
         if self._per_sample is None:
             self._per_sample = _per_sample(self.loss)
         return self._per_sample
+
+
+def unweighable_own_loss(output: Any) -> TypeError:
+    """The error for sample weights on a model that computes its own loss: its loss never
+    sees them, and an unweighted mean where weights were given is a silent wrong result."""
+    return TypeError(f"the batch has sample weights, but there is no loss= and the model "
+                     f"computes its own loss ({describe(output)}), which never sees them: "
+                     f"pass loss= (which weighs samples), or leave sample_weight out of the "
+                     f"batch")
 
 
 _NO_TARGET = ("give batches with targets ((x, y), or a dict with target_key's entry), or "

@@ -30,15 +30,18 @@ import torch
 
 from hookline.structure import describe
 
-__all__ = ["StepOutput", "read_step_output", "resolve_step"]
+__all__ = ["StepOutput", "not_scalar", "parts_changed", "read_step_output", "resolve_step"]
 
 _NOT_LOSS = frozenset({"preds", "logits", "target", "sample_weight", "logs"})
 
 
-def resolve_step(engine: Any, name: str, given: Callable[..., Any] | None,
-                 base: type) -> tuple[Callable[[Any], Any], bool]:
+def resolve_step(engine: Any, name: str, given: Callable[..., Any] | None, base: type,
+                 batch_index: Callable[[], int] | None = None
+                 ) -> tuple[Callable[[Any], Any], bool]:
     """``(step, is_custom)`` for phase ``name`` ("training_step", "validation_step",
-    "predict_step") of ``engine``, whose default implementation lives on class ``base``."""
+    "predict_step") of ``engine``, whose default implementation lives on class ``base``.
+    ``batch_index()`` is the phase's batch index a model's ``step(batch, batch_idx)`` is
+    given (default ``engine.batch_i``): the trainer's validation passes its validator's."""
     if given is not None:
         if not callable(given):
             raise TypeError(f"{name}= must be a function f(engine, batch), got {given!r}")
@@ -48,7 +51,9 @@ def resolve_step(engine: Any, name: str, given: Callable[..., Any] | None,
     declared = getattr(engine.model, name, None)
     if callable(declared):
         if _positional_count(declared) >= 2:
-            return lambda batch: declared(batch, engine.batch_i), True
+            if batch_index is None:
+                return lambda batch: declared(batch, engine.batch_i), True
+            return lambda batch: declared(batch, batch_index()), True
         return declared, True
     return getattr(engine, name), False
 
@@ -65,14 +70,15 @@ def _positional_count(fn: Callable[..., Any]) -> int:
 class StepOutput:
     """A step's return value read by the rule above."""
 
-    __slots__ = ("extras", "logs", "loss", "parts", "preds", "target")
+    __slots__ = ("extras", "logs", "loss", "parts", "preds", "sample_weight", "target")
 
     def __init__(self, loss: Any, parts: dict[str, torch.Tensor] | None = None,
                  preds: Any = None, target: Any = None, extras: dict[str, Any] | None = None,
-                 logs: Mapping[str, Any] | None = None) -> None:
+                 logs: Mapping[str, Any] | None = None, sample_weight: Any = None) -> None:
         self.loss, self.parts, self.preds, self.target = loss, parts, preds, target
         self.extras = extras or {}
         self.logs = logs
+        self.sample_weight = sample_weight
 
 
 def read_step_output(value: Any, phase: str = "training") -> StepOutput:
@@ -115,6 +121,23 @@ def _read_mapping(value: Mapping[str, Any], phase: str) -> StepOutput:
             raise TypeError(f"the {phase} step returned {describe(value)}: a dict needs a "
                             f"'loss' entry or named scalar losses to add up")
         loss = functools.reduce(lambda total, part: total + part, parts.values())
-    elif not parts:
-        return StepOutput(loss, None, preds, value.get("target"), extras, logs)
-    return StepOutput(loss, parts, preds, value.get("target"), extras, logs)
+    return StepOutput(loss, parts or None, preds, value.get("target"), extras, logs,
+                      value.get("sample_weight"))
+
+
+def parts_changed(before: list[str], now: list[str], phase: str = "training") -> ValueError:
+    """The error for a step whose named loss parts differ from an earlier step's."""
+    return ValueError(f"the {phase} step returned loss parts {now} after {before}; return "
+                      f"the same named parts at every step (their means are logged per "
+                      f"epoch)")
+
+
+def not_scalar(loss: Any, phase: str = "training") -> Exception:
+    """The error for a step's loss that is not a scalar tensor."""
+    if not isinstance(loss, torch.Tensor):
+        return TypeError(f"the {phase} step's loss must be a scalar tensor, got "
+                         f"{type(loss).__name__}; return a torch.Tensor (e.g. "
+                         f"torch.nn.functional.mse_loss(...))")
+    return ValueError(f"the {phase} step's loss must be a scalar tensor, got "
+                      f"{tuple(loss.shape)}; reduce it (e.g. .mean(), or reduction='mean' on "
+                      f"a torch loss)")

@@ -31,7 +31,7 @@ from hookline.engine.base import (
 )
 from hookline.engine.optimizers import OptimizerSet
 from hookline.engine.schedule import Schedule, batch_limit
-from hookline.engine.steps import read_step_output, resolve_step
+from hookline.engine.steps import not_scalar, parts_changed, read_step_output, resolve_step
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_model_hooks
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
@@ -232,6 +232,11 @@ class Trainer(Engine):
         check_model_hooks(model, optimizer=optimizer)
         self.optimizer_set = OptimizerSet.build(
             optimizer, lambda spec: self._build_optimizer(spec, lr), optimizer_frequencies)
+        if accumulate > 1 and not automatic_optimization:
+            raise ValueError(f"accumulate={accumulate} needs automatic_optimization=True: with "
+                             f"a manual step, the step decides when to call "
+                             f"trainer.step_optimizer(); accumulate there (e.g. every "
+                             f"{accumulate}th batch) and leave accumulate=1")
         if accumulate > 1 and max(self.optimizer_set.frequencies) > 1:
             raise ValueError("optimizer_frequencies and accumulate > 1 do not combine: an "
                              "optimizer that skips batches has nothing to accumulate over them")
@@ -291,6 +296,7 @@ class Trainer(Engine):
         # the structure of the model's inputs, from fit's first call (hookline.signature)
         self.input_signature: dict[str, Any] | None = None
         self._loss_names_fixed = False
+        self._forward_fired = False  # the default step fired on_after_forward this batch
         self._training_step: Callable[[Any], Any] = self.training_step
         self._custom_training_step = False
         self.epoch_rng_state: torch.Tensor | None = None
@@ -399,6 +405,7 @@ class Trainer(Engine):
     def validate(self, data: Any = None) -> dict[str, float]:
         """Evaluate on ``data`` (default: val_data); returns metrics without the val_ prefix."""
         place_model(self.model, self.device)
+        self._use_validation_step()
         return self._run_top_level(lambda: self.validator.run(data))
 
     def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
@@ -450,6 +457,7 @@ class Trainer(Engine):
         self.stop, self.stop_reason = False, ""
         self.phase, self.resumed, self._resume_point = Phase.SETUP, False, None
         self.loss_parts, self.loss_names, self._loss_names_fixed = None, ["loss"], False
+        self.epoch = self.start_epoch  # not the last fit's: on_train_start reads it
         self.run_id = distributed.new_run_id()  # rank 0's on every rank; a resume puts
         # back the run's own id
         if self.args.seeded:
@@ -500,9 +508,16 @@ class Trainer(Engine):
         self._setup_compile()
         self._training_step, self._custom_training_step = resolve_step(
             self, "training_step", self._given_steps["training_step"], Trainer)
+        self._use_validation_step()
+
+    def _use_validation_step(self) -> None:
+        """Give the validator this trainer's validation step (when it is not the default),
+        for passes inside fit and ``validate()`` before any fit alike."""
+        validator = self.validator
         validation_step, custom = resolve_step(
-            self, "validation_step", self._given_steps["validation_step"], Trainer)
-        self.validator.use_step(validation_step if custom else None)
+            self, "validation_step", self._given_steps["validation_step"], Trainer,
+            batch_index=lambda: validator.batch_i)
+        validator.use_step(validation_step if custom else None)
 
     def _setup_compile(self) -> None:
         """Compile the forward the steps call; ``self.model`` stays the plain module, so every
@@ -544,6 +559,7 @@ class Trainer(Engine):
             prediction_of(output, self.args.prediction)
         self.target, self.sample_weight = target, weight
         if self.callbacks.handlers["on_after_forward"]:
+            self._forward_fired = True  # a custom step wrapping this one: fired once
             self.callbacks.fire("on_after_forward", self)
         direct = self.objective.direct
         if direct is not None and weight is None and target is not None and \
@@ -651,23 +667,26 @@ class Trainer(Engine):
             else:
                 if custom:
                     self.outputs = self.preds = self.target = self.sample_weight = None
+                    self._forward_fired = False
                 if amp is None:
                     result = step(batch)
                 else:
                     with amp:
                         result = step(batch)
-                if custom and on_after_forward:
-                    fire("on_after_forward", self)
+                if custom and on_after_forward and not self._forward_fired:
+                    fire("on_after_forward", self)  # unless the step called the default one
                 if type(result) is torch.Tensor:
                     loss = result
                     if self.loss_parts is not None:
-                        raise _parts_changed(self.loss_names, ["loss"])
+                        raise parts_changed(self.loss_names, ["loss"])
+                    if self.step_extras:
+                        self.step_extras = {}  # an earlier step's dict entries
                     if loss.ndim:
-                        raise _not_scalar(loss)
+                        raise not_scalar(loss)
                 else:
                     loss = self._read_output(result)
                     if getattr(loss, "ndim", None) != 0:
-                        raise _not_scalar(loss)
+                        raise not_scalar(loss)
                 self.loss = loss
                 if check_finite and not torch.isfinite(loss):
                     raise NonFiniteLossError.at(self, loss, batch)
@@ -722,18 +741,25 @@ class Trainer(Engine):
         names = list(output.parts) if output.parts is not None else ["loss"]
         if names != self.loss_names:
             if self._loss_names_fixed or self.epoch_losses:
-                raise _parts_changed(self.loss_names, names)
+                raise parts_changed(self.loss_names, names)
             self.loss_names = names
         self._loss_names_fixed = True
         self.loss_parts = output.parts
+        self._take_step_output(output)
+        return output.loss
+
+    def _take_step_output(self, output: Any) -> None:
+        """What a step returned besides its loss: preds, target and sample weights for
+        metrics, extras, and its logs."""
         if output.preds is not None:
             self.preds = output.preds
         if output.target is not None:
             self.target = output.target
+        if output.sample_weight is not None:
+            self.sample_weight = output.sample_weight
         self.step_extras = output.extras
         if output.logs is not None:
             self.step_logs = dict(output.logs)
-        return output.loss
 
     def _record_parts(self, loss: torch.Tensor) -> torch.Tensor:
         """One row ``[total, *parts]`` for the epoch's running means; ``loss_items`` = parts."""
@@ -762,13 +788,18 @@ class Trainer(Engine):
                 with amp:
                     if custom:
                         self.outputs = self.preds = self.target = self.sample_weight = None
+                        self._forward_fired = False
                     result = self._training_step(batch)
-                if custom and handlers["on_after_forward"]:
+                if custom and handlers["on_after_forward"] and not self._forward_fired:
                     fire("on_after_forward", self)
-                loss = result if type(result) is torch.Tensor else \
-                    read_step_output(result).loss
+                if type(result) is torch.Tensor:
+                    loss = result
+                else:
+                    output = read_step_output(result)
+                    self._take_step_output(output)
+                    loss = output.loss
                 if getattr(loss, "ndim", None) != 0:
-                    raise _not_scalar(loss)
+                    raise not_scalar(loss)
                 self.loss = loss
                 if self.args.check_finite and not torch.isfinite(loss):
                     raise NonFiniteLossError.at(self, loss, batch)
@@ -980,20 +1011,6 @@ def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:
 
 
 _PAIRS = (tuple, list)
-
-
-def _parts_changed(before: list[str], now: list[str]) -> ValueError:
-    return ValueError(f"the training step returned loss parts {now} after {before}; return "
-                      f"the same named parts at every step (their running means are logged "
-                      f"per epoch)")
-
-
-def _not_scalar(loss: Any) -> Exception:
-    if not isinstance(loss, torch.Tensor):
-        return TypeError(f"the loss must return a scalar tensor, got {type(loss).__name__}; "
-                         f"return a torch.Tensor (e.g. torch.nn.functional.mse_loss(...))")
-    return ValueError(f"the loss must return a scalar tensor, got {tuple(loss.shape)}; reduce "
-                      f"it (e.g. .mean(), or reduction='mean' on a torch loss)")
 
 
 def _batch_count(batches: Any, limit: int | None) -> int | None:

@@ -11,10 +11,10 @@ from torch import nn
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
 from hookline.engine.schedule import batch_limit
-from hookline.engine.steps import read_step_output, resolve_step
+from hookline.engine.steps import not_scalar, parts_changed, read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
-from hookline.objective import Objective, explain_loss_error
-from hookline.structure import Prediction, prediction_of, unpack_batch
+from hookline.objective import Objective, explain_loss_error, unweighable_own_loss
+from hookline.structure import Prediction, loss_of, prediction_of, unpack_batch
 
 __all__ = ["Validator"]
 
@@ -66,6 +66,7 @@ class Validator(Engine):
         self.loss: torch.Tensor | None = None
         self.loss_parts: dict[str, torch.Tensor] | None = None
         self.loss_names = ["loss"]
+        self.step_logs: dict[str, Any] = {}  # a step's 'logs' entry: logged as the pass's
         self.metrics: dict[str, float] = {}
         self.args.batch_size = batch_size
         self.args.device = self.device
@@ -102,6 +103,8 @@ class Validator(Engine):
                     explain_loss_error(error, output, target)
                     raise
             return self.objective(output, target, weight)
+        if weight is not None and not tensor and loss_of(output) is not None:
+            raise unweighable_own_loss(output)
         return None if tensor else output  # its own loss, if it has one
 
     def validate(self, data: Any = None) -> dict[str, float]:
@@ -128,7 +131,8 @@ class Validator(Engine):
         was_training = model.training
         metric_set.to(device)
         metric_set.reset()
-        self.loss_names = ["loss"]
+        self.loss_names, self.step_logs = ["loss"], {}
+        first_parts: list[str] | None = None
         fire("on_val_start", self)
         model.eval()
         try:
@@ -148,7 +152,15 @@ class Validator(Engine):
                     if type(result) is torch.Tensor:  # the loss itself: nothing to read
                         self.loss_parts = None
                     else:
-                        loss = self._read(result)
+                        loss = self._read(result, custom)
+                    if loss is not None and getattr(loss, "ndim", None) != 0:
+                        raise not_scalar(loss, "validation")
+                    parts = None if self.loss_parts is None else list(self.loss_parts)
+                    if batch_i == 0:
+                        first_parts = parts
+                    elif parts != first_parts:
+                        raise parts_changed(first_parts or ["loss"], parts or ["loss"],
+                                            "validation")
                     self.loss = loss
                     metric_set.update(self.preds, self.target, loss, self.sample_weight,
                                       self.loss_parts)
@@ -160,6 +172,8 @@ class Validator(Engine):
             raise ValueError("val_data yielded no batches; pass at least one batch")
         self.loss_names = metric_set.part_names or ["loss"]
         self.metrics = metric_set.compute()
+        for name, value in self.step_logs.items():  # the last step's, as in training
+            self.metrics.setdefault(str(name), float(value))
         fire("on_val_end", self)
         return self.metrics
 
@@ -171,8 +185,9 @@ class Validator(Engine):
             return step
         return self.validation_step
 
-    def _read(self, result: Any) -> torch.Tensor | None:
-        """The loss of a step result (None when there is none: metrics only)."""
+    def _read(self, result: Any, custom: bool) -> torch.Tensor | None:
+        """The loss of a step result (None when there is none: metrics only). The default
+        step's model output may hold no loss; a custom step's result must be readable."""
         self.loss_parts = None
         if type(result) is torch.Tensor:
             return result
@@ -181,7 +196,7 @@ class Validator(Engine):
         try:
             output = read_step_output(result, "validation")
         except TypeError:
-            if self.loss_fn is None and not self.metric_set.names:
+            if custom or self.loss_fn is None and not self.metric_set.names:
                 raise
             return None  # an output without a loss: metrics are computed, no val_loss
         self.loss_parts = output.parts
@@ -189,4 +204,8 @@ class Validator(Engine):
             self.preds = output.preds
         if output.target is not None:
             self.target = output.target
+        if output.sample_weight is not None:
+            self.sample_weight = output.sample_weight
+        if output.logs is not None:
+            self.step_logs = dict(output.logs)
         return output.loss  # type: ignore[no-any-return]
