@@ -57,6 +57,7 @@ from workloads import WORKLOADS, make_data, make_torch_model
 from hookline.engine.base import SIGNALS
 from hookline.engine.trainer import Trainer
 from hookline.run_state import Phase
+from hookline.structure import sample_count
 
 BATCH, FEATURES = 8, 4
 LEARNING_RATE = 0.01
@@ -152,7 +153,7 @@ def _raw_epoch(self: Trainer, epoch: int) -> None:
     """The raw loop's code as the trainer's epoch (the phase set, as the trainer's own epoch
     sets it: the first call's signature hook removes itself only in the training phase)."""
     model, optimizer, loss_fn = self.model, self.optimizer, self.loss_fn
-    self.phase, self.epoch_losses = Phase.TRAIN, []
+    self.phase, self.epoch_losses, self.epoch_sizes = Phase.TRAIN, [], []
     model.train()
     for x, y in self.train_data.epoch(epoch):
         optimizer.zero_grad(set_to_none=True)
@@ -165,7 +166,7 @@ def _raw_epoch(self: Trainer, epoch: int) -> None:
 def _step_epoch(self: Trainer, epoch: int) -> None:
     """The trainer's default step, in a loop that does nothing else."""
     optimizer, step = self.optimizer, self._training_step
-    self.phase, self.epoch_losses = Phase.TRAIN, []
+    self.phase, self.epoch_losses, self.epoch_sizes = Phase.TRAIN, [], []
     self.forward_model.train()
     for batch in self.train_data.epoch(epoch):
         loss = step(batch)
@@ -179,7 +180,8 @@ def _minimal_epoch(self: Trainer, epoch: int) -> None:
     """The fewest per-batch lines that keep what callbacks read and SIGTERM's handling."""
     optimizer, step, signals = self.optimizer, self._training_step, SIGNALS
     losses: list[float] = []
-    self.phase, self.epoch_losses, self.step_logs = Phase.TRAIN, losses, {}
+    sizes: list[int] = []
+    self.phase, self.epoch_losses, self.epoch_sizes, self.step_logs = Phase.TRAIN, losses, sizes, {}
     self.forward_model.train()
     self.callbacks.fire("on_train_epoch_start", self)
     for batch_i, batch in enumerate(self.train_data.epoch(epoch)):
@@ -195,6 +197,7 @@ def _minimal_epoch(self: Trainer, epoch: int) -> None:
         optimizer.zero_grad(set_to_none=True)
         signals.critical = False
         losses.append(loss.item())
+        sizes.append(sample_count(batch))
         if signals.pending:
             signals.raise_pending()
 

@@ -243,3 +243,26 @@ def test_legacy_batch_names_run_with_the_new_ones():
 
     make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Both()])
     assert seen == [("new", 0), ("legacy", 0), ("new", 1), ("legacy", 1)]
+
+
+def test_string_metric_names_are_the_keys_keras_logs_them_under():
+    x = torch.randn(16, 3)
+    y = torch.randn(16, 1)
+    model = hookline.Model(torch.nn.Linear(3, 1), optimizer="sgd", loss="mse",
+                           metrics=["mae", "mse"])
+    history = model.fit(x, y, epochs=1, validation_split=0.25, verbose=0)
+    assert sorted(history.history) == ["loss", "mae", "mse", "val_loss", "val_mae", "val_mse"]
+
+
+def test_class_weight_weighs_training_not_the_rows_validation_split_holds_out():
+    x, y = tiny_data(samples=12)
+    weights = {0: 5.0, 1: 0.1, 2: 3.0}
+
+    def val_loss(x, y, **fit_options):
+        torch.manual_seed(0)
+        model = hookline.Model(tiny_model(), optimizer="sgd", loss="cross_entropy", metrics=[])
+        return model.fit(x, y, epochs=1, verbose=0, shuffle=False, class_weight=weights,
+                         **fit_options).history["val_loss"][0]
+    split = val_loss(x, y, validation_split=0.25)
+    assert split == pytest.approx(val_loss(x[:9], y[:9], validation_data=(x[9:], y[9:])),
+                                  rel=1e-6)

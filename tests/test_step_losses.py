@@ -52,9 +52,9 @@ def test_floats_stack_exactly_and_rows_stay_tensors() -> None:
     float32 = torch.tensor([0.1, 2.5, 1e-8], dtype=torch.float32)
     values = float32.tolist()  # what loss.item() gives for each
     assert torch.equal(stacked(values).to(torch.float32), float32)  # float64 loses nothing
-    assert math.isclose(RunningMeans().of(values).item(), sum(values) / 3, rel_tol=1e-15)
+    assert math.isclose(RunningMeans().of(values, [8, 8, 8]).item(), sum(values) / 3, rel_tol=1e-15)
     rows = [torch.tensor([1.0, 0.5, math.nan]), torch.tensor([3.0, 1.5, 2.0])]
-    assert torch.equal(RunningMeans().of(rows), torch.tensor([2.0, 1.0, 2.0]))  # NaN left out
+    assert torch.equal(RunningMeans().of(rows, [4, 4]), torch.tensor([2.0, 1.0, 2.0]))  # NaN left out
     assert restored(stacked(values), torch.device("cpu")) == values
     on_meta = restored(stacked(values), torch.device("meta"))  # any device but the CPU
     assert [value.device.type for value in on_meta] == ["meta"] * 3
@@ -103,10 +103,11 @@ def test_reading_the_running_mean_every_step_reads_each_step_once() -> None:
     since the last read, not re-read the epoch: that was quadratic in steps per epoch."""
     for first, later in ((0.5, 1.5), (torch.tensor([0.5, 0.25]), torch.tensor([1.5, 0.75]))):
         CountedList.read = 0
-        means, losses = RunningMeans(), CountedList([first])
+        means, losses, sizes = RunningMeans(), CountedList([first]), [32]
         for step in range(2, 201):
             losses.append(later)
-            found = means.of(losses)
+            sizes.append(32)
+            found = means.of(losses, sizes)
         assert CountedList.read == 200  # re-reading the epoch on every read: 20,100
         expected = (first + 199 * later) / 200
         assert torch.allclose(found, torch.as_tensor(expected, dtype=found.dtype))
@@ -134,14 +135,47 @@ def test_running_means_start_again_for_a_new_record_and_leave_nan_parts_out() ->
     means = RunningMeans()
     rows = [torch.tensor([1.0, 0.5, math.nan])]
     # a part no step has a value for yet reads NaN
-    assert torch.allclose(means.of(rows), torch.tensor([1.0, 0.5, math.nan]), equal_nan=True)
+    assert torch.allclose(means.of(rows, [8] * len(rows)), torch.tensor([1.0, 0.5, math.nan]), equal_nan=True)
     rows.append(torch.tensor([3.0, 1.5, 2.0]))
     rows.append(torch.tensor([5.0, math.nan, 4.0]))
-    found = means.of(rows)
+    found = means.of(rows, [8] * len(rows))
     assert found.dtype == torch.float32
     assert torch.allclose(found, torch.tensor([3.0, 1.0, 3.0]))
-    assert means.of([2.0, 4.0]).item() == 3.0  # the next epoch's list: sums start again
+    assert means.of([2.0, 4.0], [8, 8]).item() == 3.0  # the next epoch's list: sums start again
     shorter = [7.0]
-    assert means.of(shorter).item() == 7.0
+    assert means.of(shorter, [8] * len(shorter)).item() == 7.0
     shorter.append(9.0)
-    assert means.of(shorter).item() == 8.0
+    assert means.of(shorter, [8] * len(shorter)).item() == 8.0
+
+
+def test_the_means_weigh_each_step_by_its_batch_size() -> None:
+    """An epoch's mean is over samples (Keras', Lightning's): a short last batch weighs what
+    it holds, on floats and on rows of parts alike, read at once or a step at a time."""
+    values, sizes = [1.0, 2.0, 4.0], [4, 4, 2]
+    expected = (1.0 * 4 + 2.0 * 4 + 4.0 * 2) / 10
+    assert RunningMeans().of(values, sizes).item() == pytest.approx(expected, rel=1e-15)
+    stepwise, losses = RunningMeans(), []
+    for value in values:
+        losses.append(value)
+        found = stepwise.of(losses, sizes[:len(losses)])
+    assert found.item() == pytest.approx(expected, rel=1e-15)
+    rows = [torch.tensor([1.0, 0.5, math.nan]), torch.tensor([3.0, 1.5, 2.0]),
+            torch.tensor([5.0, 2.5, 4.0])]
+    weighted = RunningMeans().of(rows, [4, 4, 2])
+    assert torch.allclose(weighted, torch.tensor([(4 + 12 + 10) / 10, (2 + 6 + 5) / 10,
+                                                  (8 + 8) / 6]))
+    with pytest.raises(RuntimeError, match="2 batch sizes for 3 losses"):
+        RunningMeans().of(values, sizes[:2])
+
+
+def test_the_epoch_loss_is_the_datasets_mean_loss_like_val_loss() -> None:
+    x, y = tiny_data(samples=10)
+    frozen = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                              val_data=(x, y), batch_size=4, epochs=1, verbose=0, shuffle=False,
+                              optimizer=lambda parameters: torch.optim.SGD(parameters, lr=0.0),
+                              metrics=None)
+    metrics = frozen.fit()
+    with torch.no_grad():
+        true_mean = float(torch.nn.functional.cross_entropy(frozen.model(x), y))
+    assert metrics["loss"] == pytest.approx(true_mean, rel=1e-6)  # batches of 4, 4 and 2
+    assert metrics["val_loss"] == pytest.approx(true_mean, rel=1e-6)

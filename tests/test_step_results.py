@@ -225,3 +225,17 @@ def test_step_extras_hold_only_the_latest_steps_entries():
 def test_accumulate_with_a_manual_step_is_an_error():
     with pytest.raises(ValueError, match="accumulate=4 needs automatic_optimization=True"):
         trainer(training_step=constant_loss(1.0), automatic_optimization=False, accumulate=4)
+
+
+def test_a_custom_validation_steps_loss_weighs_each_batch_by_its_size():
+    x, y = tiny_data(samples=10)  # batches of 4, 4 and 2
+    model = tiny_model()
+
+    def only_loss(engine: Any, batch: Any) -> torch.Tensor:
+        inputs, target = batch
+        return nn.functional.cross_entropy(engine.model(inputs), target)
+    built = hookline.Trainer(model, loss="cross_entropy", val_data=(x, y), train_data=(x, y),
+                             validation_step=only_loss, batch_size=4, verbose=0, metrics=None)
+    with torch.no_grad():
+        true_mean = float(nn.functional.cross_entropy(model(x), y))
+    assert built.validate()["loss"] == pytest.approx(true_mean, rel=1e-6)

@@ -525,8 +525,9 @@ class Model:
         ``Trainer(resume=...)``); ``BackupAndRestore`` in ``callbacks`` does it automatically.
         """
         weights = _class_weights(y, class_weight, sample_weight)
+        # class_weight weighs training alone: held-out rows keep only their sample_weight
         train_data, val_data = _split_validation(x, y, validation_split, validation_data,
-                                                 weights)
+                                                 weights, sample_weight)
         if self._overrides("train_step"):
             trainer_options.setdefault("training_step", self._step_adapter("train_step"))
             trainer_options.setdefault("automatic_optimization", False)
@@ -709,8 +710,9 @@ def _take(data: Any, part: slice) -> Any:
 
 
 def _split_validation(x: Any, y: Any, split: float, validation_data: Any,
-                      sample_weight: Any = None) -> tuple[Any, Any]:
-    """Keras' validation_split: the last ``split`` share of the arrays, taken before shuffling."""
+                      sample_weight: Any = None, val_weight: Any = None) -> tuple[Any, Any]:
+    """Keras' validation_split: the last ``split`` share of the arrays, taken before shuffling;
+    training weighs by ``sample_weight``, the held-out share by ``val_weight``."""
     if isinstance(split, bool) or not isinstance(split, (int, float)):
         raise TypeError(f"validation_split must be a float in (0, 1), got {split!r}")
     if split and not 0.0 < split < 1.0:
@@ -734,4 +736,5 @@ def _split_validation(x: Any, y: Any, split: float, validation_data: Any,
     cut = int(size * (1.0 - split))
     if cut <= 0 or cut >= size:
         raise ValueError(f"validation_split={split} leaves an empty set with {size} samples")
-    return _take(data, slice(None, cut)), _take(data, slice(cut, None))
+    held_out = data if val_weight is sample_weight else _pair(x, y, val_weight)
+    return _take(data, slice(None, cut)), _take(held_out, slice(cut, None))

@@ -146,7 +146,7 @@ def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tupl
             if key not in _METRICS:
                 raise ValueError(f"unknown metric {metric!r}; use one of {sorted(_METRICS)}, "
                                  f"a callable metric(preds, targets) or a torchmetrics metric")
-            resolved.append((metric if metric in _METRICS else key, _METRICS[key]))
+            resolved.append((metric, _METRICS[key]))  # Keras: the name given is the key
         elif all(callable(getattr(metric, name, None)) for name in ("update", "compute",
                                                                      "reset")):
             resolved.append((getattr(metric, "name", None) or _snake(type(metric).__name__),
@@ -216,16 +216,20 @@ class MetricSet:
 
     def update(self, preds: Any, targets: Any, loss: torch.Tensor | None,
                weight: torch.Tensor | None = None,
-               parts: dict[str, torch.Tensor] | None = None) -> None:
+               parts: dict[str, torch.Tensor] | None = None,
+               samples: int | None = None) -> None:
+        """Add one batch. The loss (a batch mean) weighs ``samples``, the batch's size
+        (default: the predictions'), so the pass's loss is a mean over samples."""
         size = len(preds) if isinstance(preds, torch.Tensor) and preds.dim() else 1
         self.count += size
         if loss is not None:
-            self.loss_count += size
-            self._loss_sum = _accumulate(self._loss_sum, loss, size)
+            loss_weight = size if samples is None else samples
+            self.loss_count += loss_weight
+            self._loss_sum = _accumulate(self._loss_sum, loss, loss_weight)
             if parts:
                 for name, value in parts.items():
                     self._part_sums[name] = _accumulate(self._part_sums.get(name, 0.0), value,
-                                                        size)
+                                                        loss_weight)
         if not (self.metrics or self.weighted) or preds is None or targets is None:
             return
         self.metric_count += size

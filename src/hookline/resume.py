@@ -232,7 +232,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
         # mid-epoch: the rest of the epoch is positioned when it starts
         trainer._resume_point = ResumePoint(
             batches_done=run.batches_done, batches_complete=run.batches_complete,
-            losses=run.epoch_losses, train_metrics=run.train_metrics,
+            losses=run.epoch_losses, sizes=run.epoch_sizes, train_metrics=run.train_metrics,
             rng=payload["rng"], epoch_rng=run.epoch_rng)
     if start_epoch >= trainer.epochs:
         warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
@@ -387,6 +387,7 @@ class ResumePoint:
     batches_done: int
     batches_complete: bool
     losses: torch.Tensor
+    sizes: torch.Tensor  # the batch size of each of those losses' steps
     train_metrics: dict[str, Any] | None
     rng: dict[str, Any]
     epoch_rng: torch.Tensor | None
@@ -394,6 +395,7 @@ class ResumePoint:
     def continue_epoch(self, trainer: Any, epoch: int) -> Iterator[Any] | None:
         """The remaining batches of ``epoch`` (None when its batches were all done)."""
         trainer.epoch_losses.extend(restored(self.losses, trainer.device))
+        trainer.epoch_sizes.extend(int(size) for size in self.sizes.tolist())
         _load_metric_set(trainer.train_metric_set, self.train_metrics, trainer.device)
         epoch_rng = self.epoch_rng if self.epoch_rng is not None else self.rng["torch"]
         trainer.epoch_rng_state = epoch_rng

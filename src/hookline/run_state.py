@@ -58,6 +58,7 @@ class RunState:
     batches_done: int
     step: int
     epoch_losses: torch.Tensor  # the epoch's per-step losses so far, stacked
+    epoch_sizes: torch.Tensor  # each of those steps' batch size (the means weigh by it)
     loss_names: list[str]
     epoch_rng: torch.Tensor | None  # torch's RNG state the epoch's data order came from
     train_metrics: dict[str, Any] | None
@@ -93,6 +94,7 @@ class RunState:
             epoch=int(trainer.epoch), epochs=int(trainer.epochs), phase=phase,
             batches_done=len(losses), step=int(trainer.step),
             epoch_losses=stacked(losses) if losses else torch.empty(0),
+            epoch_sizes=torch.tensor(trainer.epoch_sizes, dtype=torch.int64),
             loss_names=[str(name) for name in trainer.loss_names],
             epoch_rng=trainer.epoch_rng_state,
             train_metrics=metric_set.state_dict() if metric_set is not None else None,
@@ -131,6 +133,13 @@ class RunState:
                 source, f"{where} records an unknown phase {values['phase']!r}; known: "
                         f"{', '.join(phase.value for phase in Phase)}") from None
         values["args"] = RunArgs(**values["args"])
+        losses, sizes = values["epoch_losses"], values["epoch_sizes"]
+        if not (isinstance(losses, torch.Tensor) and isinstance(sizes, torch.Tensor)
+                and sizes.dim() == 1 and len(sizes) == len(losses)):
+            raise CorruptCheckpointError(
+                source, f"{where}'s run state does not record one batch size per recorded "
+                        f"step loss: it was altered since it was written; start a new run or "
+                        f"resume from another checkpoint")
         return cls(**values)
 
     def apply(self, trainer: Any, start_epoch: int) -> None:

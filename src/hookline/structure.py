@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["TARGET_KEYS", "loss_of", "prediction_of", "unpack_batch"]
+__all__ = ["TARGET_KEYS", "loss_of", "prediction_of", "sample_count", "unpack_batch"]
 
 Tensor = torch.Tensor
 
@@ -42,6 +42,30 @@ _RULES = ("a batch is (x, y), (x, y, sample_weight), ((a, b), y) for several inp
           "or x alone")
 
 Unpacked = tuple[tuple[Any, ...], dict[str, Any], Any, Any]
+
+
+def sample_count(batch: Any) -> int:
+    """The samples in ``batch``: the first dimension of its first tensor (Keras' rule), 1
+    when it holds none. An epoch's loss and ``val_loss`` are means over samples, so a short
+    last batch weighs what it holds."""
+    if type(batch) in (tuple, list) and batch:
+        first = batch[0]
+        if type(first) is Tensor and first.ndim:
+            return int(first.shape[0])  # (x, y): the common case, without the search
+    return _first_size(batch) or 1
+
+
+def _first_size(value: Any) -> int:
+    if isinstance(value, Tensor):
+        return int(value.shape[0]) if value.ndim else 0
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            size = _first_size(item)
+            if size:
+                return size
+    return 0
 
 
 def unpack_batch(batch: Any, *, target_key: str | None = None,

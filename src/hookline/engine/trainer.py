@@ -38,7 +38,7 @@ from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metric
 from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
 from hookline.step_losses import RunningMeans, records_floats, stacked
-from hookline.structure import Prediction, prediction_of, unpack_batch
+from hookline.structure import Prediction, prediction_of, sample_count, unpack_batch
 
 __all__ = ["Trainer"]
 
@@ -284,6 +284,7 @@ class Trainer(Engine):
         self._user_compiled = compiled
         # this epoch's per-step losses: floats on the CPU, detached tensors elsewhere
         self.epoch_losses: list[Any] = []  # (hookline/step_losses.py)
+        self.epoch_sizes: list[int] = []  # each step's batch size: the means weigh by it
         self._running_means = RunningMeans()
         # what a checkpoint records: where fit is ("setup", "train" in the batches,
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
@@ -354,7 +355,7 @@ class Trainer(Engine):
         else ``[total, *parts]``; None before the epoch's first step. Each read adds only the
         steps since the last, so reading it every step costs no more late in an epoch."""
         losses = self.epoch_losses
-        return self._running_means.of(losses) if losses else None
+        return self._running_means.of(losses, self.epoch_sizes) if losses else None
 
     def state_dict(self, *, rng: dict[str, Any] | None = None, keep_grads: bool = True,
                    exact: bool = True, note: str = "") -> dict[str, Any]:
@@ -633,7 +634,8 @@ class Trainer(Engine):
             else None
         max_steps, schedule = self.schedule.max_steps, self.schedule
         losses: list[Any] = []
-        self.epoch_losses = losses
+        sizes: list[int] = []
+        self.epoch_losses, self.epoch_sizes = losses, sizes
         self.step_logs = {}
         self.skip_rest_of_epoch = False
         if metric_set is not None:
@@ -713,6 +715,7 @@ class Trainer(Engine):
                     losses.append(loss.item() if as_float else loss.detach())  # step_losses.py
                 else:
                     losses.append(self._record_parts(loss))
+            sizes.append(sample_count(batch))
             if metric_set is not None:
                 metric_set.update(self.preds, self.target, None, self.sample_weight)
             if interval is not None and seen % interval == 0 and seen != last:

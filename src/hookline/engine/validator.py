@@ -14,7 +14,7 @@ from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import not_scalar, parts_changed, read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
 from hookline.objective import Objective, explain_loss_error, unweighable_own_loss
-from hookline.structure import Prediction, loss_of, prediction_of, unpack_batch
+from hookline.structure import Prediction, loss_of, prediction_of, sample_count, unpack_batch
 
 __all__ = ["Validator"]
 
@@ -163,7 +163,7 @@ class Validator(Engine):
                                             "validation")
                     self.loss = loss
                     metric_set.update(self.preds, self.target, loss, self.sample_weight,
-                                      self.loss_parts)
+                                      self.loss_parts, sample_count(batch))
                     if on_batch_end:
                         fire("on_val_batch_end", self)
         finally:
