@@ -266,3 +266,54 @@ def test_class_weight_weighs_training_not_the_rows_validation_split_holds_out():
     split = val_loss(x, y, validation_split=0.25)
     assert split == pytest.approx(val_loss(x[:9], y[:9], validation_data=(x[9:], y[9:])),
                                   rel=1e-6)
+
+
+class TwoHeads(torch.nn.Module):
+    """A model with several outputs: a dict holding a tensor and a tuple of two."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        logits = self.body(x)
+        return {"logits": logits, "extra": (logits.sum(dim=1), logits * 2)}
+
+
+def test_predict_returns_every_output_of_a_several_output_model():
+    net = TwoHeads()
+    x = torch.randn(10, 8)
+    found = hookline.Model(net, device="cpu").predict(x, batch_size=4)  # 3 batches: 4, 4, 2
+    with torch.no_grad():
+        expected = net(x)
+    assert set(found) == {"logits", "extra"} and isinstance(found["extra"], tuple)
+    np.testing.assert_allclose(found["logits"], expected["logits"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(found["extra"][0], expected["extra"][0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(found["extra"][1], expected["extra"][1].numpy(), rtol=1e-6)
+
+
+def test_predict_on_a_one_output_model_is_still_one_array():
+    found = make_model().predict(torch.randn(10, 8), batch_size=4)
+    assert isinstance(found, np.ndarray) and found.shape == (10, 3)
+
+
+def test_what_a_keras_callback_writes_into_epoch_logs_reaches_history_and_csv(tmp_path):
+    class AddsAMetric(keras.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["twice_loss"] = 2 * logs["loss"]
+
+    x, y = tiny_data(samples=32)
+    csv = hookline.callbacks.CSVLogger(tmp_path / "log.csv")
+    history = make_model().fit(x, y, epochs=2, verbose=0, callbacks=[AddsAMetric(), csv])
+    assert history.history["twice_loss"] == [2 * v for v in history.history["loss"]]
+    header = (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
+    assert "twice_loss" in header
+
+
+def test_model_add_callback_checks_filters_when_registered():
+    model = make_model()
+    with pytest.raises(TypeError, match="did you mean every"):
+        model.add_callback("on_train_epoch_end", lambda trainer: None, evry=2)
+    with pytest.raises(ValueError, match="every"):
+        model.add_callback("on_train_epoch_end", lambda trainer: None, every=0)
+    assert model._functions == []  # nothing half-registered

@@ -49,3 +49,52 @@ def test_ambiguous_strings_are_rejected_naming_the_option(call, message):
     model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
     with pytest.raises(ValueError, match=message):
         call(model, x, y)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"acumulate": 2}, "did you mean accumulate"),
+    ({"learning_rte": 0.1}, "did you mean learning_rate"),
+    ({"lr": 0.1}, "set it on the Model"),
+    ({"device": "cpu"}, "set it on the Model"),
+])
+def test_fit_names_a_misspelt_or_misplaced_option(option, message):
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    with pytest.raises(TypeError, match=message):
+        model.fit(x, y, verbose=0, **option)
+
+
+def test_evaluate_and_predict_name_a_misspelt_option():
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    with pytest.raises(TypeError, match="did you mean steps"):
+        model.predict(x, stps=1)
+    with pytest.raises(TypeError, match="did you mean return_dict"):
+        model.evaluate(x, y, return_dit=True)
+
+
+def test_keras_step_limits_validation_steps_and_steps():
+    x, y = tiny_data(samples=64)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    counted = []
+    model.add_callback("on_val_batch_end", lambda engine: counted.append(engine.batch_i))
+    model.fit(x, y, epochs=1, verbose=0, batch_size=8, validation_split=0.5,
+              validation_steps="2")
+    assert counted == [0, 1]  # 32 held-out rows are 4 batches; two were drawn
+    counted.clear()
+    model.evaluate(x, y, batch_size=8, verbose=0, steps=3)
+    assert counted == [0, 1, 2]
+    assert model.predict(x, batch_size=8, steps=2).shape == (16, 3)
+
+
+def test_validation_batch_size_batches_the_held_out_arrays():
+    x, y = tiny_data(samples=64)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    sizes = []
+    model.add_callback("on_val_batch_end", lambda engine: sizes.append(len(engine.batch[0])))
+    model.fit(x, y, epochs=1, verbose=0, batch_size=8, validation_split=0.25,
+              validation_batch_size=16)
+    assert sizes == [16]  # 16 held-out rows in one batch of 16, not two of 8
+    with pytest.raises(ValueError, match="validation_steps or limit_val_batches"):
+        model.fit(x, y, verbose=0, validation_split=0.25, validation_steps=1,
+                  limit_val_batches=1)

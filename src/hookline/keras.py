@@ -9,6 +9,7 @@ callback that does not listen per batch costs nothing per batch.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -19,14 +20,14 @@ from torch import nn
 
 from hookline.boxes import padded_detections
 from hookline.callbacks.history import History
-from hookline.data import flatten_arrays
+from hookline.data import ArrayBatches, as_batches, flatten_arrays
 from hookline.engine.base import place_model
 from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_keras_function, check_keras_methods
-from hookline.keras_options import numbers_from_strings
+from hookline.keras_options import numbers_from_strings, reject_unknown
 from hookline.metrics import resolve_loss
 from hookline.objective import Objective
 from hookline.structure import loss_of, prediction_of, unpack_batch
@@ -87,7 +88,9 @@ def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
     elif kind == "epoch_begin":
         method(engine.epoch, logs={})
     elif kind == "epoch_end":
-        method(engine.epoch, logs=dict(engine.metrics))
+        logs = dict(engine.metrics)
+        method(engine.epoch, logs=logs)
+        _keep_additions(engine.metrics, logs)
     elif kind == "batch_begin":
         method(engine.batch_i, logs={})
     elif kind == "train_batch_end":
@@ -96,6 +99,17 @@ def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
         method(engine.batch_i, logs=engine.metric_set.compute())
     else:  # predict_batch_end
         method(engine.batch_i, logs={"outputs": engine.preds.detach().cpu().numpy()})
+
+
+def _keep_additions(metrics: dict[str, Any], logs: dict[str, Any]) -> None:
+    """What a Keras callback writes into its epoch logs reaches the later readers (History,
+    CSVLogger, the loggers), as in Keras, where every callback shares one logs dict."""
+    for name, value in logs.items():
+        if metrics.get(name, _MISSING) is not value:
+            metrics[name] = value
+
+
+_MISSING = object()
 
 
 def _chain(calls: list[Callable[[Any], None]]) -> Callable[[Any], None]:
@@ -464,10 +478,10 @@ class Model:
     # --- Ultralytics' spelling --------------------------------------------------------------
     def add_callback(self, event: str, fn: Callable[[Any], Any], **filters: Any) -> None:
         """Register ``fn(engine)`` on an event for every later fit/evaluate/predict."""
-        from hookline.events import resolve_event
-        resolve_event(event)
-        if not callable(fn):
-            raise TypeError(f"the callback for {event!r} must be callable, got {fn!r}")
+        from hookline.callback_list import CallbackList
+        # checked now (event, fn's signature, filters), not at the next fit
+        reject_unknown("add_callback", filters, _own_options(CallbackList.add_function)[2:])
+        CallbackList().add_function(event, fn, **filters)
         self._functions.append((event, fn, filters))
 
     def train(self, x: Any = None, y: Any = None, **options: Any) -> dict[str, float]:
@@ -510,6 +524,7 @@ class Model:
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
             sample_weight: Any = None, class_weight: dict[int, float] | None = None,
             validation_freq: int | Sequence[int] = 1, resume: Any = None,
+            validation_steps: int | None = None, validation_batch_size: int | None = None,
             **trainer_options: Any) -> History:
         """Train like Keras' ``fit``; returns the History (also ``model.history``).
 
@@ -523,11 +538,27 @@ class Model:
         ``resume`` continues an interrupted run exactly from a full checkpoint: True (the
         newest in the checkpoint callbacks' folders), a file or a folder (see
         ``Trainer(resume=...)``); ``BackupAndRestore`` in ``callbacks`` does it automatically.
+        ``validation_steps`` validates on that many batches, ``validation_batch_size`` batches
+        array validation data by its own size, as in Keras. Any other option goes to the
+        ``Trainer`` (``accumulate=``, ``clip_grad_norm=``, ``max_steps=``...); a misspelt one
+        is an error naming the nearest valid names.
+
+        Unlike Keras, ``steps_per_epoch`` restarts the data every epoch (Keras draws the next
+        batches from where the last epoch stopped): each epoch sees the first batches of a
+        fresh (reshuffled) pass.
         """
+        _check_fit_options(trainer_options)
+        if validation_steps is not None:
+            if "limit_val_batches" in trainer_options:
+                raise ValueError("pass validation_steps or limit_val_batches, not both (they "
+                                 "are the same limit under Keras' and Lightning's names)")
+            trainer_options["limit_val_batches"] = validation_steps
         weights = _class_weights(y, class_weight, sample_weight)
         # class_weight weighs training alone: held-out rows keep only their sample_weight
         train_data, val_data = _split_validation(x, y, validation_split, validation_data,
                                                  weights, sample_weight)
+        if validation_batch_size is not None:
+            val_data = _batched_validation(val_data, validation_batch_size)
         if self._overrides("train_step"):
             trainer_options.setdefault("training_step", self._step_adapter("train_step"))
             trainer_options.setdefault("automatic_optimization", False)
@@ -565,14 +596,17 @@ class Model:
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: int = 1,
                  callbacks: Sequence[Any] | None = None, return_dict: bool = False,
-                 sample_weight: Any = None) -> float | list[float] | dict[str, float]:
-        """Loss and metrics on data, like Keras' ``evaluate``."""
+                 sample_weight: Any = None, steps: int | None = None,
+                 **unknown: Any) -> float | list[float] | dict[str, float]:
+        """Loss and metrics on data, like Keras' ``evaluate`` (``steps``: that many batches)."""
+        reject_unknown("evaluate", unknown, _own_options(Model.evaluate))
         data = _pair(x, y, sample_weight)
         step = self._step_adapter("test_step") if self._overrides("test_step") else None
         validator = Validator(self.module, data=data, loss=self.loss, metrics=self.metrics,
                               weighted_metrics=self.weighted_metrics, batch_size=batch_size,
                               device=self.device, precision=self.precision,
-                              callbacks=self._callback_list(callbacks), step=step)
+                              callbacks=self._callback_list(callbacks), step=step,
+                              limit_batches=steps)
         place_model(validator.model, validator.device)
         self._engine = validator
         self._trainer = None
@@ -586,17 +620,24 @@ class Model:
 
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
-                callbacks: Sequence[Any] | None = None) -> np.ndarray | dict[str, np.ndarray]:
-        """Model outputs for ``x`` as one numpy array, like Keras' ``predict``. A detector,
+                callbacks: Sequence[Any] | None = None, steps: int | None = None,
+                **unknown: Any) -> Any:
+        """Model outputs for ``x`` as one numpy array, like Keras' ``predict``; a model (or
+        ``predict_step``) returning a tuple, list or dict gives that structure of arrays, one
+        per output, as Keras gives a several-output model's. A detector,
         whose predict step returns ``{"boxes": ...}`` (``hookline.boxes``), gives a dict of
         arrays padded with -1 as KerasCV's detectors do: ``boxes``, ``confidence``,
         ``classes``, ``num_detections`` (``hookline.boxes.padded_detections``)."""
+        reject_unknown("predict", unknown, _own_options(Model.predict))
         step = self._step_adapter("predict_step") if self._overrides("predict_step") else None
         predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
                               device=self.device, precision=self.precision,
-                              batch_size=batch_size, step=step)
+                              batch_size=batch_size, step=step, limit_batches=steps)
         self._engine = predictor
         self._trainer = None
+        structured: list[Any] = []  # Keras returns every output of a several-output model
+        predictor.callbacks.add_function(
+            "on_predict_batch_end", lambda engine: _keep_structured(engine.outputs, structured))
         results = predictor(_inputs_only(x))
         # a callback may have paired each result with extra data (zip(results, frames))
         firsts = [item[0] if isinstance(item, tuple) else item for item in results]
@@ -608,6 +649,8 @@ class Model:
                              f"the others none, so there is neither one array nor one set of "
                              f"boxes to return; set result.boxes on every result (an empty "
                              f"Boxes(torch.zeros(0, 6)) for an image without detections)")
+        if structured and len(structured) == predictor.batch_i + 1:
+            return _joined_outputs(structured)
         outputs = [getattr(item, "output", item) for item in firsts]
         return torch.stack(outputs).numpy() if outputs else np.empty((0,))
 
@@ -656,6 +699,85 @@ class Model:
         if print_fn is not None:
             print_fn(str(summary))
         return summary
+
+
+# Trainer options the Model sets from its own state, and where a user sets them instead
+_SET_ON_MODEL = {
+    "model": "the Model wraps its module", "train_data": "pass the data as x (and y)",
+    "val_data": "pass validation_data= or validation_split=",
+    "optimizer": "set it on the Model: Model(module, optimizer=...) or compile(optimizer=...)",
+    "loss": "set it on the Model: Model(module, loss=...) or compile(loss=...)",
+    "lr": "set it on the Model: Model(module, lr=...) or model.optimizer.learning_rate = ...",
+    "learning_rate": "set it on the Model: Model(module, lr=...) or "
+                     "model.optimizer.learning_rate = ...",
+    "metrics": "set it on the Model: Model(module, metrics=[...]) or compile(metrics=[...])",
+    "train_metrics": "fit always computes the metrics on training batches too, as Keras does",
+    "device": "set it on the Model: Model(module, device=...)",
+    "precision": "set it on the Model: Model(module, precision=...)",
+}
+
+
+def _own_options(method: Callable[..., Any]) -> list[str]:
+    return [name for name, parameter in inspect.signature(method).parameters.items()
+            if name != "self" and parameter.kind is not parameter.VAR_KEYWORD]
+
+
+def _check_fit_options(trainer_options: dict[str, Any]) -> None:
+    trainer = set(_own_options(Trainer.__init__)) - set(_SET_ON_MODEL)
+    reject_unknown("fit", trainer_options, trainer | set(_own_options(Model.fit)),
+                   _SET_ON_MODEL)
+
+
+def _batched_validation(data: Any, batch_size: int) -> Any:
+    """Keras' validation_batch_size: array validation data batched by its own size."""
+    if data is None:
+        raise ValueError("validation_batch_size needs validation data: pass validation_data= "
+                         "or validation_split=")
+    batches = as_batches(data, name="validation_data", batch_size=batch_size)
+    if not isinstance(batches, ArrayBatches):
+        raise TypeError("validation_batch_size applies to array validation data; a "
+                        "DataLoader keeps its own batch size (set it on the DataLoader)")
+    return batches
+
+
+_STRUCTURES = (tuple, list, dict)  # exact types: a Hugging Face ModelOutput keeps its logits
+
+
+def _keep_structured(outputs: Any, kept: list[Any]) -> None:
+    """Keep a batch's outputs on the CPU when the step returned a tuple, list or dict."""
+    if type(outputs) in _STRUCTURES:
+        kept.append(_on_cpu(outputs))
+
+
+def _on_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        return (value.float() if value.dtype == torch.bfloat16 else value).cpu()
+    if isinstance(value, dict):
+        return {key: _on_cpu(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_on_cpu(item) for item in value)
+    return value
+
+
+def _joined_outputs(batches: list[Any]) -> Any:
+    """Each output's batches joined into one array, in the structure the model returned (a
+    tuple, list or dict of arrays), as Keras' ``predict`` gives a several-output model's."""
+    first = batches[0]
+    if isinstance(first, dict):
+        if any(not isinstance(b, dict) or b.keys() != first.keys() for b in batches):
+            raise ValueError(f"predict: the model's outputs changed keys between batches "
+                             f"(first {sorted(first)}); return the same keys for every batch")
+        return {key: _joined_outputs([b[key] for b in batches]) for key in first}
+    if isinstance(first, (tuple, list)):
+        if any(not isinstance(b, (tuple, list)) or len(b) != len(first) for b in batches):
+            raise ValueError(f"predict: the model returned {len(first)} outputs for the first "
+                             f"batch and a different number later; return the same outputs "
+                             f"for every batch")
+        return type(first)(_joined_outputs([b[i] for b in batches]) for i in range(len(first)))
+    if all(isinstance(b, torch.Tensor) and b.dim() > 0 for b in batches):
+        return torch.cat(batches).numpy()
+    return np.asarray([b.numpy() if isinstance(b, torch.Tensor) else b for b in batches])
 
 
 def _pair(x: Any, y: Any, sample_weight: Any = None) -> Any:

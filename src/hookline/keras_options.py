@@ -4,18 +4,20 @@ Values read from a YAML or JSON config, a command line or an environment variabl
 as strings. ``lr="1e-3"`` would fail deep inside the optimizer, and ``shuffle="False"`` would
 silently mean True. The decorator below converts a string when its meaning is unambiguous and
 otherwise raises a ValueError naming the option, the value and what to pass. (The Trainer's
-own options are checked by ``hookline.options``.)
+own options are checked by ``hookline.options``.) ``reject_unknown`` turns a misspelt or
+misplaced option into an error that names the nearest valid ones.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
-__all__ = ["OPTION_KINDS", "convert_option", "numbers_from_strings"]
+__all__ = ["OPTION_KINDS", "convert_option", "numbers_from_strings", "reject_unknown"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -25,6 +27,7 @@ OPTION_KINDS: dict[str, type] = {
     "lr": float, "learning_rate": float, "epochs": int, "batch_size": int, "verbose": int,
     "validation_split": float, "initial_epoch": int, "steps_per_epoch": int, "shuffle": bool,
     "validation_batch_size": int, "validation_freq": int, "steps": int,
+    "validation_steps": int,
 }
 _TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
 
@@ -82,3 +85,20 @@ def numbers_from_strings(function: Callable[P, R]) -> Callable[P, R]:
         return function(*bound.args, **bound.kwargs)
 
     return wrapper
+
+
+def reject_unknown(owner: str, given: Iterable[str], accepted: Iterable[str],
+                   elsewhere: dict[str, str] | None = None) -> None:
+    """A TypeError for the first option of ``given`` that ``owner`` does not take: where it
+    belongs when ``elsewhere`` says (an option set on the Model, not per call), else the
+    nearest accepted names."""
+    known = sorted(set(accepted))
+    for name in given:
+        if name in known:
+            continue
+        if elsewhere and name in elsewhere:
+            raise TypeError(f"{owner}() does not take {name}=; {elsewhere[name]}")
+        close = difflib.get_close_matches(name, known + sorted(elsewhere or ()), n=3)
+        hint = f"did you mean {' or '.join(close)}?" if close else \
+            f"{owner}() takes {', '.join(known)}"
+        raise TypeError(f"{owner}() got an unknown option {name!r}; {hint}")
