@@ -226,6 +226,109 @@ loggers:
     assert csv_epochs(other) == [0, 1, 2]
 
 
+# --- the validation split: recorded by train, reused by val and predict ----------------------
+def logged_val_loss(run):
+    header, *rows = (run / "results.csv").read_text().strip().splitlines()
+    return float(rows[-1].split(",")[header.split(",").index("val_loss")])
+
+
+def printed_loss(capsys):
+    out = capsys.readouterr().out
+    return float(out.split("loss: ")[1].split()[0])
+
+
+def predicted_rows(run, capsys, *words):
+    assert main(["predict", f"weights={run / 'weights/last.pt'}", f"save_dir={run / 'pred'}",
+                 "exist_ok=True", *words]) == 0
+    return int(capsys.readouterr().out.split()[0])
+
+
+def test_val_and_predict_split_the_digits_as_training_did(tmp_path, capsys):
+    """Trained with val_split=0.3 seed=5, val must see those held-out rows (its loss is the
+    val_loss training logged), not the 0.2/seed 0 split, 3/4 of which training trained on."""
+    run = tmp_path / "run"
+    assert train("digits", run, "epochs=1", "val_split=0.3", "seed=5", "batch_size=64") == 0
+    capsys.readouterr()
+    weights = f"weights={run / 'weights/last.pt'}"
+    assert main(["val", weights]) == 0
+    assert printed_loss(capsys) == pytest.approx(logged_val_loss(run), abs=1e-4)
+    assert main(["val", weights, "data=digits"]) == 0  # the same data, named: the same split
+    assert printed_loss(capsys) == pytest.approx(logged_val_loss(run), abs=1e-4)
+    assert main(["val", weights, "val_split=0.2", "seed=0"]) == 0  # the user's values win
+    assert printed_loss(capsys) != pytest.approx(logged_val_loss(run), abs=1e-4)
+    assert predicted_rows(run, capsys, "source=digits") == 1797 - int(1797 * 0.7)
+    assert predicted_rows(run, capsys, "source=digits", "val_split=0.2") == 1797 - int(1797 * 0.8)
+
+
+def test_weights_without_a_recorded_split_get_the_defaults(tmp_path, capsys):
+    import torch
+
+    from hookline.checkpoint import load_weights
+    from hookline.cli.loading import BUILD_KEY
+    run = tmp_path / "run"
+    assert train("digits", run, "epochs=1", "val_split=0.3", "seed=5", "batch_size=64") == 0
+    state = load_weights(run / "weights" / "last.pt")
+    for key in ("data", "val_split", "seed"):  # as weights written before they were recorded
+        del state[BUILD_KEY][key]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    capsys.readouterr()
+    assert main(["val", f"weights={old}"]) == 0
+    assert main(["val", f"weights={old}", "data=digits", "val_split=0.2", "seed=0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == out[1]
+    assert main(["predict", f"weights={old}", f"save_dir={tmp_path / 'pred'}"]) == 0
+    assert capsys.readouterr().out.startswith(f"{1797 - int(1797 * 0.8)} predictions")
+
+
+@pytest.fixture
+def npz_without_val(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(80, 1, 8, 8)).astype(np.float32)
+    path = tmp_path / "noval.npz"
+    np.savez(path, x=x, y=(x.reshape(80, -1).sum(axis=1) > 0).astype(np.int64))
+    return path
+
+
+def test_val_split_holds_out_rows_of_an_npz_file_without_x_val(tmp_path, npz_without_val, npz,
+                                                               monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert train(npz_without_val.name, run, "epochs=1", "val_split=0.25", "seed=3") == 0
+    capsys.readouterr()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative data= was recorded as an absolute path
+    assert main(["val", f"weights={run / 'weights/last.pt'}"]) == 0
+    assert printed_loss(capsys) == pytest.approx(logged_val_loss(run), abs=1e-4)
+    # other data named: its own x_val, y_val; the recorded val_split is not a conflict there
+    assert main(["val", f"weights={run / 'weights/last.pt'}", f"data={npz}"]) == 0
+    # without val_split=, 0.2 is held out as for the digits
+    assert train(npz_without_val, tmp_path / "default", "epochs=1") == 0
+    assert "val_loss" in (tmp_path / "default" / "results.csv").read_text()
+
+
+def test_a_val_split_that_cannot_apply_is_an_error(tmp_path, npz, npz_without_val, capsys):
+    (tmp_path / "split.py").write_text(DATA_FILE.format(npz=str(npz)))
+    cases = [
+        (["train", f"data={npz}", "val_split=0.3"],
+         f"val_split=0.3 conflicts with {npz}'s own validation arrays x_val, y_val"),
+        (["train", f"data={tmp_path / 'split.py'}:load", "val_split=0.3"],
+         "the function returns its own (train, val)"),
+        (["train", "data=digits", "val_split=1.5"], "val_split=1.5 must be between 0 and 1"),
+        (["train", f"data={npz_without_val}", "val_split=0.99"],
+         "val_split=0.99 of the 80 rows of"),
+        (["val", "data=digits", "val_split=0"], "val_split=0.0 must be between 0 and 1"),
+        (["predict", f"source={tmp_path / 'inputs.npy'}", "val_split=0.3"],
+         "drop val_split="),
+    ]
+    for words, message in cases:
+        extra = ["epochs=1", "verbose=0", f"save_dir={tmp_path / 'run'}"]
+        assert main([*words, *extra] if words[0] == "train" else words) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (words, err)
+
+
 # --- run folders ----------------------------------------------------------------------------
 def test_each_run_gets_a_new_folder_unless_exist_ok_or_resume(tmp_path, npz, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -279,6 +382,8 @@ def test_a_model_file_in_the_current_folder_and_weights_that_rebuild_it(tmp_path
         done = _console(["train", f"model={model}", f"data={data}", *words], project)
         assert done.returncode == 0, done.stderr
         assert "done: loss:" in done.stdout
+        # from here, with only the weights: the recorded data (mydata's file, or the .npz)
+        assert main(["val", f"weights={project / 'runs/train/weights/best.pt'}"]) == 0
     weights = project / "runs/train/weights/best.pt"
     # elsewhere, with only the weights: the model (and, for ONNX, its input) come from them
     elsewhere = tmp_path / "elsewhere"

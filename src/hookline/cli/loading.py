@@ -2,9 +2,10 @@
 
 A spec ``module:attribute`` is imported with the current folder on the import path (so
 ``model=mymodel:build`` finds ``./mymodel.py`` as ``python -m`` would); ``path/file.py:attribute``
-loads that file. ``hookline train`` records in every weights file how to rebuild the model and
-the shape of one input (``build_info``), so ``val``, ``predict`` and ``export`` need only
-``weights=``.
+loads that file. ``hookline train`` records in every weights file how to rebuild the model, the
+shape of one input and the data it held out for validation (``build_info``), so ``val``,
+``predict`` and ``export`` need only ``weights=``, and ``val`` validates on the rows training
+held out, not on rows it trained on.
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ from typing import Any
 
 from hookline.cli.errors import UsageError
 
-__all__ = ["BUILD_KEY", "MODELS", "build_info", "build_model", "example_input", "load_data",
-           "load_object", "load_source", "read_weights"]
+__all__ = ["BUILD_KEY", "DEFAULT_VAL_SPLIT", "MODELS", "build_info", "build_model", "data_for",
+           "example_input", "held_out", "load_data", "load_object", "load_source", "read_weights",
+           "recorded_split"]
 
 # built-in model names -> (module, factory)
 MODELS = {"digits_cnn": ("hookline.demo", "digits_cnn"),
           "shapes_detector": ("hookline.detection", "shapes_detector")}
 # the key of a weights file that holds build_info()
 BUILD_KEY = "hookline_build"
+# data sources split by val_split= (a .npz file too, when it has no x_val, y_val)
+_SPLIT_DATA = ("digits", "shapes")
+# the fraction held out when val_split= is not given
+DEFAULT_VAL_SPLIT = 0.2
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -118,33 +124,80 @@ def build_model(spec: str) -> Any:
     return model
 
 
-def load_data(spec: str, val_split: float = 0.2, seed: int = 0) -> tuple[Any, Any]:
+def _npz(spec: str) -> Any:
+    """The arrays of a ``.npz`` data file, checked to hold x and y."""
+    import numpy as np
+    path = Path(spec)
+    if not path.is_file():
+        raise UsageError(f"data file {path} does not exist")
+    arrays = np.load(path)
+    missing = {"x", "y"} - set(arrays.files)
+    if missing:
+        raise UsageError(f"{path} must hold arrays named x and y (missing "
+                         f"{sorted(missing)}); optional x_val, y_val")
+    return arrays
+
+
+def _fraction(val_split: float | None) -> float:
+    split = DEFAULT_VAL_SPLIT if val_split is None else val_split
+    if not 0.0 < split < 1.0:
+        raise UsageError(f"val_split={split} must be between 0 and 1 (the fraction of the data "
+                         f"held out for validation)")
+    return split
+
+
+def held_out(spec: str, val_split: float | None) -> float | None:
+    """The fraction of ``spec``'s rows held out for validation (``val_split``, else 0.2), or
+    None where the data brings its own validation part: there a val_split= would be ignored,
+    so it is an error instead."""
+    if spec in _SPLIT_DATA or (spec.endswith(".npz") and "x_val" not in _npz(spec).files):
+        return _fraction(val_split)
+    if val_split is None:
+        return None
+    if spec.endswith(".npz"):
+        raise UsageError(f"val_split={val_split} conflicts with {spec}'s own validation arrays "
+                         f"x_val, y_val; drop val_split= to validate on them, or save the file "
+                         f"without x_val, y_val to hold out part of x, y")
+    raise UsageError(f"val_split={val_split} cannot apply to data={spec!r}: the function returns "
+                     f"its own (train, val); drop val_split= or split in the function")
+
+
+def _split_rows(x: Any, y: Any, val_split: float, seed: int, name: str) -> tuple[Any, Any]:
+    """``(x, y)`` shuffled by ``seed`` and cut as the digits are, so the same options hold out
+    the same rows."""
+    import torch
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).numpy()
+    cut = int(len(x) * (1 - val_split))
+    if cut == 0 or cut == len(x):
+        raise UsageError(f"val_split={val_split} of the {len(x)} rows of {name} leaves "
+                         f"{'no training' if cut == 0 else 'no validation'} rows; give a "
+                         f"val_split that keeps both parts")
+    train, val = order[:cut], order[cut:]
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def load_data(spec: str, val_split: float | None = None, seed: int = 0) -> tuple[Any, Any]:
     """``digits``, ``shapes`` (generated images with boxes, for ``shapes_detector``), an
     ``.npz`` file (x, y and optionally x_val, y_val) or ``module:function`` (or
-    ``file.py:function``) returning ``(train, val)``, each ``(x, y)`` or None."""
-    if spec == "digits":
-        from hookline.demo import load_digits_data
-        return load_digits_data(val_fraction=val_split, seed=seed)
-    if spec == "shapes":
-        from hookline.detection import load_shapes_data
-        return load_shapes_data(val_fraction=val_split, seed=seed)
-    if spec.endswith(".npz"):
-        import numpy as np
-        path = Path(spec)
-        if not path.is_file():
-            raise UsageError(f"data file {path} does not exist")
-        arrays = np.load(path)
-        missing = {"x", "y"} - set(arrays.files)
-        if missing:
-            raise UsageError(f"{path} must hold arrays named x and y (missing "
-                             f"{sorted(missing)}); optional x_val, y_val")
-        train = (arrays["x"], arrays["y"])
-        val = (arrays["x_val"], arrays["y_val"]) if "x_val" in arrays.files else None
-        return train, val
-    if ":" not in spec:
+    ``file.py:function``) returning ``(train, val)``, each ``(x, y)`` or None. ``val_split``
+    (default 0.2) of the rows, shuffled by ``seed``, is held out where the data has no
+    validation part of its own."""
+    if spec not in _SPLIT_DATA and not spec.endswith(".npz") and ":" not in spec:
         raise UsageError(f"unknown data {spec!r}; use 'digits', 'shapes', a .npz file (arrays x, y, "
                          f"optional x_val, y_val) or module:function / file.py:function "
                          f"returning (train, val)")
+    if spec == "digits":
+        from hookline.demo import load_digits_data
+        return load_digits_data(val_fraction=_fraction(val_split), seed=seed)
+    if spec == "shapes":
+        from hookline.detection import load_shapes_data
+        return load_shapes_data(val_fraction=_fraction(val_split), seed=seed)
+    split = held_out(spec, val_split)  # raises when a given val_split= cannot apply
+    if spec.endswith(".npz"):
+        arrays = _npz(spec)
+        if split is not None:
+            return _split_rows(arrays["x"], arrays["y"], split, seed, spec)
+        return (arrays["x"], arrays["y"]), (arrays["x_val"], arrays["y_val"])
     loaded = load_object(spec, "data")()
     if not (isinstance(loaded, tuple) and len(loaded) == 2):
         raise UsageError(f"data={spec!r} must return (train, val), got "
@@ -152,12 +205,57 @@ def load_data(spec: str, val_split: float = 0.2, seed: int = 0) -> tuple[Any, An
     return loaded
 
 
-def load_source(source: str, seed: int = 0) -> Any:
+def _info(state: dict[str, Any] | None) -> dict[str, Any]:
+    return (state or {}).get(BUILD_KEY) or {}
+
+
+def _data_spec(spec: str) -> str:
+    """``spec`` as a weights file records it: a file's path made absolute, so that ``val`` finds
+    it from any folder and recognises the same file given by another path."""
+    if spec.endswith(".npz"):
+        return str(Path(spec).resolve())
+    target = spec.rpartition(":")[0]
+    if target.endswith(".py") or "/" in target:
+        return _file_spec(spec) or spec
+    return spec
+
+
+def recorded_split(spec: str, state: dict[str, Any] | None, val_split: float | None,
+                   seed: int | None) -> tuple[float | None, int]:
+    """``val_split`` and ``seed`` as given, else as training split ``spec`` when the weights
+    file records training on it (so val sees the rows training held out), else the defaults
+    (None, 0); weights from before the split was recorded get the defaults."""
+    info = _info(state)
+    if info.get("data") is not None and info["data"] == _data_spec(spec):
+        val_split = info.get("val_split") if val_split is None else val_split
+        seed = info.get("seed") if seed is None else seed
+    return val_split, 0 if seed is None else seed
+
+
+def data_for(spec: str | None, state: dict[str, Any] | None, val_split: float | None,
+             seed: int | None) -> tuple[Any, Any]:
+    """``(train, val)`` of ``data=``, else of the data the weights file records (else digits),
+    split as training split it unless ``val_split=`` or ``seed=`` say otherwise."""
+    info = _info(state)
+    chosen = spec or info.get("data") or "digits"
+    split, split_seed = recorded_split(chosen, state, val_split, seed)
+    if spec is not None or "data_file" not in info:
+        return load_data(chosen, split, split_seed)
+    try:
+        return load_data(chosen, split, split_seed)
+    except UsageError:  # a module of the folder training ran in: its file, from anywhere
+        return load_data(info["data_file"], split, split_seed)
+
+
+def load_source(source: str, val_split: float | None = None, seed: int = 0) -> Any:
     """Inputs to predict: ``digits`` (the validation images) or a ``.npy`` file."""
     if source == "digits":
-        return load_data("digits", seed=seed)[1][0]
+        return load_data("digits", val_split, seed)[1][0]
     if source.endswith(".npy"):
         import numpy as np
+        if val_split is not None:
+            raise UsageError(f"val_split={val_split} cannot apply to source={source}: a .npy "
+                             f"file's inputs are all predicted; drop val_split=")
         path = Path(source)
         if not path.is_file():
             raise UsageError(f"source file {path} does not exist")
@@ -165,8 +263,11 @@ def load_source(source: str, seed: int = 0) -> Any:
     raise UsageError(f"source must be 'digits' or a .npy file of inputs, got {source!r}")
 
 
-def build_info(model_spec: str, train_data: Any) -> dict[str, Any]:
-    """What a weights file records so predict/export can rebuild the model and an input."""
+def build_info(model_spec: str, train_data: Any, data: str | None = None,
+               val_split: float | None = None, seed: int | None = None) -> dict[str, Any]:
+    """What a weights file records so val/predict/export can rebuild the model and an input,
+    and val/predict can split ``data`` as training did (``val_split``: the fraction held out,
+    None where the data brought its own validation part; ``seed``: the split's seed)."""
     info: dict[str, Any] = {"model": model_spec}
     file_spec = _file_spec(model_spec) if model_spec not in MODELS else None
     if file_spec:
@@ -176,6 +277,11 @@ def build_info(model_spec: str, train_data: Any) -> dict[str, Any]:
     if shape is not None and dtype is not None and len(shape) >= 1:
         info["input_shape"] = [int(size) for size in shape[1:]]
         info["input_dtype"] = str(dtype).removeprefix("torch.")
+    if data is not None:
+        info.update(data=_data_spec(data), val_split=val_split, seed=seed)
+        data_file = _file_spec(data) if ":" in data else None
+        if data_file and data_file != info["data"]:
+            info["data_file"] = data_file
     return info
 
 
@@ -191,7 +297,7 @@ def read_weights(path: str | None) -> dict[str, Any] | None:
 
 def model_for(spec: str | None, state: dict[str, Any] | None) -> Any:
     """The model ``model=`` names, else the one the weights file records, with its weights."""
-    info = (state or {}).get(BUILD_KEY) or {}
+    info = _info(state)
     if spec is None and info:
         try:
             model = build_model(info["model"])
@@ -213,7 +319,7 @@ def example_input(data: str | None, state: dict[str, Any] | None, seed: int = 0)
     """One input batch to trace an export with: from ``data=``, else the recorded shape."""
     import torch
 
-    info = (state or {}).get(BUILD_KEY) or {}
+    info = _info(state)
     if data is None and "input_shape" in info:
         dtype = getattr(torch, info.get("input_dtype", "float32"), torch.float32)
         return torch.zeros((1, *info["input_shape"]), dtype=dtype)

@@ -17,11 +17,14 @@ from hookline.cli.loading import (
     BUILD_KEY,
     build_info,
     build_model,
+    data_for,
     example_input,
+    held_out,
     load_data,
     load_source,
     model_for,
     read_weights,
+    recorded_split,
 )
 from hookline.cli.run_dir import latest_run_dir, next_run_dir
 
@@ -37,7 +40,8 @@ OPTION_HELP = {
     "model": "a built-in (digits_cnn), package.module:factory or file.py:factory; "
              "val/predict/export default to the model recorded in weights=",
     "data": "digits, a .npz file (x, y, optional x_val, y_val) or module:function / "
-            "file.py:function returning (train, val)",
+            "file.py:function returning (train, val); val defaults to the data recorded in "
+            "weights=",
     "weights": "a weights file (e.g. runs/train/weights/best.pt) to start from or evaluate",
     "epochs": "epochs to train",
     "batch_size": "samples per batch",
@@ -48,7 +52,8 @@ OPTION_HELP = {
     "save_dir": "the run folder; default runs/train, then runs/train2, ... (new each run)",
     "exist_ok": "write into save_dir even when it exists (a new run replaces its files)",
     "resume": "True: continue the newest run (or save_dir) from its backup; or a checkpoint",
-    "val_split": "fraction of the digits held out for validation",
+    "val_split": "fraction of the data held out for validation (None: 0.2, or a .npz file's "
+                 "x_val, y_val); val/predict default to the split recorded in weights=",
     "accumulate": "batches per optimizer step (gradient accumulation)",
     "clip_grad_norm": "clip the gradients' norm to this before each step (None: no clipping)",
     "freeze": "freeze the first N top-level blocks, or a list of parameter-name prefixes",
@@ -56,7 +61,8 @@ OPTION_HELP = {
     "tensorboard": "write TensorBoard events to <save_dir>/tensorboard",
     "device": "auto (CUDA when present), cpu, cuda, cuda:N or mps",
     "precision": "32, bf16 or fp16 (autocast)",
-    "seed": "seeds python, numpy and torch (None: a random run)",
+    "seed": "seeds python, numpy and torch (None: a random run) and the validation split; "
+            "val/predict default to the split's seed recorded in weights=",
     "verbose": "0 silent, 1 progress bar, 2 one line per epoch",
     "callbacks": "extra callbacks, e.g. [{class_path: EarlyStopping, init_args: {patience: 3}}]",
     "loggers": "tracking loggers, e.g. [{class_path: MLflowLogger, init_args: {...}}]",
@@ -110,7 +116,7 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
           epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
           optimizer: Optimizer = "adam", loss: str = "cross_entropy",
           patience: int | None = None, save_dir: str | None = None, exist_ok: bool = False,
-          resume: bool | str = False, val_split: float = 0.2, accumulate: int = 1,
+          resume: bool | str = False, val_split: float | None = None, accumulate: int = 1,
           clip_grad_norm: float | None = None, freeze: int | list[str] | None = None,
           plots: bool = True, tensorboard: bool = False, device: str = "auto",
           precision: Precision = "32", seed: int | None = 0, verbose: Verbose = 1,
@@ -128,6 +134,7 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
     if state is not None:
         net.load_state_dict(state.get("model", state))
     train_data, val_data = load_data(data, val_split, seed or 0)
+    split = held_out(data, val_split)  # recorded, so that val validates on the same rows
     # a model that declares its training step (the detector) computes its own loss
     own_loss = callable(getattr(net, "training_step", None))
     trainer = Trainer(net, optimizer=optimizer, lr=lr, loss=None if own_loss else loss,
@@ -139,20 +146,22 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
                       callbacks=[*_train_callbacks(run_dir, resume=resume, patience=patience,
                                                    plots=plots, tensorboard=tensorboard),
                                  *(callbacks or []), *(loggers or [])])
-    trainer.weights_meta = {BUILD_KEY: build_info(model, train_data)}
+    trainer.weights_meta = {BUILD_KEY: build_info(model, train_data, data, split, seed or 0)}
     metrics = trainer.fit()
     print(f"done: {_format(metrics)}; weights in {run_dir / 'weights'}")
 
 
-def val(model: str | None = None, weights: str | None = None, data: str = "digits",
+def val(model: str | None = None, weights: str | None = None, data: str | None = None,
         loss: str = "cross_entropy", batch_size: int = 64, device: str = "auto",
-        seed: int = 0) -> None:
+        val_split: float | None = None, seed: int | None = None) -> None:
     """Validate weights on the validation part of data= and print the metrics."""
     from hookline import Validator
-    net = model_for(model, read_weights(weights))
-    _, val_data = load_data(data, seed=seed)
+    state = read_weights(weights)
+    net = model_for(model, state)
+    _, val_data = data_for(data, state, val_split, seed)
     if val_data is None:
-        raise UsageError(f"data={data!r} has no validation part (x_val, y_val) to validate on")
+        named = f"data={data!r}" if data else "the data recorded in weights="
+        raise UsageError(f"{named} has no validation part (x_val, y_val) to validate on")
     metrics = Validator(net, data=val_data, loss=loss, device=device,
                         batch_size=batch_size).validate()
     print(_format(metrics))
@@ -160,11 +169,13 @@ def val(model: str | None = None, weights: str | None = None, data: str = "digit
 
 def predict(model: str | None = None, weights: str | None = None, source: str = "digits",
             save_dir: str | None = None, exist_ok: bool = False, save: bool = True,
-            batch_size: int = 64, device: str = "auto", seed: int = 0) -> None:
+            batch_size: int = 64, device: str = "auto", val_split: float | None = None,
+            seed: int | None = None) -> None:
     """Predict source= with weights= and write predictions.csv into the run folder."""
     from hookline import Predictor
-    net = model_for(model, read_weights(weights))
-    inputs = load_source(source, seed)
+    state = read_weights(weights)
+    net = model_for(model, state)
+    inputs = load_source(source, *recorded_split(source, state, val_split, seed))
     run_dir = next_run_dir(save_dir or "runs/predict", exist_ok=exist_ok)
     predictor = Predictor(net, device=device, batch_size=batch_size, save=save,
                           save_dir=run_dir)
