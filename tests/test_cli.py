@@ -306,6 +306,9 @@ def test_val_split_holds_out_rows_of_an_npz_file_without_x_val(tmp_path, npz_wit
     # without val_split=, 0.2 is held out as for the digits
     assert train(npz_without_val, tmp_path / "default", "epochs=1") == 0
     assert "val_loss" in (tmp_path / "default" / "results.csv").read_text()
+    # val_split=0: the whole file trained on, no validation
+    assert train(npz_without_val, tmp_path / "whole", "epochs=1", "val_split=0") == 0
+    assert "val_loss" not in (tmp_path / "whole" / "results.csv").read_text()
 
 
 def test_a_val_split_that_cannot_apply_is_an_error(tmp_path, npz, npz_without_val, capsys):

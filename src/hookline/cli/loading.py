@@ -151,6 +151,8 @@ def held_out(spec: str, val_split: float | None) -> float | None:
     None where the data brings its own validation part: there a val_split= would be ignored,
     so it is an error instead."""
     if spec in _SPLIT_DATA or (spec.endswith(".npz") and "x_val" not in _npz(spec).files):
+        if val_split == 0 and spec.endswith(".npz"):
+            return 0.0  # a file trained on whole, without validation, as it asked
         return _fraction(val_split)
     if val_split is None:
         return None
@@ -181,7 +183,7 @@ def load_data(spec: str, val_split: float | None = None, seed: int = 0) -> tuple
     ``.npz`` file (x, y and optionally x_val, y_val) or ``module:function`` (or
     ``file.py:function``) returning ``(train, val)``, each ``(x, y)`` or None. ``val_split``
     (default 0.2) of the rows, shuffled by ``seed``, is held out where the data has no
-    validation part of its own."""
+    validation part of its own; ``val_split=0`` trains on a whole ``.npz`` file."""
     if spec not in _SPLIT_DATA and not spec.endswith(".npz") and ":" not in spec:
         raise UsageError(f"unknown data {spec!r}; use 'digits', 'shapes', a .npz file (arrays x, y, "
                          f"optional x_val, y_val) or module:function / file.py:function "
@@ -195,6 +197,8 @@ def load_data(spec: str, val_split: float | None = None, seed: int = 0) -> tuple
     split = held_out(spec, val_split)  # raises when a given val_split= cannot apply
     if spec.endswith(".npz"):
         arrays = _npz(spec)
+        if split == 0:
+            return (arrays["x"], arrays["y"]), None
         if split is not None:
             return _split_rows(arrays["x"], arrays["y"], split, seed, spec)
         return (arrays["x"], arrays["y"]), (arrays["x_val"], arrays["y_val"])
