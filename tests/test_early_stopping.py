@@ -10,9 +10,9 @@ import torch
 
 import hookline
 from hookline import LambdaCallback
-from hookline.callbacks import EarlyStopping
+from hookline.callbacks import EarlyStopping, ModelCheckpoint
 from hookline.callbacks.monitor import infer_mode
-from hookline.testing import ScriptedMetrics, tiny_data, tiny_model
+from hookline.testing import RecordingCallback, ScriptedMetrics, tiny_data, tiny_model
 
 NAN = math.nan
 
@@ -288,3 +288,82 @@ def test_verbose_says_why_and_what_was_restored(capsys):
     out = capsys.readouterr().out
     assert "Epoch 1: early stopping: val_loss did not improve" in out
     assert "restored the weights of epoch 0" in out
+
+
+# --- resuming a run that EarlyStopping ended ----------------------------------------------
+def resumable(callbacks, epochs, folder, **options):
+    """A fit of one batch per epoch whose every epoch is saved as a full checkpoint."""
+    checkpoint = ModelCheckpoint(dirpath=folder, filename="m-{epoch}", save_last=True)
+    epochs_seen = RecordingCallback(capture=("epoch",), events=("on_train_epoch_start",))
+    x, y = tiny_data(samples=16)
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               batch_size=16, epochs=epochs, lr=0.05, default_callbacks=False,
+                               callbacks=[*callbacks, checkpoint, epochs_seen,
+                                          hookline.History()],
+                               verbose=0, device="cpu", seed=0, **options)
+    trainer.fit()
+    trainer.epochs_trained = [snapshot["epoch"] for _, snapshot in epochs_seen.records]
+    return trainer
+
+
+STOPS_AT_2 = [3, 2, 4, 2.5, 1, 0.5, 0.4, 0.3, 0.2, 0.1]  # patience=1: no improvement at 2
+
+
+def test_an_early_stopped_run_resumed_with_the_same_epochs_trains_nothing(tmp_path):
+    first = resumable([ScriptedMetrics({"val_loss": STOPS_AT_2}), EarlyStopping(patience=1)],
+                      6, tmp_path / "ckpt")
+    assert first.epochs_trained == [0, 1, 2] and first.stop_reason.startswith("EarlyStopping")
+    weights = {k: v.clone() for k, v in first.model.state_dict().items()}
+    stopper = EarlyStopping(patience=1)
+    with pytest.warns(RuntimeWarning, match=r"stopped after epoch 2 \(EarlyStopping: val_loss "
+                                            r"did not improve.*nothing left to train.*epochs= "
+                                            r"larger than 6"):
+        again = resumable([ScriptedMetrics({"val_loss": STOPS_AT_2}), stopper], 6,
+                          tmp_path / "ckpt", resume=tmp_path / "ckpt" / "last.pt")
+    assert again.epochs_trained == [] and same_weights(again.model, weights)
+    assert (stopper.stopped_epoch, stopper.best, stopper.best_epoch, stopper.wait) == (2, 2, 1, 1)
+    # fewer epochs than the stopped run had: finished all the same, not a conflict
+    with pytest.warns(RuntimeWarning, match="nothing left to train"):
+        fewer = resumable([ScriptedMetrics({"val_loss": STOPS_AT_2}), EarlyStopping(patience=1)],
+                          4, tmp_path / "ckpt", resume=tmp_path / "ckpt" / "last.pt")
+    assert fewer.epochs_trained == []
+
+
+def test_an_early_stopped_run_given_more_epochs_continues_after_its_last_epoch(tmp_path):
+    resumable([ScriptedMetrics({"val_loss": STOPS_AT_2}), EarlyStopping(patience=1)], 6,
+              tmp_path / "ckpt")
+    stopper = EarlyStopping(patience=1)
+    more = resumable([ScriptedMetrics({"val_loss": STOPS_AT_2}), stopper], 10,
+                     tmp_path / "ckpt", resume=tmp_path / "ckpt" / "last.pt")
+    # epoch 3 follows epoch 2 (not epoch 6, the old run's end). The stopper's counters came
+    # back: 2.5 does not beat the best 2 of epoch 1, so the wait reaches 2 and it stops at 3;
+    # a fresh stopper would not stop at the first epoch it evaluates
+    assert more.epochs_trained == [3]
+    assert (stopper.stopped_epoch, stopper.best, stopper.best_epoch, stopper.wait) == (3, 2, 1, 2)
+    assert more.stop_reason == "EarlyStopping: " + stopper.stopping_reason
+    assert more.callbacks.find(hookline.History)[0].epoch == [0, 1, 2, 3]
+
+
+def test_an_extended_run_that_improves_trains_on_and_forgets_the_old_stop(tmp_path):
+    values = [3, 2, 4, 1, 0.5, 0.4, 0.3, 0.2]  # stops at 2; improves from epoch 3 on
+    resumable([ScriptedMetrics({"val_loss": values}), EarlyStopping(patience=1)], 4,
+              tmp_path / "ckpt")
+    stopper = EarlyStopping(patience=1)
+    more = resumable([ScriptedMetrics({"val_loss": values}), stopper], 8,
+                     tmp_path / "ckpt", resume=tmp_path / "ckpt" / "last.pt")
+    assert more.epochs_trained == [3, 4, 5, 6, 7]
+    assert more.stop_reason == "" and stopper.stopped_epoch == 0  # this run was not stopped
+    assert stopper.stopping_reason == ""
+    assert (stopper.best, stopper.best_epoch, stopper.wait) == (0.2, 7, 0)
+
+
+def test_a_stop_that_min_epochs_held_back_is_no_end_of_the_run_on_resume(tmp_path):
+    values = {"val_loss": [3, 2, 4, 5, 6, 7, 8, 9]}  # asks to stop from epoch 2 on
+    expected = resumable([ScriptedMetrics(values), EarlyStopping(patience=1)], 8,
+                         tmp_path / "expected", min_epochs=5)
+    assert expected.epochs_trained == [0, 1, 2, 3, 4]
+    stopper = EarlyStopping(patience=1)
+    resumed = resumable([ScriptedMetrics(values), stopper], 8, tmp_path / "expected",
+                        min_epochs=5, resume=tmp_path / "expected" / "m-2.pt")
+    assert resumed.epochs_trained == [3, 4] and stopper.stopped_epoch == 4
+    assert same_weights(resumed.model, expected.model.state_dict())

@@ -206,8 +206,9 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     check_model_state(trainer.model, payload["model"], source)
     other_world = _world_size_change(trainer, run, name, source)
     _check_data(trainer, payload.get("data") or {}, name, source, other_world=other_world)
-    start_epoch = run.start_epoch()
-    _check_rerun(trainer, run, start_epoch, name, source)
+    ended_by_stop = run.ended_by_stop(trainer.schedule.may_stop)
+    start_epoch = run.start_epoch(trainer.epochs, trainer.schedule.may_stop)
+    _check_rerun(trainer, run, start_epoch, ended_by_stop, name, source)
     trainer.model.load_state_dict(payload["model"])
     _restore_optimizers(trainer, payload, name, source)
     _restore_schedulers(trainer, payload.get("lr_schedulers") or [], name, source)
@@ -227,6 +228,8 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     if not run.exact:
         warn(f"{name} is not an exact resume point: {run.note}")
     run.apply(trainer, start_epoch)
+    if ended_by_stop and start_epoch < trainer.epochs:
+        trainer.stop_reason = ""  # extended past its stop: this fit has not been stopped
     trainer._resume_point = None
     if run.mid_epoch:
         # mid-epoch: the rest of the epoch is positioned when it starts
@@ -234,14 +237,18 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
             batches_done=run.batches_done, batches_complete=run.batches_complete,
             losses=run.epoch_losses, sizes=run.epoch_sizes, train_metrics=run.train_metrics,
             rng=payload["rng"], epoch_rng=run.epoch_rng)
-    if start_epoch >= trainer.epochs:
+    if start_epoch >= trainer.epochs and ended_by_stop:
+        warn(f"{name}: that run was stopped after epoch {run.epoch} "
+             f"({run.stop_reason or 'a stop request'}); there is nothing left to train. Pass "
+             f"epochs= larger than {run.epochs} to continue it from epoch {run.epoch + 1}")
+    elif start_epoch >= trainer.epochs:
         warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
              f"nothing left to train. Pass a larger epochs= to extend it")
     set_rng_state(payload["rng"])
 
 
-def _check_rerun(trainer: Any, run: RunState, start_epoch: int, name: str,
-                 source: Any) -> None:
+def _check_rerun(trainer: Any, run: RunState, start_epoch: int, ended_by_stop: bool,
+                 name: str, source: Any) -> None:
     """A rerun must agree with the run it continues: every conflict is an error naming the
     argument and both values, raised before anything is restored, trained, saved or
     deleted."""
@@ -254,7 +261,8 @@ def _check_rerun(trainer: Any, run: RunState, start_epoch: int, name: str,
         if getattr(saved, key) != getattr(now, key):
             conflicts.append(f"{key}={getattr(now, key)!r} but the checkpoint's run used "
                              f"{key}={getattr(saved, key)!r}")
-    finished = run.stop or (run.phase is Phase.EPOCH_DONE and run.epoch + 1 >= run.epochs)
+    finished = (run.stop if run.mid_epoch else ended_by_stop) or (
+        run.phase is Phase.EPOCH_DONE and run.epoch + 1 >= run.epochs)
     if start_epoch >= trainer.epochs and not finished:
         done = run.epoch + (1 if run.phase is Phase.EPOCH_DONE else 0)
         conflicts.append(f"epochs={trainer.epochs} but the checkpoint's run had trained {done} "

@@ -11,6 +11,7 @@ rename), is an error naming the field: a silent default would resume the wrong r
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -166,10 +167,23 @@ class RunState:
         """Whether the recorded epoch's batches were all done (or stopped for good)."""
         return self.phase is not Phase.TRAIN or self.stop or self.skip_rest_of_epoch
 
-    def start_epoch(self) -> int:
-        """The epoch a resumed fit starts (or continues) in."""
+    def ended_by_stop(self, may_stop: Callable[[int, int], bool]) -> bool:
+        """Whether a stop request (EarlyStopping, Timer, max_steps...) ended the run at the
+        recorded epoch's end. ``may_stop(epochs_done, steps)`` is the resuming trainer's
+        ``schedule.may_stop``: a stop that min_epochs or min_steps held back ended nothing."""
+        return self.phase is Phase.EPOCH_DONE and self.stop and may_stop(self.epoch + 1,
+                                                                         self.step)
+
+    def start_epoch(self, epochs: int, may_stop: Callable[[int, int], bool]) -> int:
+        """The epoch a resumed fit of ``epochs`` epochs starts (or continues) in.
+
+        A run that a stop ended is finished: with ``epochs`` no larger than its own there is
+        nothing left to train; with more it is extended from the epoch after the one it
+        stopped at (never from its old ``epochs``, which would skip the epochs between)."""
         if self.phase is Phase.EPOCH_DONE:
-            return self.epochs if self.stop else self.epoch + 1
+            if self.ended_by_stop(may_stop) and epochs <= self.epochs:
+                return max(epochs, self.epoch + 1)
+            return self.epoch + 1
         return self.epoch  # before any training ("idle", "setup") or mid-epoch
 
 

@@ -109,6 +109,10 @@ class EarlyStopping(Callback):
     def on_train_start(self, trainer: Any) -> None:
         if not self._loaded:
             self._reset()
+        elif self.stopped_epoch and not getattr(trainer, "stop_reason", "x"):
+            # resumed past the stop it had asked for (a stopped run given more epochs): the
+            # counters and the best carry on, the stop no longer holds
+            self.stopped_epoch, self.stopping_reason = 0, ""
         self._loaded = False
         self._active = True
 
