@@ -321,6 +321,43 @@ def test_instance_reused_without_loading_starts_over(tmp_path):
     assert checkpoint.best_model_score == 4  # the first run's 1 is not carried over
 
 
+def test_an_instance_reused_under_another_save_dir_saves_and_resumes_there(tmp_path):
+    checkpoint = ModelCheckpoint(filename="m-{epoch}")  # the default folder: save_dir's
+    fit([checkpoint], epochs=1, save_dir=tmp_path / "a")
+    assert files(tmp_path / "a" / "checkpoints") == ["m-0.pt"]
+    # a second trainer with its own save_dir: its files go there, and resume=True does not
+    # find the first run's checkpoint through the folder the callback resolved for it
+    with pytest.warns(RuntimeWarning, match="found no checkpoint"):
+        second = fit([checkpoint], epochs=1, save_dir=tmp_path / "b", resume=True)
+    assert second.resumed_from is None
+    assert files(tmp_path / "b" / "checkpoints") == ["m-0.pt"]
+    assert files(tmp_path / "a" / "checkpoints") == ["m-0.pt"]
+    assert checkpoint.checkpoint_dir == tmp_path / "b" / "checkpoints"
+
+
+def test_a_resume_whose_ranking_is_empty_keeps_nothing_of_the_last_fit(tmp_path):
+    def checkpoint_fit(checkpoint, *callbacks, **options):
+        return fit([ScriptedMetrics({"val_loss": [3, 1, 2]}), checkpoint, *callbacks],
+                   epochs=3, samples=32, **options)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", filename="s-{step}",
+                                 monitor="val_loss", save_top_k=1, save_last=True,
+                                 every_n_train_steps=1)
+    with pytest.raises(Crash):  # step 1: before the first validation, nothing ranked yet
+        checkpoint_fit(checkpoint, crash_at("on_train_batch_end", 2))
+    early = tmp_path / "early.ckpt"
+    early.write_bytes((tmp_path / "ckpt" / "last.pt").read_bytes())
+    checkpoint_fit(checkpoint)
+    assert checkpoint.best_model_score == 1
+    seen = {}
+    record = LambdaCallback(on_train_start=lambda trainer: seen.update(
+        best=checkpoint.best_model_path, score=checkpoint.best_model_score,
+        kth=checkpoint.kth_best_model_path, kth_value=checkpoint.kth_value))
+    checkpoint_fit(checkpoint, record, resume=early)
+    assert seen == {"best": "", "score": None, "kth": "", "kth_value": None}
+    assert checkpoint.best_model_score == 1  # ranked anew by the resumed run's own saves
+
+
 def test_a_saved_checkpoint_holds_its_own_ranking(tmp_path):
     """Resuming from a file must not forget that file: state is updated before writing."""
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}", monitor="val_loss",

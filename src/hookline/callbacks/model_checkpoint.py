@@ -154,6 +154,9 @@ class ModelCheckpoint(Callback):
         if filename is not None and not isinstance(filename, str):
             raise TypeError(f"{owner}(filename={filename!r}) must be a string template such as "
                             f"'model-{{epoch:02d}}'")
+        # no folder given: <save_dir>/checkpoints of each run's trainer, resolved anew by every
+        # fit (a reused instance must not write into, or resume from, an earlier trainer's)
+        self._default_dir = filepath is None and dirpath is None
         if filepath is not None:
             self.template = str(filepath)
             self.dirpath: Path | None = Path(self.template).parent
@@ -217,7 +220,8 @@ class ModelCheckpoint(Callback):
 
     # --- events: only the per-batch hook the configuration needs is subscribed -----------
     def hookline_handlers(self) -> dict[str, Any]:
-        handlers: dict[str, Any] = {"on_train_start": self.on_train_start,
+        handlers: dict[str, Any] = {"on_pretrain_routine_start": self._resolve_folder,
+                                    "on_train_start": self.on_train_start,
                                     "on_train_end": self.wait, "teardown": self.close}
         if self.every_n_epochs is not None:
             handlers["on_fit_epoch_end"] = self.on_fit_epoch_end
@@ -225,11 +229,19 @@ class ModelCheckpoint(Callback):
             handlers["on_train_batch_end"] = self.on_train_batch_end
         return handlers
 
+    def _resolve_folder(self, trainer: Any) -> None:
+        """The default folder of this fit's trainer, before a resume looks for checkpoints
+        in ``checkpoint_dir`` and loads this callback's state."""
+        if self._default_dir:
+            save_dir = getattr(trainer, "save_dir", None)
+            self.dirpath = Path(save_dir) / "checkpoints" if save_dir is not None else None
+
     def on_train_start(self, trainer: Any) -> None:
         if not self._loaded:
             self._reset()
         self._loaded = False
         self._last_time = time.monotonic()
+        self._resolve_folder(trainer)
         if self.dirpath is None:
             if trainer.save_dir is None:
                 raise ValueError("ModelCheckpoint needs a folder: pass dirpath= or filepath=, "
@@ -418,16 +430,15 @@ class ModelCheckpoint(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue the ranking of a checkpoint. Its paths are data from disk: they are only
         adopted inside this callback's own folder (``_adopt_stored_paths``), never followed."""
+        self._reset()  # nothing of an earlier fit of this instance survives: best, kth, last
         self._stored = ({str(k): float(v) for k, v in state["best_k_models"].items()},
                         str(state["last_model_path"] or ""),
                         str(state["dirpath"]) if state.get("dirpath") else None)
         self._saves = int(state["saves"])
         self._last_step_saved = int(state["last_step_saved"])
-        self.best_k_models, self.last_model_path = {}, ""
-        self._rank()
         self._loaded = True
-        if self.dirpath is not None:  # else once on_train_start knows the folder
-            self._adopt_stored_paths()
+        if self.dirpath is not None and not self._default_dir:
+            self._adopt_stored_paths()  # else once on_train_start knows this run's folder
 
     def _adopt_stored_paths(self) -> None:
         if self._stored is None:
