@@ -248,6 +248,20 @@ def test_save_dir_writes_last_and_best_and_fires_on_model_save(tmp_path):
     assert best["fitness"] == trainer.best_fitness
 
 
+def test_a_nan_fitness_is_never_the_best(tmp_path):
+    """A first epoch whose fitness is NaN must not become a best that nothing beats."""
+    values = [float("nan"), 0.5, 0.9, float("nan")]
+    seen = []
+    callback = hookline.LambdaCallback(
+        on_train_epoch_end=lambda t: t.metrics.update(val_accuracy=values[t.epoch]),
+        on_fit_epoch_end=lambda t: seen.append(t.best_fitness))
+    trainer = fit(tiny_model(), epochs=4, save_dir=tmp_path, fitness="val_accuracy",
+                  callbacks=[callback])
+    assert seen == [None, 0.5, 0.9, 0.9]
+    best = hookline.checkpoint.load_weights(tmp_path / "weights" / "best.pt")
+    assert best["epoch"] == 2 and best["best_fitness"] == 0.9 == trainer.best_fitness
+
+
 def test_steps_per_epoch_and_initial_epoch():
     trainer = fit(tiny_model(), epochs=4, initial_epoch=2, steps_per_epoch=2)
     assert trainer.step == 4 and trainer.epoch == 3

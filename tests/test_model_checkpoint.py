@@ -183,6 +183,25 @@ def test_step_saves_with_a_monitor_wait_for_the_metric(tmp_path):
     assert files(tmp_path) == ["s-5.pt"]
 
 
+def test_a_second_fit_of_one_trainer_ranks_step_saves_by_its_own_validation(tmp_path):
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s-{step}", monitor="val_loss",
+                                 every_n_train_steps=1)
+    x, y = tiny_data(samples=32)  # two optimizer steps per epoch
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               batch_size=16, epochs=2, default_callbacks=False, verbose=0,
+                               device="cpu", seed=0, save_dir=tmp_path / "run",
+                               callbacks=[ScriptedMetrics({"val_loss": [3, 1]}), checkpoint])
+    trainer.fit()
+    assert files(tmp_path) == ["run", "s-3.pt", "s-4.pt"]  # epoch 0's steps had no val_loss
+    at_start = {}
+    trainer.add_callback("on_train_start", lambda t: at_start.update(
+        metrics=dict(t.metrics), fitness=t.fitness, best_fitness=t.best_fitness))
+    trainer.fit()  # a new run: the first fit's last val_loss ranks none of its saves
+    assert at_start == {"metrics": {}, "fitness": None, "best_fitness": None}
+    assert files(tmp_path) == ["run", "s-3.pt", "s-4.pt", "s-7.pt", "s-8.pt"]
+    assert checkpoint.best_k_models == {str(tmp_path / "s-7.pt"): 3, str(tmp_path / "s-8.pt"): 3}
+
+
 @pytest.mark.parametrize("interval, expected", [
     (timedelta(hours=1), []), (1e-6, ["s-1.pt", "s-2.pt", "s-3.pt", "s-4.pt"])])
 def test_train_time_interval(tmp_path, interval, expected):

@@ -458,6 +458,10 @@ class Trainer(Engine):
         self.stop, self.stop_reason = False, ""
         self.phase, self.resumed, self._resume_point = Phase.SETUP, False, None
         self.loss_parts, self.loss_names, self._loss_names_fixed = None, ["loss"], False
+        # a new run: the last fit's metrics and fitness rank nothing of it (a mid-epoch save
+        # before this run's first validation waits for its monitor); a resume restores them
+        self.metrics, self.val_metrics, self.validation_skipped = {}, {}, False
+        self.fitness = self.best_fitness = None
         self.epoch = self.start_epoch  # not the last fit's: on_train_start reads it
         self.run_id = distributed.new_run_id()  # rank 0's on every rank; a resume puts
         # back the run's own id
@@ -889,8 +893,10 @@ class Trainer(Engine):
                             for name, value in values.items()})
         # an epoch that skipped validation has no fitness: train loss is no stand-in for it
         self.fitness = None if self.validation_skipped else self._fitness(metrics)
-        improved = self.fitness is not None and (
-            self.best_fitness is None or self.fitness > self.best_fitness)
+        # NaN is never the best: a NaN first epoch would otherwise be a best nothing beats
+        fitness = self.fitness
+        improved = fitness is not None and not math.isnan(fitness) and (
+            self.best_fitness is None or fitness > self.best_fitness)
         if improved:
             self.best_fitness = self.fitness
         if self.save_dir is not None and self.rank == 0:
