@@ -10,9 +10,14 @@ import pytest
 import torch
 
 import hookline
-from hookline.callbacks import OnExceptionCheckpoint
-from hookline.checkpoint import load_checkpoint
-from hookline.testing import Crash, crash_at, tiny_data, tiny_model
+from hookline.callbacks import EarlyStopping, ModelCheckpoint, OnExceptionCheckpoint
+from hookline.checkpoint import (
+    CheckpointMismatchError,
+    build_checkpoint,
+    load_checkpoint,
+    write_checkpoint,
+)
+from hookline.testing import Crash, ScriptedMetrics, crash_at, tiny_data, tiny_model
 
 
 def make(model: torch.nn.Module, **options: Any) -> hookline.Trainer:
@@ -81,3 +86,81 @@ def test_the_keras_door_compiles_with_jit_compile_and_exports(tmp_path: Path) ->
     model.save_weights(tmp_path / "w.safetensors")
     from safetensors.torch import load_file
     assert set(load_file(tmp_path / "w.safetensors")) == plain_names()
+
+
+# --- state dicts whose keys carry a wrapper's prefix ----------------------------------------
+def pending_grads_checkpoint(tmp_path: Path) -> dict[str, Any]:
+    """A full checkpoint taken between two batches of one accumulated step: its gradients are
+    pending, so a resume that dropped them would end with other weights."""
+    taken: dict[str, Any] = {}
+
+    def take(trainer: hookline.Trainer) -> None:
+        if not taken:
+            taken.update(build_checkpoint(trainer))
+            raise Crash("after batch 0")
+    first = make(tiny_model(), accumulate=2, callbacks=[
+        hookline.LambdaCallback(on_train_batch_end=take)])
+    with pytest.raises(Crash):
+        first.fit()
+    assert taken["run"]["grads"]
+    return taken
+
+
+def with_prefix(payload: dict[str, Any], prefix: str) -> dict[str, Any]:
+    run = {**payload["run"], "grads": {prefix + k: v for k, v in payload["run"]["grads"].items()}}
+    return {**payload, "model": {prefix + k: v for k, v in payload["model"].items()}, "run": run}
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module.", "module._orig_mod."])
+def test_a_checkpoint_with_a_wrapper_prefix_resumes_a_plain_model_exactly(
+        tmp_path: Path, prefix: str) -> None:
+    payload = pending_grads_checkpoint(tmp_path)
+    write_checkpoint(payload, tmp_path / "plain.ckpt")
+    write_checkpoint(with_prefix(payload, prefix), tmp_path / "wrapped.ckpt")
+    expected = make(tiny_model(), accumulate=2, resume=tmp_path / "plain.ckpt")
+    expected.fit()
+    resumed = make(tiny_model(), accumulate=2, resume=tmp_path / "wrapped.ckpt")
+    resumed.fit()
+    assert set(resumed.model.state_dict()) == plain_names()
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
+                                                 expected.model.state_dict().values()))
+
+
+def test_a_plain_checkpoint_resumes_a_data_parallel_model_and_back(tmp_path: Path) -> None:
+    payload = pending_grads_checkpoint(tmp_path)
+    write_checkpoint(payload, tmp_path / "plain.ckpt")
+    expected = make(tiny_model(), accumulate=2, resume=tmp_path / "plain.ckpt")
+    expected.fit()
+
+    def callbacks() -> list[Any]:  # epoch 1 is the best: a resume at epoch 2 restores it
+        return [ScriptedMetrics({"val_loss": [3, 1, 2]}),
+                ModelCheckpoint(dirpath=tmp_path / "dp", filename="m-{epoch}"),
+                EarlyStopping(patience=5, restore_best_weights=True)]
+    wrapped = make(torch.nn.DataParallel(tiny_model()), accumulate=2,
+                   resume=tmp_path / "plain.ckpt", callbacks=callbacks())
+    wrapped.fit()
+    best = {k: v.clone() for k, v in wrapped.model.module.state_dict().items()}
+    saved = load_checkpoint(tmp_path / "dp" / "m-1.pt")
+    assert set(saved["model"]) == {"module." + name for name in plain_names()}
+    # its files carry DataParallel's "module." (the best weights in EarlyStopping's state
+    # too): they resume a plain model, whose EarlyStopping restores them at the end
+    again = make(tiny_model(), accumulate=2, epochs=3, resume=tmp_path / "dp" / "m-1.pt",
+                 callbacks=callbacks())
+    again.fit()
+    assert again.step == 6
+    assert all(torch.equal(again.model.state_dict()[k], v) for k, v in best.items())
+
+
+def test_a_prefixed_checkpoint_of_another_model_is_refused_naming_the_prefix(
+        tmp_path: Path) -> None:
+    payload = pending_grads_checkpoint(tmp_path)
+    other = {**payload, "model": {**payload["model"]}}
+    other["model"]["2.weight"] = torch.zeros(5, 16)  # another head
+    write_checkpoint(with_prefix(other, "_orig_mod."), tmp_path / "other.ckpt")
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError, match=r"shape mismatch: 2\.weight .*The "
+                                                      r"checkpoint's keys carry the prefix "
+                                                      r"'_orig_mod\.' \(torch\.compile\)"):
+        make(model, accumulate=2, resume=tmp_path / "other.ckpt").fit()
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())

@@ -36,6 +36,7 @@ from hookline.checkpoint import (
     load_checkpoint,
     read_checkpoint_info,
 )
+from hookline.files.checkpoint_format import wrapper_renames
 from hookline.rng import set_rng_state
 from hookline.run_state import Phase, RunState
 from hookline.step_losses import restored
@@ -203,18 +204,21 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     """
     name = f"checkpoint {source}" if source is not None else "the checkpoint"
     run = RunState.from_dict(payload.get("run"), source)
-    check_model_state(trainer.model, payload["model"], source)
+    model_state = check_model_state(trainer.model, payload["model"], source)
     other_world = _world_size_change(trainer, run, name, source)
     _check_data(trainer, payload.get("data") or {}, name, source, other_world=other_world)
     ended_by_stop = run.ended_by_stop(trainer.schedule.may_stop)
     start_epoch = run.start_epoch(trainer.epochs, trainer.schedule.may_stop)
     _check_rerun(trainer, run, start_epoch, ended_by_stop, name, source)
-    trainer.model.load_state_dict(payload["model"])
+    trainer.model.load_state_dict(model_state)
     _restore_optimizers(trainer, payload, name, source)
     _restore_schedulers(trainer, payload.get("lr_schedulers") or [], name, source)
     _restore_scaler(trainer, payload.get("scaler"), name)
+    # pending gradients are keyed as the model's state was (a wrapper's prefix included)
+    grads = {renames.get(key, key): grad for key, grad in run.grads.items()} if (
+        renames := wrapper_renames(trainer.model.state_dict(), payload["model"])) else run.grads
     for parameter_name, parameter in trainer.model.named_parameters():
-        grad = run.grads.get(parameter_name)
+        grad = grads.get(parameter_name)
         parameter.grad = grad.to(parameter.device) if grad is not None else None
     states = payload.get("callbacks") or {}
     trainer.callbacks.load_state_dict(states)

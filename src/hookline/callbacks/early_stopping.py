@@ -9,6 +9,7 @@ import torch
 
 from hookline.callback import Callback
 from hookline.callbacks.monitor import Monitor, check_non_negative, config_key
+from hookline.files.checkpoint_format import check_model_state
 
 __all__ = ["EarlyStopping"]
 
@@ -183,7 +184,9 @@ class EarlyStopping(Callback):
             return  # not in a fit (teardown also ends standalone validate/predict runs)
         self._active = False
         if self.restore_best_weights and self.best_weights is not None:
-            trainer.model.load_state_dict(self.best_weights)
+            # the best weights of a resumed checkpoint keep its model's names: a wrapper's
+            # prefix (DataParallel's "module.") is matched to this model's
+            trainer.model.load_state_dict(check_model_state(trainer.model, self.best_weights))
             if self.verbose:
                 print(f"EarlyStopping: restored the weights of epoch {self.best_weights_epoch} "
                       f"({self.monitor.name} = {self.best:.6g})")

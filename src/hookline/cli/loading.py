@@ -313,9 +313,7 @@ def model_for(spec: str | None, state: dict[str, Any] | None) -> Any:
         model = build_model(spec or "digits_cnn")
     if state is not None:
         from hookline.checkpoint import check_model_state
-        weights = state.get("model", state)
-        check_model_state(model, weights)
-        model.load_state_dict(weights)
+        model.load_state_dict(check_model_state(model, state.get("model", state)))
     return model
 
 

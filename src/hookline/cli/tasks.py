@@ -132,7 +132,8 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
     net = build_model(model)
     state = read_weights(weights)
     if state is not None:
-        net.load_state_dict(state.get("model", state))
+        from hookline.checkpoint import check_model_state
+        net.load_state_dict(check_model_state(net, state.get("model", state), weights))
     train_data, val_data = load_data(data, val_split, seed or 0)
     split = held_out(data, val_split)  # recorded, so that val validates on the same rows
     # a model that declares its training step (the detector) computes its own loss

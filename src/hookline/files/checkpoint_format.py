@@ -18,6 +18,7 @@ import io
 import os
 import pickle
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -221,18 +222,89 @@ def _first_line(error: BaseException) -> str:
     return (unsupported or lines or [type(error).__name__])[0][:300]
 
 
+# what wrappers put before every key of the module they wrap: torch.compile's module, and
+# DataParallel's / DistributedDataParallel's (checked in this order at each step)
+WRAPPER_PREFIXES = {"_orig_mod.": "torch.compile", "module.": "DataParallel or "
+                                                             "DistributedDataParallel"}
+
+
+def _unwrapped_name(key: str) -> tuple[str, list[str]]:
+    """``key`` without the wrapper prefixes it starts with, and those prefixes."""
+    prefixes: list[str] = []
+    while True:
+        prefix = next((p for p in WRAPPER_PREFIXES if key.startswith(p)), None)
+        if prefix is None:
+            return key, prefixes
+        prefixes.append(prefix)
+        key = key[len(prefix):]
+
+
+def wrapper_renames(own: Iterable[str], keys: Iterable[str]) -> dict[str, str] | None:
+    """``{key: model's key}`` when ``keys`` and the model's ``own`` keys differ only by
+    wrapper prefixes (``_orig_mod.`` of torch.compile, ``module.`` of DataParallel and DDP),
+    one to one and covering every key of the model; None when they do not (or need no
+    renaming). Never a partial match: every key of both sides is accounted for."""
+    own, keys = list(own), list(keys)
+    if set(own) == set(keys):
+        return None
+    plain: dict[str, str] = {}
+    for key in own:
+        name = _unwrapped_name(key)[0]
+        if name in plain:
+            return None  # two of the model's keys alike once unwrapped: no safe renaming
+        plain[name] = key
+    renames = {}
+    for key in keys:
+        target = plain.get(_unwrapped_name(key)[0])
+        if target is None:
+            return None
+        renames[key] = target
+    if len(set(renames.values())) != len(renames) or set(renames.values()) != set(own):
+        return None
+    return renames
+
+
+def _prefix_note(own: list[str], keys: list[str], renamed: bool) -> str:
+    """For an error message: the wrapper prefix the checkpoint's keys carry and the model's do
+    not (or the reverse); empty when there is none."""
+    def prefixes(names: list[str]) -> set[str]:
+        return {"".join(_unwrapped_name(name)[1]) for name in names} - {""}
+    theirs, ours = prefixes(keys) - prefixes(own), prefixes(own) - prefixes(keys)
+    if not (theirs or ours):
+        return ""
+    which = min(theirs or ours)
+    wrappers = ", in ".join(WRAPPER_PREFIXES[p] for p in _unwrapped_name(which + "x")[1])
+    side, other = ("the checkpoint's", "this model's") if theirs else (
+        "this model's", "the checkpoint's")
+    if renamed:
+        return (f". {side.capitalize()} keys carry the prefix {which!r} ({wrappers}); they were "
+                f"matched to {other} names, so the prefix is not what differs")
+    return (f". {side.capitalize()} keys carry the prefix {which!r} ({wrappers}) that "
+            f"{other} do not, and even without it the names do not match")
+
+
 def check_model_state(model: torch.nn.Module, state: dict[str, Any],
-                      path: str | os.PathLike | None = None) -> None:
-    """Raise CheckpointMismatchError listing missing, unexpected and mis-shaped keys when
-    ``state`` does not fit ``model``."""
+                      path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``state`` keyed by ``model``'s own names, ready for ``model.load_state_dict``; raise
+    CheckpointMismatchError listing missing, unexpected and mis-shaped keys when it does not
+    fit ``model``.
+
+    Keys that differ from the model's only by a wrapper's prefix (``_orig_mod.`` of
+    ``torch.compile``, ``module.`` of DataParallel/DistributedDataParallel, on either side)
+    are renamed to the model's names, all of them or none: a state saved from a compiled or
+    wrapped model loads into the plain one, and the reverse."""
     own = model.state_dict()
+    renames = wrapper_renames(own, state)
+    if renames is not None:
+        state = {renames[key]: value for key, value in state.items()}
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
     shapes = [f"{key} (checkpoint {tuple(state[key].shape)}, model {tuple(own[key].shape)})"
               for key in own if key in state and isinstance(state[key], torch.Tensor)
               and isinstance(own[key], torch.Tensor) and state[key].shape != own[key].shape]
     if not (missing or unexpected or shapes):
-        return
+        return state
+    note = _prefix_note(list(own), list(renames or state), renamed=renames is not None)
     parts = []
     for label, keys in (("shape mismatch", shapes), ("missing in checkpoint", missing),
                         ("not in model", unexpected)):
@@ -241,6 +313,6 @@ def check_model_state(model: torch.nn.Module, state: dict[str, Any],
             parts.append(f"{label}: {shown}")
     where = f"checkpoint {path}" if path is not None else "the checkpoint"
     raise CheckpointMismatchError(
-        path, f"{where} does not fit this model ({'; '.join(parts)}). It was saved from "
-              f"another model or another configuration of it; resume with the model it was "
-              f"saved from")
+        path, f"{where} does not fit this model ({'; '.join(parts)}){note}. It was saved "
+              f"from another model or another configuration of it; resume with the model it "
+              f"was saved from")
