@@ -292,6 +292,24 @@ def test_predict_returns_every_output_of_a_several_output_model():
     np.testing.assert_allclose(found["extra"][1], expected["extra"][1].numpy(), rtol=1e-6)
 
 
+def test_predict_batch_logs_hold_every_output_of_a_several_output_model():
+    class Outputs(keras.Callback):
+        def __init__(self):
+            super().__init__()
+            self.logged = []
+
+        def on_predict_batch_end(self, batch, logs=None):
+            self.logged.append(logs["outputs"])
+
+    net, callback, x = TwoHeads(), Outputs(), torch.randn(6, 8)
+    hookline.Model(net, device="cpu").predict(x, batch_size=4, callbacks=[callback])
+    first = callback.logged[0]
+    assert set(first) == {"logits", "extra"} and first["logits"].shape == (4, 3)
+    with torch.no_grad():
+        np.testing.assert_allclose(first["extra"][1], (net(x[:4])["extra"][1]).numpy(),
+                                   rtol=1e-6)
+
+
 def test_predict_on_a_one_output_model_is_still_one_array():
     found = make_model().predict(torch.randn(10, 8), batch_size=4)
     assert isinstance(found, np.ndarray) and found.shape == (10, 3)

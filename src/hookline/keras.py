@@ -97,8 +97,9 @@ def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
         method(engine.batch_i, logs=_train_batch_logs(engine))
     elif kind == "val_batch_end":
         method(engine.batch_i, logs=engine.metric_set.compute())
-    else:  # predict_batch_end
-        method(engine.batch_i, logs={"outputs": engine.preds.detach().cpu().numpy()})
+    else:  # predict_batch_end: a several-output model's outputs keep their structure
+        outputs = engine.outputs if type(engine.outputs) in _STRUCTURES else engine.preds
+        method(engine.batch_i, logs={"outputs": _as_numpy(_on_cpu(outputs))})
 
 
 def _keep_additions(metrics: dict[str, Any], logs: dict[str, Any]) -> None:
@@ -757,6 +758,16 @@ def _on_cpu(value: Any) -> Any:
         return {key: _on_cpu(item) for key, item in value.items()}
     if isinstance(value, (tuple, list)):
         return type(value)(_on_cpu(item) for item in value)
+    return value
+
+
+def _as_numpy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {key: _as_numpy(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_numpy(item) for item in value)
     return value
 
 
