@@ -110,7 +110,7 @@ class EarlyStopping(Callback):
     def on_train_start(self, trainer: Any) -> None:
         if not self._loaded:
             self._reset()
-        elif self.stopped_epoch and not getattr(trainer, "stop_reason", "x"):
+        elif self.stopped_epoch and hasattr(trainer, "stop_reason") and not trainer.stop_reason:
             # resumed past the stop it had asked for (a stopped run given more epochs): the
             # counters and the best carry on, the stop no longer holds
             self.stopped_epoch, self.stopping_reason = 0, ""
