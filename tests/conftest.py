@@ -5,6 +5,10 @@
   running two OpenMP threads oversubscribe the machine, and the spinning threads then cost far
   more than they bring: ``hookline demo`` took 76 s of CPU that way against 14 s with one
   thread. Variables already set are kept; without xdist nothing changes.
+- Threads left behind: a test fails when a hookline sender thread (a logger's or notifier's
+  network calls) is still running 10 s after it. Such a thread goes on calling a server the
+  test has stopped, and its retries draw from Python's global ``random`` in the middle of a
+  later test's seeded run, which then fails at random (a resume's weights differing).
 - Scheduling (``-n N``, whose default ``--dist load`` this replaces): tests are handed out one
   work unit at a time, the longest known first (``COST_S``), so that no long test starts near
   the end while the other worker idles. A module that defines a module-scoped fixture (a
@@ -17,6 +21,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +105,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
                                     for nodeid, done in work.items() if not done])
 
     return LongestFirst(config, log)
+
+
+@pytest.fixture(autouse=True)
+def _no_sender_thread_outlives_its_test():
+    yield
+    deadline = time.monotonic() + 10
+    for thread in threading.enumerate():
+        if thread.name.startswith("hookline-") and thread.name.endswith("-sender"):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    left = [thread.name for thread in threading.enumerate()
+            if thread.name.startswith("hookline-") and thread.name.endswith("-sender")
+            and thread.is_alive()]
+    assert not left, f"sender thread(s) still running 10 s after the test: {left}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import random
 import socket
 import struct
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import torch
 
 from hookline import Callback, Trainer
 from hookline.callbacks import CSVLogger, History, LambdaCallback
@@ -268,6 +270,42 @@ def test_wandb_bad_options():
         WandbLogger(project="")
 
 
+class RandomJitter(torch.utils.data.Dataset):
+    """Per-sample noise from Python's global ``random``, as many augmentation libraries draw."""
+
+    def __init__(self) -> None:
+        self.x, self.y = tiny_data(32)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i] + random.uniform(-0.1, 0.1), self.y[i]
+
+
+def test_mlflow_retries_never_draw_from_the_global_random_a_seeded_run_uses(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    dead = f"http://127.0.0.1:{_free_port()}"  # nothing listens: every call is retried
+
+    def fit(callbacks):
+        trainer = Trainer(tiny_model(), loss="cross_entropy", epochs=2, seed=7, verbose=0,
+                          train_data=torch.utils.data.DataLoader(RandomJitter(), batch_size=8),
+                          callbacks=callbacks)
+        trainer.fit()
+        return trainer, random.getstate()
+
+    plain, plain_random = fit([])
+    with pytest.warns(RuntimeWarning, match="MLflowLogger"):  # the failed sends, reported
+        logged, logged_random = fit([MLflowLogger("dead", tracking_uri=dead, timeout=5)])
+    assert logged_random == plain_random  # the retries drew nothing from it
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(logged.model.state_dict()[name], value), name
+
+
 class SlowTrackingServer:
     """A tracking server on 127.0.0.1 speaking the few MLflow REST calls a run makes, each
     answered after ``delay`` seconds; stopped when the test leaves it."""
@@ -279,6 +317,7 @@ class SlowTrackingServer:
     def __init__(self, delay: float) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
         owner, self.calls = self, []
+        self.released = threading.Event()  # set on leaving: every call is answered at once
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -289,7 +328,7 @@ class SlowTrackingServer:
                     self.rfile.read(length)
                 path = self.path.split("?")[0]
                 owner.calls.append(path.rsplit("/mlflow/", 1)[-1])
-                time.sleep(delay)
+                owner.released.wait(delay)
                 if path.endswith("experiments/get-by-name"):
                     out = {"experiment": {"experiment_id": "1", "name": "slow",
                                           "lifecycle_stage": "active"}}
@@ -324,6 +363,13 @@ class SlowTrackingServer:
         return self
 
     def __exit__(self, *exc):
+        # a send the run gave up on is still in flight: answer it and the calls after it, so
+        # its thread ends here rather than retrying against a closed port (drawing MLflow's
+        # retry jitter from the global random) during the tests that follow
+        self.released.set()
+        for thread in threading.enumerate():
+            if thread.name.startswith("hookline-MLflowLogger"):
+                thread.join(timeout=30)
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -91,6 +91,23 @@ def test_every_epoch_posts_its_logs_as_json_with_the_given_headers():
     assert request["headers"]["Content-Type"] == "application/json"
 
 
+def test_a_finished_run_leaves_no_sender_thread_and_a_reused_monitor_sends_again():
+    def senders() -> int:
+        return sum(thread.name == "hookline-RemoteMonitor-sender"
+                   for thread in threading.enumerate())
+
+    before = senders()
+    with Server() as server:
+        monitor = RemoteMonitor(server.root, "/a", timeout=5)
+        for run in range(1, 6):  # an Optuna-style loop: one monitor, one fit per trial
+            _fit(monitor, epochs=1)
+            assert monitor.sent == run and len(server.requests) == run
+            deadline = time.monotonic() + 5
+            while senders() > before and time.monotonic() < deadline:
+                time.sleep(0.01)  # the thread returns as soon as it reads its stop
+            assert senders() == before, "an idle thread outlived its run"
+
+
 def test_keras_form_encoding_and_chosen_events():
     with Server() as server:
         monitor = RemoteMonitor(server.root + "/hook", "", events=["on_train_end"],

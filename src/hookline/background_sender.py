@@ -5,7 +5,8 @@ sender runs them in order. The loop never waits for the network: a slow or dead 
 it nothing during training. A send that failed is raised on the training thread at the next
 ``submit`` (or at ``finish``), so the callback's ``on_error`` policy reports it as usual, with
 the callback's name and event. ``finish`` (at the end of a run) waits for the sends still
-queued, for at most ``timeout`` seconds in all, then gives up on the rest with a warning.
+queued, for at most ``timeout`` seconds in all, then gives up on the rest with a warning, and
+ends the thread (the next run's first send starts another).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class BackgroundSender:
                      f"the run after waiting {self.timeout:g} s for each; they are "
                      f"given up (the server is too slow or unreachable)",
                      RuntimeWarning)
-                self._abandon()
+            self._retire()  # no idle thread per finished run is left behind
         if self.dropped:
             dropped, self.dropped = self.dropped, 0
             warn(f"{self.owner}: {dropped} send(s) were dropped: more than "
@@ -90,9 +91,9 @@ class BackgroundSender:
                  RuntimeWarning)
         self.raise_failure()
 
-    def _abandon(self) -> None:
-        """Empty the queue of a stuck thread and tell it to stop once its send returns; a later
-        send starts a new thread with a new queue."""
+    def _retire(self) -> None:
+        """Empty the thread's queue (the sends given up on, if any) and tell it to stop once
+        its send in flight returns; a later send starts a new thread with a new queue."""
         old = self._queue
         with contextlib.suppress(queue.Empty):
             while True:
@@ -103,7 +104,7 @@ class BackgroundSender:
         self._thread = None
 
     def _run(self, jobs: queue.Queue[Callable[[], Any] | None]) -> None:
-        while True:  # its own queue: one abandoned by _abandon is never shared
+        while True:  # its own queue: one retired by _retire is never shared
             send = jobs.get()
             try:
                 if send is None:

@@ -49,8 +49,10 @@ class MLflowLogger(Callback):
     server. When the fit ends it waits for the calls still queued, at most ``timeout``
     seconds for each, then gives up on the rest with a warning. Inside that thread MLflow's
     own HTTP timeout and retries apply (``MLFLOW_HTTP_REQUEST_TIMEOUT``,
-    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``). A checkpoint written before the run is created on
-    the server holds no ``run_id``.
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``); their random jitter is off
+    (``MLFLOW_HTTP_REQUEST_BACKOFF_JITTER`` defaults to 0 here) because it draws from Python's
+    global ``random``, which a seeded data pipeline draws from too. A checkpoint written
+    before the run is created on the server holds no ``run_id``.
 
     Every epoch, each numeric value of ``trainer.metrics`` is logged with ``step=epoch``
     (0-based); names may contain ``/`` (``train/box_loss``). The files are uploaded at
@@ -114,6 +116,10 @@ class MLflowLogger(Callback):
         tracking = require("mlflow.tracking", extra="mlflow", feature="MLflowLogger")
         if _is_folder_store(self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        # MLflow's retry jitter draws from Python's global `random` in the sender's thread,
+        # in the middle of the data pipeline's own draws: a flaky server would then change a
+        # seeded run and make a resume inexact
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
         self.uploaded = {}
         self.client = tracking.MlflowClient(tracking_uri=self.tracking_uri)
         params = run_params(trainer.args) if self.log_params else None
