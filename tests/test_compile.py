@@ -126,29 +126,79 @@ def test_a_checkpoint_with_a_wrapper_prefix_resumes_a_plain_model_exactly(
                                                  expected.model.state_dict().values()))
 
 
-def test_a_plain_checkpoint_resumes_a_data_parallel_model_and_back(tmp_path: Path) -> None:
+class CountingDataParallel(torch.nn.DataParallel):
+    """DataParallel (on the CPU it calls its module directly) counting the calls it gets."""
+
+    calls = 0
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).calls += 1
+        return super().forward(*args, **kwargs)
+
+
+def test_a_data_parallel_model_trains_through_its_wrapper_and_saves_plain_names(
+        tmp_path: Path) -> None:
     payload = pending_grads_checkpoint(tmp_path)
     write_checkpoint(payload, tmp_path / "plain.ckpt")
-    expected = make(tiny_model(), accumulate=2, resume=tmp_path / "plain.ckpt")
-    expected.fit()
 
     def callbacks() -> list[Any]:  # epoch 1 is the best: a resume at epoch 2 restores it
         return [ScriptedMetrics({"val_loss": [3, 1, 2]}),
                 ModelCheckpoint(dirpath=tmp_path / "dp", filename="m-{epoch}"),
                 EarlyStopping(patience=5, restore_best_weights=True)]
-    wrapped = make(torch.nn.DataParallel(tiny_model()), accumulate=2,
-                   resume=tmp_path / "plain.ckpt", callbacks=callbacks())
+    expected = make(tiny_model(), accumulate=2, resume=tmp_path / "plain.ckpt",
+                    callbacks=callbacks())
+    expected.fit()
+    net = tiny_model()
+    CountingDataParallel.calls = 0
+    wrapped = make(CountingDataParallel(net), accumulate=2, resume=tmp_path / "plain.ckpt",
+                   callbacks=callbacks())
+    assert wrapped.model is net
     wrapped.fit()
-    best = {k: v.clone() for k, v in wrapped.model.module.state_dict().items()}
+    # 7 training batches left of 2 epochs of 4, and 2 validations of 2 batches
+    assert CountingDataParallel.calls == 7 + 4
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                 expected.model.state_dict().values()))
     saved = load_checkpoint(tmp_path / "dp" / "m-1.pt")
-    assert set(saved["model"]) == {"module." + name for name in plain_names()}
-    # its files carry DataParallel's "module." (the best weights in EarlyStopping's state
-    # too): they resume a plain model, whose EarlyStopping restores them at the end
-    again = make(tiny_model(), accumulate=2, epochs=3, resume=tmp_path / "dp" / "m-1.pt",
+    key = callbacks()[2].state_key
+    assert set(saved["model"]) == plain_names()  # no "module."
+    assert set(saved["callbacks"][key]["best_weights"]) == plain_names()
+    # a file an older version wrote from a DataParallel model carries "module." (the best
+    # weights in EarlyStopping's state too): it still resumes a plain model exactly
+    best = saved["callbacks"][key]["best_weights"]
+    old = with_prefix(saved, "module.")
+    old["callbacks"] = {**saved["callbacks"], key: {
+        **saved["callbacks"][key], "best_weights": {"module." + k: v for k, v in best.items()}}}
+    write_checkpoint(old, tmp_path / "old.ckpt")
+    again = make(tiny_model(), accumulate=2, epochs=3, resume=tmp_path / "old.ckpt",
                  callbacks=callbacks())
     again.fit()
     assert again.step == 6
     assert all(torch.equal(again.model.state_dict()[k], v) for k, v in best.items())
+
+
+def test_a_distributed_data_parallel_model_is_replaced_by_the_plain_module(
+        tmp_path: Path) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    dist.init_process_group("gloo", init_method=(tmp_path / "store").as_uri(), rank=0,
+                            world_size=1)  # a file store: no socket
+    try:
+        net = tiny_model()
+        user_ddp = DistributedDataParallel(net)
+        trainer = make(torch.compile(user_ddp), save_dir=tmp_path / "run")
+        assert trainer.model is net
+        trainer.fit()
+        # no rank to reduce with in a one-process group: the engine's forward is the plain
+        # module, compiled again (the user's compile kept, their DDP dropped)
+        assert trainer.forward_model._orig_mod is net
+        plain = make(tiny_model())
+        plain.fit()
+        assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(),
+                                                     plain.model.state_dict().values()))
+        last = torch.load(tmp_path / "run" / "weights" / "last.pt", weights_only=True)
+        assert set(last["model"]) == plain_names()
+    finally:
+        dist.destroy_process_group()
 
 
 def test_a_prefixed_checkpoint_of_another_model_is_refused_naming_the_prefix(

@@ -27,9 +27,14 @@ WORKER = textwrap.dedent("""
     from hookline.testing import tiny_data, tiny_model
 
     assert distributed.init_from_env("gloo")
-    out, rank = Path(sys.argv[1]), distributed.rank()
+    out, rank, wrapper = Path(sys.argv[1]), distributed.rank(), sys.argv[2]
     x, y = tiny_data(samples=32)
     saves = []
+    model = tiny_model()
+    if wrapper == "ddp":  # a script written for a hand-made DDP loop, handed over as it is
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    elif wrapper == "dataparallel":
+        model = torch.nn.DataParallel(model)
 
     class StopOnRankOne(hookline.Callback):
         def on_fit_epoch_end(self, trainer):
@@ -42,14 +47,17 @@ WORKER = textwrap.dedent("""
         def on_train_epoch_end(self, trainer):
             saves.append(trainer.epoch)
 
-    trainer = hookline.Trainer(tiny_model(), optimizer="sgd", lr=0.1, loss="cross_entropy",
+    trainer = hookline.Trainer(model, optimizer="sgd", lr=0.1, loss="cross_entropy",
                                train_data=(x, y), val_data=(x, y), batch_size=4, epochs=5,
                                shuffle=False, device="cpu", verbose=0,
                                callbacks=[StopOnRankOne(), RankZeroOnly()])
     trainer.fit()
+    forward = trainer.forward_model
     torch.save({"state": trainer.model.state_dict(), "epoch": trainer.epoch,
                 "metrics": trainer.metrics, "saves": saves, "steps": trainer.step,
-                "reason": trainer.stop_reason}, out / f"rank{rank}.pt")
+                "reason": trainer.stop_reason, "forward": type(forward).__name__,
+                "wraps_plain": getattr(forward, "module", None) is trainer.model},
+               out / f"rank{rank}.pt")
 """)
 
 
@@ -82,10 +90,15 @@ def torchrun(script_text: str, folder: Path, *args: str) -> subprocess.Completed
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def test_two_ranks_train_as_one_and_stop_together(tmp_path):
-    done = torchrun(WORKER, tmp_path)
+@pytest.mark.parametrize("wrapper", ["plain", "ddp", "dataparallel"])
+def test_two_ranks_train_as_one_and_stop_together(tmp_path, wrapper):
+    done = torchrun(WORKER, tmp_path, wrapper)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    # the engine's one DistributedDataParallel around the plain module: a user's DDP is
+    # not wrapped a second time, a DataParallel not kept inside it
+    assert all(r["forward"] == "DistributedDataParallel" and r["wraps_plain"] for r in ranks)
+    assert set(ranks[0]["state"]) == set(tiny_model().state_dict())  # no "module."
     # rank 1 alone asked to stop after epoch 1: both ranks stopped there, none hung
     assert [r["epoch"] for r in ranks] == [1, 1]
     assert ranks[0]["reason"] == "another rank asked to stop"

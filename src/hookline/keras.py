@@ -31,6 +31,7 @@ from hookline.keras_options import numbers_from_strings, reject_unknown
 from hookline.metrics import resolve_loss
 from hookline.objective import Objective
 from hookline.structure import loss_of, prediction_of, unpack_batch
+from hookline.wrappers import unwrap
 
 __all__ = ["Callback", "LambdaCallback", "Model", "OptimizerView", "unpack_x_y_sample_weight"]
 
@@ -289,10 +290,10 @@ class Model:
                  weighted_metrics: Sequence[Any] | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"Model wraps a torch.nn.Module, got {type(module).__name__}")
-        # a torch.compile'd module: train through the compiled one, save the plain one
-        original = getattr(module, "_orig_mod", None)
-        self._compiled_module = module if isinstance(original, nn.Module) else None
-        self.module: nn.Module = original if isinstance(original, nn.Module) else module
+        # a torch.compile'd or DataParallel module: train through the wrapper, save the plain
+        # one (hookline/wrappers.py)
+        self._given_module = module  # what the Trainer is handed
+        self.module: nn.Module = unwrap(module).plain
         self.device, self.precision, self.lr = device, precision, lr
         self._torch_optimizer: torch.optim.Optimizer | None = None
         self._trainer: Trainer | None = None
@@ -569,8 +570,7 @@ class Model:
         trainer_options.setdefault("check_val_every_n_epoch", validation_freq)
         trainer_options.setdefault("compile", self.jit_compile)
         optimizer = self._torch_optimizer or self._optimizer_spec
-        module = self._compiled_module or self.module
-        trainer = Trainer(module, optimizer=optimizer, loss=self.loss, train_data=train_data,
+        trainer = Trainer(self._given_module, optimizer=optimizer, loss=self.loss, train_data=train_data,
                           val_data=val_data, epochs=epochs, batch_size=batch_size, shuffle=shuffle, lr=self.lr,
                           metrics=self.metrics, train_metrics=True,
                           callbacks=self._callback_list(callbacks), device=self.device,

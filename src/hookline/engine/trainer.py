@@ -39,6 +39,7 @@ from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
 from hookline.step_losses import RunningMeans, records_floats, stacked
 from hookline.structure import Prediction, prediction_of, sample_count, unpack_batch
+from hookline.wrappers import unwrap
 
 __all__ = ["Trainer"]
 
@@ -74,9 +75,11 @@ class Trainer(Engine):
             declares ``training_step(batch)`` (Lightning's way) or a Trainer subclass that
             overrides the method is used the same way.
         compile: True (or a dict of ``torch.compile`` options) to compile the model's forward
-            for training and validation. A model compiled by you (``torch.compile(model)``) is
-            unwrapped the same way: checkpoints, weights and exports always hold the plain
-            module's parameter names, so they load into a model compiled or not.
+            for training and validation. A model compiled by you (``torch.compile(model)``) or
+            wrapped in ``nn.DataParallel`` is trained through your wrapper, and checkpoints,
+            weights and exports always hold the plain module's parameter names, so they load
+            into a model wrapped or not; a ``DistributedDataParallel`` is replaced by the
+            engine's own under torchrun (``hookline.wrappers``).
         automatic_optimization: False when the training step calls ``trainer.backward(loss)``
             and ``trainer.step_optimizer()`` itself (Lightning's manual optimization).
         target_key: the key of a dict batch that holds the targets (default: the first of
@@ -157,7 +160,8 @@ class Trainer(Engine):
                  optimizer_frequencies: Sequence[int] | dict[str, int] | None = None,
                  check_finite: bool = False, detect_anomaly: bool = False) -> None:
         super().__init__(callbacks, profile=profile)
-        model, compiled = _unwrap_compiled(model)
+        wrapped = unwrap(model) if isinstance(model, nn.Module) else None
+        model = wrapped.plain if wrapped is not None else model
         self.schedule = Schedule.build(
             check_val_every_n_epoch=check_val_every_n_epoch,
             val_check_interval=val_check_interval, min_epochs=min_epochs, min_steps=min_steps,
@@ -278,10 +282,10 @@ class Trainer(Engine):
         self.weights_meta: dict[str, Any] = {}
         self.resume_batch = 0  # batches of `epoch` already done (set by a resume)
         self.rank, self.world_size = 0, 1  # set from torch.distributed when fit starts
-        # what the training step calls: the model, DistributedDataParallel(model) across ranks,
-        # torch.compile of either with compile=
+        # what the training step calls: the model, the user's wrapper (hookline/wrappers.py),
+        # DistributedDataParallel(model) across ranks, torch.compile of either with compile=
         self.forward_model: nn.Module = model
-        self._user_compiled = compiled
+        self._wrapped = wrapped
         # this epoch's per-step losses: floats on the CPU, detached tensors elsewhere
         self.epoch_losses: list[Any] = []  # (hookline/step_losses.py)
         self.epoch_sizes: list[int] = []  # each step's batch size: the means weigh by it
@@ -525,17 +529,24 @@ class Trainer(Engine):
         validator.use_step(validation_step if custom else None)
 
     def _setup_compile(self) -> None:
-        """Compile the forward the steps call; ``self.model`` stays the plain module, so every
-        state dict (checkpoints, weights, exports) keeps its own parameter names."""
-        options = self.args.compile
-        if self._user_compiled is not None and not options:
-            self.forward_model = self._user_compiled if self.forward_model is self.model \
-                else _compiled(self.forward_model, {})  # DistributedDataParallel, compiled
-        elif options:
+        """The forward the steps call: the user's wrapper (compile, DataParallel) or the
+        engine's compile; ``self.model`` stays the plain module, so every state dict
+        (checkpoints, weights, exports) keeps its own parameter names."""
+        options, wrapped = self.args.compile, self._wrapped
+        ranks = self.forward_model is not self.model  # DistributedDataParallel
+        if options:
             settings = dict(options) if isinstance(options, dict) else {}
             self.forward_model = _compiled(self.forward_model, settings)
-        self.validator.forward_model = self.forward_model if options or \
-            self._user_compiled is not None else self.model
+        elif wrapped is not None and wrapped.forward is not None and not ranks:
+            self.forward_model = wrapped.forward
+        elif wrapped is not None and wrapped.compiled:
+            # the user's compile around what it can no longer wrap (their DDP, or the model
+            # inside DataParallel under torchrun): compiled again around the engine's forward
+            self.forward_model = _compiled(self.forward_model, {})
+        # validation goes through the wrapper too, but not through DDP alone
+        self.validator.forward_model = self.forward_model if self.forward_model is not \
+            self.model and (options or wrapped is not None and (
+                wrapped.compiled or wrapped.data_parallel and not ranks)) else self.model
 
     def _setup_distributed(self) -> None:
         """One process per rank (torchrun): shard array data, average gradients with DDP, and
@@ -995,15 +1006,6 @@ def _non_finite(value: Any, where: str = "batch") -> list[tuple[str, int, int]]:
     if isinstance(value, (tuple, list)):
         return [item for i, inner in enumerate(value) for item in _non_finite(inner, f"{where}[{i}]")]
     return []
-
-
-def _unwrap_compiled(model: Any) -> tuple[nn.Module, nn.Module | None]:
-    """``(plain module, the compiled wrapper or None)``: a ``torch.compile``d module keeps the
-    original under ``_orig_mod`` and prefixes every state-dict key with it."""
-    original = getattr(model, "_orig_mod", None)
-    if isinstance(model, nn.Module) and isinstance(original, nn.Module):
-        return original, model
-    return model, None
 
 
 def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:
