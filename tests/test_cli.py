@@ -117,33 +117,52 @@ def assert_same(weights, expected):
     assert [name for name in expected if not torch.equal(weights[name], expected[name])] == []
 
 
-def test_resume_true_extends_a_finished_run(tmp_path, npz):
+def test_resume_true_extends_a_finished_run(tmp_path, npz, capsys):
     run, reference = tmp_path / "run", tmp_path / "reference"
-    assert train(npz, run, "epochs=2") == 0
-    assert train(npz, run, "epochs=4", "resume=True") == 0
+    assert train(npz, run, "epochs=2", "lr=0.01", "seed=3") == 0
+    # the run's own options come from its args.yaml: only what changes is given
+    assert main(["train", f"save_dir={run}", "epochs=4", "resume=True"]) == 0
     assert csv_epochs(run) == [0, 1, 2, 3]  # continued at epoch 2: no epoch twice
-    assert train(npz, reference, "epochs=4") == 0
+    assert train(npz, reference, "epochs=4", "lr=0.01", "seed=3") == 0
     assert_same(final_weights(run), final_weights(reference))  # as if never interrupted
+    import yaml
+    recorded = yaml.safe_load((run / "args.yaml").read_text())
+    assert recorded["epochs"] == 4 and recorded["lr"] == 0.01 and recorded["seed"] == 3
+    assert recorded["save_dir"] == str(run) and recorded["resume"] is False
+    # a damaged record is a one-line error naming the file, and the run is left as it was
+    (run / "args.yaml").write_text((run / "args.yaml").read_text() + "bogus: 1\n")
+    before = (run / "weights" / "last.pt").read_bytes()
+    assert main(["train", f"save_dir={run}", "epochs=5", "resume=True"]) == 2
+    err = capsys.readouterr().err
+    assert f"unknown option 'bogus' for train (reading {run / 'args.yaml'}" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run / "weights" / "last.pt").read_bytes() == before
 
 
 def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_path, npz):
     from hookline.checkpoint import read_checkpoint_info
     run, reference = tmp_path / "run", tmp_path / "reference"
     model = "model=test_cli:crashing_cnn"
+    # a callback from a spec: the resumed run builds it again (its state comes back with it)
+    stopper = "callbacks=[{class_path: EarlyStopping, init_args: {patience: 2, min_delta: 9}}]"
     CRASH["after"] = 10  # 4 batches per epoch: dies in epoch 2, after 2 backups
     try:
         with pytest.raises(Crash):
-            train(npz, run, model, "epochs=4")
+            train(npz, run, model, "epochs=6", stopper)
     finally:
         CRASH["after"] = None
     assert csv_epochs(run) == [0, 1]
-    assert train(npz, run, model, "epochs=4", "resume=True") == 0
-    assert csv_epochs(run) == [0, 1, 2, 3]
-    assert train(npz, reference, "epochs=4") == 0
+    # nothing repeated: the model, data, batch size, epochs and callbacks are the run's
+    assert main(["train", f"save_dir={run}", "resume=True"]) == 0
+    # EarlyStopping came back: with min_delta=9 no epoch improves on the first, so patience=2
+    # stops after epoch 2, the epoch the crash cut short
+    assert csv_epochs(run) == [0, 1, 2]
+    assert train(npz, reference, "epochs=6", stopper) == 0
+    assert csv_epochs(reference) == [0, 1, 2]
     assert_same(final_weights(run), final_weights(reference))
     # without resume= the same command is a new run, in a new folder: run2
     assert train(npz, run, model, "epochs=1") == 0
-    assert csv_epochs(run) == [0, 1, 2, 3] and csv_epochs(tmp_path / "run2") == [0]
+    assert csv_epochs(run) == [0, 1, 2] and csv_epochs(tmp_path / "run2") == [0]
     # exist_ok=True reuses the folder, and still starts anew: old backups are not resumed
     assert train(npz, run, model, "epochs=1", "exist_ok=True") == 0
     assert csv_epochs(run) == [0]

@@ -16,9 +16,9 @@ in YAML or in a word: ``callbacks=[{class_path: EarlyStopping, init_args: {patie
 
 ``train`` writes a new run folder each time (``runs/train``, ``runs/train2``, ...; ``exist_ok=True``
 reuses ``save_dir``), backs the run up in ``<run>/backup`` after every epoch and keeps the
-backup. ``resume=True`` continues the newest run (or ``save_dir=``) from that backup: after a
-crash, or to extend a finished run (``epochs=`` larger); give the same options as the run it
-continues. Weights files record how to rebuild the model and the shape of its input, so
+backup, and its options in ``<run>/args.yaml``. ``resume=True`` continues the newest run (or
+``save_dir=``) from that backup with those options: after a crash, or to extend a finished
+run (``epochs=`` larger; words given override the recorded options). Weights files record how to rebuild the model and the shape of its input, so
 ``val``, ``predict`` and ``export`` need only ``weights=``.
 
 A mistake (an unknown option, a wrong value, a missing file, an unavailable device) is printed
@@ -99,9 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if any(word in HELP_WORDS for word in rest):
             print(task_help(task))
             return 0
+        from hookline.cli.parser import parse_recorded
+        from hookline.cli.run_args import recording
         from hookline.cli.tasks import TASKS
-        options = parse_options(task, rest)
-        TASKS[task](**options)
+        options, record = parse_recorded(task, rest)
+        with recording(record):  # train writes it into its run folder (args.yaml)
+            TASKS[task](**options)
     except SystemExit as done:  # jsonargparse's own help (callbacks.help=EarlyStopping)
         return done.code if isinstance(done.code, int) else 0
     except Exception as error:

@@ -20,7 +20,7 @@ from hookline.cli.errors import UsageError
 from hookline.cli.messages import causes, one_line
 from hookline.cli.tasks import TASKS, check_task
 
-__all__ = ["parse_options"]
+__all__ = ["parse_options", "parse_recorded"]
 
 # modules whose Callback subclasses may be named by their short class name in callbacks=[...]
 _CALLBACK_MODULES = ("hookline.callbacks", "hookline.loggers.mlflow", "hookline.loggers.wandb",
@@ -78,13 +78,41 @@ def _to_argv(task: str, words: Sequence[str]) -> list[str]:
 def parse_options(task: str, words: Sequence[str]) -> dict[str, Any]:
     """The task's options from ``key=value`` words (and a ``cfg=`` YAML file), typed and
     checked, callbacks built; raises UsageError with a one-line message."""
+    return parse_recorded(task, words)[0]
+
+
+def parse_recorded(task: str, words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(options, record)``: the options as ``parse_options`` gives them, and the same as
+    plain values for ``<run>/args.yaml`` (callbacks as their specs). ``train resume=True``
+    reads the args.yaml of the run it continues first; the words override it."""
     check_task(task)
-    argv = _to_argv(task, words)
     parser = _build_parser(task)
+    parsed = _parse(task, words, parser)
+    if task == "train" and parsed.get("resume") is True:
+        from hookline.cli.run_args import recorded_args
+        from hookline.cli.tasks import resumed_run_dir
+        recorded = recorded_args(resumed_run_dir(parsed.get("save_dir"), "runs/train"))
+        if recorded is not None:
+            try:
+                parsed = _parse(task, [f"cfg={recorded}", *words], parser)
+            except UsageError as error:
+                raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options of the run "
+                                 f"resume=True continues: mend or delete that file)") from None
+    record = parsed.clone()
+    del record["cfg"]
+    import yaml
+    dumped = yaml.safe_load(parser.dump(record, skip_validation=True, skip_unset=False))
+    return _instantiate(task, parser, parsed), dumped
+
+
+def _parse(task: str, words: Sequence[str], parser: Any) -> Any:
     try:
-        parsed = parser.parse_args(argv)
+        return parser.parse_args(_to_argv(task, words))
     except argparse.ArgumentError as error:
         raise UsageError(one_line(str(error), task, parser)) from None
+
+
+def _instantiate(task: str, parser: Any, parsed: Any) -> dict[str, Any]:
     instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
     try:
         built = instantiate(parsed)

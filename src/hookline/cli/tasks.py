@@ -26,6 +26,7 @@ from hookline.cli.loading import (
     read_weights,
     recorded_split,
 )
+from hookline.cli.run_args import write_args
 from hookline.cli.run_dir import latest_run_dir, next_run_dir
 
 __all__ = ["OPTION_HELP", "TASKS", "check_task", "demo", "events", "export", "predict", "train",
@@ -79,16 +80,21 @@ def _format(metrics: dict[str, Any]) -> str:
                       for k, v in metrics.items())
 
 
+def resumed_run_dir(save_dir: str | None, default: str) -> Path:
+    """The run ``resume=True`` continues: ``save_dir``, else the newest run of ``default``."""
+    if save_dir is not None:
+        return Path(save_dir)
+    latest = latest_run_dir(default)
+    if latest is None:
+        raise UsageError(f"resume=True: there is no run in {default} to resume; give "
+                         f"save_dir= of the run, or start one without resume")
+    return latest
+
+
 def _run_dir(save_dir: str | None, resume: bool | str, exist_ok: bool,
              default: str) -> Path:
     if resume is True:
-        if save_dir is not None:
-            return Path(save_dir)
-        latest = latest_run_dir(default)
-        if latest is None:
-            raise UsageError(f"resume=True: there is no run in {default} to resume; give "
-                             f"save_dir= of the run, or start one without resume")
-        return latest
+        return resumed_run_dir(save_dir, default)
     if save_dir is not None and resume:
         return Path(save_dir)
     return next_run_dir(save_dir or default, exist_ok=exist_ok)
@@ -129,8 +135,9 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
     run_dir = _run_dir(save_dir, resume, exist_ok, "runs/train")
     if seed is not None:
         torch.manual_seed(seed)  # the model's initial weights follow seed= too
+    write_args(run_dir)  # before training: a run that crashes is resumed with its options
     net = build_model(model)
-    state = read_weights(weights)
+    state = None if resume else read_weights(weights)  # a resume restores the weights itself
     if state is not None:
         from hookline.checkpoint import check_model_state
         net.load_state_dict(check_model_state(net, state.get("model", state), weights))

@@ -1,0 +1,55 @@
+"""``<run>/args.yaml``: the options a ``train`` run was started with, so ``resume=True`` needs no
+repeating of them (Ultralytics keeps the same file in every run folder).
+
+The parser records the options as parsed (callbacks and loggers as their ``class_path`` /
+``init_args`` specs, every default written out); ``train`` writes them into its run folder
+before training starts, so a run that crashes has them too. ``resume=True`` reads the file
+of the run it continues first, and the words given now override it (``epochs=`` to extend a
+run). Written atomically: a kill mid-write leaves the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ARGS_FILE", "recorded_args", "recording", "write_args"]
+
+ARGS_FILE = "args.yaml"
+
+# the options of the command being run, set by ``hookline.cli.main`` around its task
+_RECORD: ContextVar[dict[str, Any] | None] = ContextVar("hookline_cli_record", default=None)
+
+
+@contextlib.contextmanager
+def recording(record: dict[str, Any] | None) -> Iterator[None]:
+    """Make ``record`` the options ``write_args`` writes while the task runs."""
+    token = _RECORD.set(record)
+    try:
+        yield
+    finally:
+        _RECORD.reset(token)
+
+
+def write_args(run_dir: Path) -> None:
+    """Write this command's options into ``run_dir/args.yaml`` (as the run's own: its folder
+    as ``save_dir``, not resuming); nothing when the task was called from Python."""
+    record = _RECORD.get()
+    if record is None:
+        return
+    import yaml
+
+    from hookline.files.atomic import atomic_write_bytes
+    options = {**record, "save_dir": str(run_dir), "resume": False, "exist_ok": False}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(options, sort_keys=False, default_flow_style=False)
+    atomic_write_bytes(text.encode(), run_dir / ARGS_FILE)
+
+
+def recorded_args(run_dir: Path) -> Path | None:
+    """The run's ``args.yaml``, if it has one (runs made before it was written have not)."""
+    path = run_dir / ARGS_FILE
+    return path if path.is_file() else None
