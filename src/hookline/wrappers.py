@@ -30,12 +30,11 @@ class Unwrapped:
     plain: nn.Module
     forward: nn.Module | None  # the user's wrapper to train through (None: the plain module)
     compiled: bool  # a torch.compile wrapper was among the layers
-    data_parallel: bool  # an nn.DataParallel was among them
 
 
 def unwrap(model: nn.Module) -> Unwrapped:
     """Peel compile, DataParallel and DDP layers off ``model`` down to the plain module."""
-    inner, compiled, data_parallel, ddp = model, False, False, False
+    inner, compiled, ddp = model, False, False
     while True:
         original = getattr(inner, "_orig_mod", None)
         if isinstance(original, nn.Module):  # torch.compile's OptimizedModule
@@ -43,8 +42,8 @@ def unwrap(model: nn.Module) -> Unwrapped:
         elif isinstance(inner, DistributedDataParallel):
             inner, ddp = inner.module, True
         elif isinstance(inner, nn.DataParallel):
-            inner, data_parallel = inner.module, True
+            inner = inner.module
         else:
             break
     kept = inner is not model and not ddp
-    return Unwrapped(inner, model if kept else None, compiled, data_parallel and not ddp)
+    return Unwrapped(inner, model if kept else None, compiled)

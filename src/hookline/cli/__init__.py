@@ -18,8 +18,9 @@ in YAML or in a word: ``callbacks=[{class_path: EarlyStopping, init_args: {patie
 reuses ``save_dir``), backs the run up in ``<run>/backup`` after every epoch and keeps the
 backup, and its options in ``<run>/args.yaml``. ``resume=True`` continues the newest run (or
 ``save_dir=``) from that backup with those options: after a crash, or to extend a finished
-run (``epochs=`` larger; words given override the recorded options). Weights files record how to rebuild the model and the shape of its input, so
-``val``, ``predict`` and ``export`` need only ``weights=``.
+run (``epochs=`` larger; words given override the recorded options). Weights files record
+how to rebuild the model and the shape of its input, so ``val``, ``predict`` and ``export``
+need only ``weights=``.
 
 A mistake (an unknown option, a wrong value, a missing file, an unavailable device) is printed
 as one line and the exit status is 2; ``HOOKLINE_TRACEBACK=1`` shows the traceback instead.

@@ -96,8 +96,9 @@ def parse_recorded(task: str, words: Sequence[str]) -> tuple[dict[str, Any], dic
             try:
                 parsed = _parse(task, [f"cfg={recorded}", *words], parser)
             except UsageError as error:
-                raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options of the run "
-                                 f"resume=True continues: mend or delete that file)") from None
+                raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options "
+                                 f"of the run resume=True continues: mend or delete that "
+                                 f"file)") from None
     record = parsed.clone()
     del record["cfg"]
     import yaml

@@ -135,7 +135,6 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
     run_dir = _run_dir(save_dir, resume, exist_ok, "runs/train")
     if seed is not None:
         torch.manual_seed(seed)  # the model's initial weights follow seed= too
-    write_args(run_dir)  # before training: a run that crashes is resumed with its options
     net = build_model(model)
     state = None if resume else read_weights(weights)  # a resume restores the weights itself
     if state is not None:
@@ -155,6 +154,9 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
                                                    plots=plots, tensorboard=tensorboard),
                                  *(callbacks or []), *(loggers or [])])
     trainer.weights_meta = {BUILD_KEY: build_info(model, train_data, data, split, seed or 0)}
+    # once the options have built a trainer (a mistyped one leaves no run folder behind) and
+    # before training (a run that crashes is resumed with them)
+    write_args(run_dir)
     metrics = trainer.fit()
     print(f"done: {_format(metrics)}; weights in {run_dir / 'weights'}")
 

@@ -533,20 +533,19 @@ class Trainer(Engine):
         engine's compile; ``self.model`` stays the plain module, so every state dict
         (checkpoints, weights, exports) keeps its own parameter names."""
         options, wrapped = self.args.compile, self._wrapped
-        ranks = self.forward_model is not self.model  # DistributedDataParallel
+        ddp = self.forward_model if self.forward_model is not self.model else None
         if options:
             settings = dict(options) if isinstance(options, dict) else {}
             self.forward_model = _compiled(self.forward_model, settings)
-        elif wrapped is not None and wrapped.forward is not None and not ranks:
+        elif wrapped is not None and wrapped.forward is not None and ddp is None:
             self.forward_model = wrapped.forward
         elif wrapped is not None and wrapped.compiled:
             # the user's compile around what it can no longer wrap (their DDP, or the model
             # inside DataParallel under torchrun): compiled again around the engine's forward
             self.forward_model = _compiled(self.forward_model, {})
-        # validation goes through the wrapper too, but not through DDP alone
-        self.validator.forward_model = self.forward_model if self.forward_model is not \
-            self.model and (options or wrapped is not None and (
-                wrapped.compiled or wrapped.data_parallel and not ranks)) else self.model
+        # validation goes through the wrapper or the compile too, never through DDP alone
+        self.validator.forward_model = self.model if self.forward_model is ddp \
+            else self.forward_model
 
     def _setup_distributed(self) -> None:
         """One process per rank (torchrun): shard array data, average gradients with DDP, and
