@@ -306,6 +306,30 @@ def test_mlflow_retries_never_draw_from_the_global_random_a_seeded_run_uses(monk
         assert torch.equal(logged.model.state_dict()[name], value), name
 
 
+def test_a_wandb_run_draws_nothing_from_the_global_random_a_seeded_run_uses(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+    def fit(callbacks, save_dir):
+        trainer = Trainer(tiny_model(), loss="cross_entropy", epochs=2, seed=7, verbose=0,
+                          train_data=torch.utils.data.DataLoader(RandomJitter(), batch_size=8),
+                          save_dir=save_dir, callbacks=callbacks)
+        trainer.fit()
+        return trainer, random.getstate()
+
+    plain, plain_random = fit([], tmp_path / "plain")
+    logger = WandbLogger("hookline-tests", name="seeded")
+    logged, logged_random = fit([logger], tmp_path / "logged")
+    assert logger.run_id and logger.run is None  # a run was made, and finished
+    assert logged_random == plain_random  # the service's start, run id and sends drew nothing
+    for name, value in plain.model.state_dict().items():
+        assert torch.equal(logged.model.state_dict()[name], value), name
+
+
 class SlowTrackingServer:
     """A tracking server on 127.0.0.1 speaking the few MLflow REST calls a run makes, each
     answered after ``delay`` seconds; stopped when the test leaves it."""
