@@ -139,6 +139,33 @@ def test_resume_true_extends_a_finished_run(tmp_path, npz, capsys):
     assert (run / "weights" / "last.pt").read_bytes() == before
 
 
+def test_resume_from_a_checkpoint_inside_a_run_reads_that_runs_options(tmp_path, npz,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run, reference = tmp_path / "run", tmp_path / "reference"
+    assert train(npz, run, "epochs=2", "lr=0.01", "seed=3") == 0
+    outside = tmp_path / "kept" / "latest.ckpt"  # the same file, outside any run folder
+    outside.parent.mkdir()
+    outside.write_bytes((run / "backup" / "latest.ckpt").read_bytes())
+    # only the checkpoint and what changes: the data, lr, seed and folder are the run's
+    assert main(["train", f"resume={run / 'backup' / 'latest.ckpt'}", "epochs=4"]) == 0
+    assert csv_epochs(run) == [0, 1, 2, 3]  # continued in its own folder, appended
+    assert not (tmp_path / "runs").exists()  # no new run folder
+    assert train(npz, reference, "epochs=4", "lr=0.01", "seed=3") == 0
+    assert_same(final_weights(run), final_weights(reference))
+    import yaml
+    recorded = yaml.safe_load((run / "args.yaml").read_text())
+    assert recorded["epochs"] == 4 and recorded["lr"] == 0.01 and recorded["resume"] is False
+    # outside a run folder there is no record to read: the options given are the run's, in
+    # a new folder (whose CSVLogger is not the one the checkpoint holds state for)
+    with pytest.warns(RuntimeWarning, match=r"holds state for callbacks this run does not "
+                                            r"have \(CSVLogger\["):
+        assert main(["train", f"resume={outside}", f"data={npz}", "batch_size=16",
+                     "verbose=0", "plots=False", "epochs=3", "lr=0.01", "seed=3"]) == 0
+    assert csv_epochs(tmp_path / "runs" / "train") == [2]
+    assert yaml.safe_load((tmp_path / "runs" / "train" / "args.yaml").read_text())["lr"] == 0.01
+
+
 def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_path, npz):
     from hookline.checkpoint import read_checkpoint_info
     run, reference = tmp_path / "run", tmp_path / "reference"

@@ -84,26 +84,36 @@ def parse_options(task: str, words: Sequence[str]) -> dict[str, Any]:
 def parse_recorded(task: str, words: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(options, record)``: the options as ``parse_options`` gives them, and the same as
     plain values for ``<run>/args.yaml`` (callbacks as their specs). ``train resume=True``
-    reads the args.yaml of the run it continues first; the words override it."""
+    (or ``resume=`` a checkpoint inside a run folder) reads the args.yaml of the run it
+    continues first; the words override it."""
     check_task(task)
     parser = _build_parser(task)
     parsed = _parse(task, words, parser)
-    if task == "train" and parsed.get("resume") is True:
-        from hookline.cli.run_args import recorded_args
-        from hookline.cli.tasks import resumed_run_dir
-        recorded = recorded_args(resumed_run_dir(parsed.get("save_dir"), "runs/train"))
-        if recorded is not None:
-            try:
-                parsed = _parse(task, [f"cfg={recorded}", *words], parser)
-            except UsageError as error:
-                raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options "
-                                 f"of the run resume=True continues: mend or delete that "
-                                 f"file)") from None
+    recorded = _resumed_args(parsed) if task == "train" else None
+    if recorded is not None:
+        try:
+            parsed = _parse(task, [f"cfg={recorded}", *words], parser)
+        except UsageError as error:
+            raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options "
+                             f"of the run being resumed: mend or delete that file)") from None
     record = parsed.clone()
     del record["cfg"]
     import yaml
     dumped = yaml.safe_load(parser.dump(record, skip_validation=True, skip_unset=False))
     return _instantiate(task, parser, parsed), dumped
+
+
+def _resumed_args(parsed: Any) -> Path | None:
+    """The args.yaml of the run a ``train resume=`` continues, if it has one."""
+    from hookline.cli.run_args import recorded_args, run_of_checkpoint
+    from hookline.cli.tasks import resumed_run_dir
+    resume = parsed.get("resume")
+    if resume is True:
+        return recorded_args(resumed_run_dir(parsed.get("save_dir"), "runs/train"))
+    if isinstance(resume, str) and resume:
+        run = run_of_checkpoint(Path(resume))
+        return recorded_args(run) if run is not None else None
+    return None
 
 
 def _parse(task: str, words: Sequence[str], parser: Any) -> Any:

@@ -5,7 +5,8 @@ The parser records the options as parsed (callbacks and loggers as their ``class
 ``init_args`` specs, every default written out); ``train`` writes them into its run folder
 before training starts, so a run that crashes has them too. ``resume=True`` reads the file
 of the run it continues first, and the words given now override it (``epochs=`` to extend a
-run). Written atomically: a kill mid-write leaves the old file or the new one.
+run); so does ``resume=<checkpoint>`` when the checkpoint lies inside a run folder (its
+``backup/`` or ``weights/``), which it then continues in. Written atomically: a kill mid-write leaves the old file or the new one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ARGS_FILE", "recorded_args", "recording", "write_args"]
+__all__ = ["ARGS_FILE", "recorded_args", "recording", "run_of_checkpoint", "write_args"]
 
 ARGS_FILE = "args.yaml"
 
@@ -53,3 +54,17 @@ def recorded_args(run_dir: Path) -> Path | None:
     """The run's ``args.yaml``, if it has one (runs made before it was written have not)."""
     path = run_dir / ARGS_FILE
     return path if path.is_file() else None
+
+
+# how far above a checkpoint its run folder may be: <run>/backup/rank0/latest.ckpt
+_RUN_DEPTH = 3
+
+
+def run_of_checkpoint(checkpoint: Path) -> Path | None:
+    """The run folder holding ``checkpoint`` (a file or a folder of them): the nearest folder
+    above it, at most three levels up, with an ``args.yaml``; None outside any run."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    for candidate in [folder, *folder.parents][:_RUN_DEPTH + 1]:
+        if recorded_args(candidate) is not None:
+            return candidate
+    return None
