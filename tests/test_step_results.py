@@ -227,6 +227,23 @@ def test_accumulate_with_a_manual_step_is_an_error():
         trainer(training_step=constant_loss(1.0), automatic_optimization=False, accumulate=4)
 
 
+@pytest.mark.parametrize("automatic, advice", [
+    (False, r"with automatic_optimization=False the step still returns the loss.*'return loss'"),
+    (True, r"return its loss .* for the engine's backward.*filter it from the data"),
+])
+def test_a_training_step_returning_none_is_told_to_return_its_loss(automatic, advice):
+    def step(engine: Any, batch: Any) -> None:
+        inputs, target = batch
+        loss = nn.functional.cross_entropy(engine.model(inputs), target)
+        if not automatic:  # Lightning's manual step, which may end without a return
+            engine.backward(loss)
+            engine.step_optimizer()
+
+    fit = trainer(training_step=step, automatic_optimization=automatic)
+    with pytest.raises(TypeError, match=r"the training step returned None: " + advice):
+        fit.fit()
+
+
 def test_a_custom_validation_steps_loss_weighs_each_batch_by_its_size():
     x, y = tiny_data(samples=10)  # batches of 4, 4 and 2
     model = tiny_model()

@@ -30,7 +30,8 @@ import torch
 
 from hookline.structure import describe
 
-__all__ = ["StepOutput", "not_scalar", "parts_changed", "read_step_output", "resolve_step"]
+__all__ = ["StepOutput", "not_scalar", "parts_changed", "read_step_output", "resolve_step",
+           "returned_none"]
 
 _NOT_LOSS = frozenset({"preds", "logits", "target", "sample_weight", "logs"})
 
@@ -123,6 +124,21 @@ def _read_mapping(value: Mapping[str, Any], phase: str) -> StepOutput:
         loss = functools.reduce(lambda total, part: total + part, parts.values())
     return StepOutput(loss, parts or None, preds, value.get("target"), extras, logs,
                       value.get("sample_weight"))
+
+
+def returned_none(automatic: bool) -> TypeError:
+    """The error for a training step that returned None (Lightning lets a manual step return
+    nothing, and an automatic one skip its batch that way; here the step returns its loss)."""
+    if automatic:
+        return TypeError(
+            "the training step returned None: return its loss (a scalar tensor, a dict of "
+            "named losses, or an output with .loss) for the engine's backward and optimizer "
+            "step; to leave a batch out, filter it from the data")
+    return TypeError(
+        "the training step returned None: with automatic_optimization=False the step still "
+        "returns the loss it computed (after its own trainer.backward() and "
+        "trainer.step_optimizer()), which is logged as the epoch's loss: end it with "
+        "'return loss' (or a dict of named losses)")
 
 
 def parts_changed(before: list[str], now: list[str], phase: str = "training") -> ValueError:

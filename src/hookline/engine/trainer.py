@@ -31,7 +31,13 @@ from hookline.engine.base import (
 )
 from hookline.engine.optimizers import OptimizerSet
 from hookline.engine.schedule import Schedule, batch_limit
-from hookline.engine.steps import not_scalar, parts_changed, read_step_output, resolve_step
+from hookline.engine.steps import (
+    not_scalar,
+    parts_changed,
+    read_step_output,
+    resolve_step,
+    returned_none,
+)
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_model_hooks
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
@@ -754,6 +760,8 @@ class Trainer(Engine):
 
     def _read_output(self, result: Any) -> Any:
         """The total loss of a non-tensor step result; sets its parts, preds and target."""
+        if result is None:
+            raise returned_none(self.args.automatic_optimization)
         output = read_step_output(result)
         names = list(output.parts) if output.parts is not None else ["loss"]
         if names != self.loss_names:
