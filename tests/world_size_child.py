@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,24 @@ import hookline
 from hookline import distributed
 from hookline.callbacks import BackupAndRestore
 from hookline.checkpoint import read_checkpoint_info
+from hookline.files.temp_files import TEMP_SUFFIX
 from hookline.testing import tiny_data, tiny_model
 
 
 def listing(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` (relative name -> sha256)."""
-    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+    """Every file under ``folder`` (relative name -> sha256), but the write in progress of
+    another rank: its temporary file can be renamed between finding and reading it (a
+    FileNotFoundError on one rank alone, which left its peer waiting in a collective)."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        if path.name.endswith(TEMP_SUFFIX):
+            continue
+        try:
+            found[path.relative_to(folder).as_posix()] = hashlib.sha256(
+                path.read_bytes()).hexdigest()
+        except (FileNotFoundError, IsADirectoryError):
+            continue  # a folder, or a file replaced since rglob saw it
+    return found
 
 
 class Watch(hookline.Callback):
@@ -44,7 +56,8 @@ class Watch(hookline.Callback):
                            files_at_start=listing(self.backups) if self.backups.is_dir() else {})
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
-        self.record.setdefault("files_before_first_backup", listing(self.backups))
+        if "files_before_first_backup" not in self.record:
+            self.record["files_before_first_backup"] = listing(self.backups)
 
 
 class DieBeforeBackup(hookline.Callback):
@@ -132,6 +145,9 @@ def follow(out: Path, plan: list[dict[str, Any]]) -> None:
             train(out, backups, tag, **options)
         except Exception as error:  # noqa: BLE001 - recorded for the test; the next step runs
             (out / f"{tag}-rank{distributed.rank()}.err").write_text(str(error))
+            # on stderr too: a failure on one rank alone leaves its peers in a collective,
+            # and the test's timeout then shows what happened
+            traceback.print_exc()
         dist.barrier()
 
 
