@@ -214,3 +214,36 @@ def test_a_prefixed_checkpoint_of_another_model_is_refused_naming_the_prefix(
                                                       r"'_orig_mod\.' \(torch\.compile\)"):
         make(model, accumulate=2, resume=tmp_path / "other.ckpt").fit()
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+
+
+def with_compiled_first_layer() -> torch.nn.Module:
+    """tiny_model with its first layer compiled by the user (keys ``0._orig_mod.weight``)."""
+    model = tiny_model()
+    model[0] = torch.compile(model[0], backend="eager")
+    return model
+
+
+def test_a_run_with_a_compiled_submodule_resumes_into_the_plain_model_and_back(
+        tmp_path: Path) -> None:
+    from hookline.checkpoint import check_model_state
+    compiled = with_compiled_first_layer()
+    assert "0._orig_mod.weight" in compiled.state_dict()
+    # the state loads both ways, every key matched to the other model's name
+    plain_state = check_model_state(tiny_model(), compiled.state_dict())
+    assert set(plain_state) == plain_names()
+    assert set(check_model_state(with_compiled_first_layer(), plain_state)) == \
+        set(compiled.state_dict())
+    # a run saved with the compiled layer continues exactly in the plain model, and the
+    # reverse, as the same run uninterrupted does
+    for saved_by, resumed_by in ((with_compiled_first_layer, tiny_model),
+                                 (tiny_model, with_compiled_first_layer)):
+        folder = tmp_path / saved_by.__name__
+        make(saved_by(), epochs=1, callbacks=[ModelCheckpoint(dirpath=folder)]).fit()
+        resumed = make(resumed_by(), epochs=2, resume=folder)
+        with pytest.warns(RuntimeWarning, match="holds state for callbacks this run does not"):
+            resumed.fit()  # (the saving run's ModelCheckpoint)
+        straight = make(tiny_model(), epochs=2)
+        straight.fit()
+        for name, value in straight.model.state_dict().items():
+            own = name if resumed_by is tiny_model else name.replace("0.", "0._orig_mod.", 1)
+            assert torch.equal(resumed.model.state_dict()[own], value), name

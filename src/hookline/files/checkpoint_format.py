@@ -228,21 +228,27 @@ WRAPPER_PREFIXES = {"_orig_mod.": "torch.compile", "module.": "DataParallel or "
                                                              "DistributedDataParallel"}
 
 
+# torch.compile of a submodule (``model.encoder = torch.compile(model.encoder)``) puts its
+# prefix inside the key; ``module.`` inside a key is as likely a user's own submodule's name
+_COMPILED_SUBMODULE = "._orig_mod."
+
+
 def _unwrapped_name(key: str) -> tuple[str, list[str]]:
-    """``key`` without the wrapper prefixes it starts with, and those prefixes."""
+    """``key`` without the wrapper prefixes it starts with (returned too) and without a
+    compiled submodule's ``_orig_mod.`` inside it."""
     prefixes: list[str] = []
     while True:
         prefix = next((p for p in WRAPPER_PREFIXES if key.startswith(p)), None)
         if prefix is None:
-            return key, prefixes
+            return key.replace(_COMPILED_SUBMODULE, "."), prefixes
         prefixes.append(prefix)
         key = key[len(prefix):]
 
 
 def wrapper_renames(own: Iterable[str], keys: Iterable[str]) -> dict[str, str] | None:
     """``{key: model's key}`` when ``keys`` and the model's ``own`` keys differ only by
-    wrapper prefixes (``_orig_mod.`` of torch.compile, ``module.`` of DataParallel and DDP),
-    one to one and covering every key of the model; None when they do not (or need no
+    wrapper prefixes (``_orig_mod.`` of torch.compile, also of a compiled submodule inside a
+    key, ``module.`` of DataParallel and DDP), one to one and covering every key of the model; None when they do not (or need no
     renaming). Never a partial match: every key of both sides is accounted for."""
     own, keys = list(own), list(keys)
     if set(own) == set(keys):
@@ -290,8 +296,8 @@ def check_model_state(model: torch.nn.Module, state: dict[str, Any],
     fit ``model``.
 
     Keys that differ from the model's only by a wrapper's prefix (``_orig_mod.`` of
-    ``torch.compile``, ``module.`` of DataParallel/DistributedDataParallel, on either side)
-    are renamed to the model's names, all of them or none: a state saved from a compiled or
+    ``torch.compile``, of the model or of a submodule, ``module.`` of
+    DataParallel/DistributedDataParallel, on either side) are renamed to the model's names, all of them or none: a state saved from a compiled or
     wrapped model loads into the plain one, and the reverse."""
     own = model.state_dict()
     renames = wrapper_renames(own, state)
