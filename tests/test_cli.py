@@ -357,7 +357,7 @@ def test_val_split_holds_out_rows_of_an_npz_file_without_x_val(tmp_path, npz_wit
     assert "val_loss" not in (tmp_path / "whole" / "results.csv").read_text()
 
 
-def test_a_val_split_that_cannot_apply_is_an_error(tmp_path, npz, npz_without_val, capsys):
+def test_a_val_split_or_seed_that_cannot_apply_is_an_error(tmp_path, npz, npz_without_val, capsys):
     (tmp_path / "split.py").write_text(DATA_FILE.format(npz=str(npz)))
     cases = [
         (["train", f"data={npz}", "val_split=0.3"],
@@ -370,6 +370,8 @@ def test_a_val_split_that_cannot_apply_is_an_error(tmp_path, npz, npz_without_va
         (["val", "data=digits", "val_split=0"], "val_split=0.0 must be between 0 and 1"),
         (["predict", f"source={tmp_path / 'inputs.npy'}", "val_split=0.3"],
          "drop val_split="),
+        (["predict", f"source={tmp_path / 'inputs.npy'}", "seed=4"],
+         f"seed=4 cannot apply to source={tmp_path / 'inputs.npy'}: a .npy file's inputs"),
     ]
     for words, message in cases:
         extra = ["epochs=1", "verbose=0", f"save_dir={tmp_path / 'run'}"]

@@ -183,6 +183,9 @@ def predict(model: str | None = None, weights: str | None = None, source: str = 
             seed: int | None = None) -> None:
     """Predict source= with weights= and write predictions.csv into the run folder."""
     from hookline import Predictor
+    if seed is not None and source.endswith(".npy"):
+        raise UsageError(f"seed={seed} cannot apply to source={source}: a .npy file's inputs "
+                         f"are all predicted, in order; drop seed=")
     state = read_weights(weights)
     net = model_for(model, state)
     inputs = load_source(source, *recorded_split(source, state, val_split, seed))
