@@ -6,7 +6,8 @@ The parser records the options as parsed (callbacks and loggers as their ``class
 before training starts, so a run that crashes has them too. ``resume=True`` reads the file
 of the run it continues first, and the words given now override it (``epochs=`` to extend a
 run); so does ``resume=<checkpoint>`` when the checkpoint lies inside a run folder (its
-``backup/`` or ``weights/``), which it then continues in. Written atomically: a kill mid-write leaves the old file or the new one.
+``backup/``), which it then continues in. Written atomically: a kill mid-write leaves the old
+file or the new one.
 """
 
 from __future__ import annotations

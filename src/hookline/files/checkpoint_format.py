@@ -248,8 +248,9 @@ def _unwrapped_name(key: str) -> tuple[str, list[str]]:
 def wrapper_renames(own: Iterable[str], keys: Iterable[str]) -> dict[str, str] | None:
     """``{key: model's key}`` when ``keys`` and the model's ``own`` keys differ only by
     wrapper prefixes (``_orig_mod.`` of torch.compile, also of a compiled submodule inside a
-    key, ``module.`` of DataParallel and DDP), one to one and covering every key of the model; None when they do not (or need no
-    renaming). Never a partial match: every key of both sides is accounted for."""
+    key, ``module.`` of DataParallel and DDP), one to one and covering every key of the
+    model; None when they do not (or need no renaming). Never a partial match: every key of
+    both sides is accounted for."""
     own, keys = list(own), list(keys)
     if set(own) == set(keys):
         return None
@@ -297,8 +298,9 @@ def check_model_state(model: torch.nn.Module, state: dict[str, Any],
 
     Keys that differ from the model's only by a wrapper's prefix (``_orig_mod.`` of
     ``torch.compile``, of the model or of a submodule, ``module.`` of
-    DataParallel/DistributedDataParallel, on either side) are renamed to the model's names, all of them or none: a state saved from a compiled or
-    wrapped model loads into the plain one, and the reverse."""
+    DataParallel/DistributedDataParallel, on either side) are renamed to the model's names,
+    all of them or none: a state saved from a compiled or wrapped model loads into the plain
+    one, and the reverse."""
     own = model.state_dict()
     renames = wrapper_renames(own, state)
     if renames is not None:
