@@ -57,15 +57,16 @@ def recorded_args(run_dir: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-# how far above a checkpoint its run folder may be: <run>/backup/rank0/latest.ckpt
+# how many folders above a checkpoint its run folder may be: <run>/backup/rank0/latest.ckpt
 _RUN_DEPTH = 3
 
 
 def run_of_checkpoint(checkpoint: Path) -> Path | None:
-    """The run folder holding ``checkpoint`` (a file or a folder of them): the nearest folder
-    above it, at most three levels up, with an ``args.yaml``; None outside any run."""
+    """The run folder holding ``checkpoint`` (a file, or a folder of them taken as a file in
+    it): the nearest folder above it, at most three up, with an ``args.yaml``; None outside
+    any run."""
     folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
-    for candidate in [folder, *folder.parents][:_RUN_DEPTH + 1]:
+    for candidate in [folder, *folder.parents][:_RUN_DEPTH]:
         if recorded_args(candidate) is not None:
             return candidate
     return None
