@@ -29,7 +29,7 @@ from hookline.testing import tiny_data, tiny_model
 def listing(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (relative name -> sha256), but the write in progress of
     another rank: its temporary file can be renamed between finding and reading it (a
-    FileNotFoundError on one rank alone, which left its peer waiting in a collective)."""
+    FileNotFoundError on one rank alone, which leaves its peer waiting in a collective)."""
     found = {}
     for path in sorted(folder.rglob("*")):
         if path.name.endswith(TEMP_SUFFIX):
