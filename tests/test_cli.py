@@ -140,7 +140,7 @@ def test_resume_true_extends_a_finished_run(tmp_path, npz, capsys):
 
 
 def test_resume_from_a_checkpoint_inside_a_run_reads_that_runs_options(tmp_path, npz,
-                                                                       monkeypatch):
+                                                                       monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     run, reference = tmp_path / "run", tmp_path / "reference"
     assert train(npz, run, "epochs=2", "lr=0.01", "seed=3") == 0
@@ -164,6 +164,19 @@ def test_resume_from_a_checkpoint_inside_a_run_reads_that_runs_options(tmp_path,
                      "verbose=0", "plots=False", "epochs=3", "lr=0.01", "seed=3"]) == 0
     assert csv_epochs(tmp_path / "runs" / "train") == [2]
     assert yaml.safe_load((tmp_path / "runs" / "train" / "args.yaml").read_text())["lr"] == 0.01
+    # another tool's args.yaml above a checkpoint: a one-line error naming it, with a fix
+    # that keeps that file
+    foreign = tmp_path / "detect" / "train"
+    (foreign / "weights").mkdir(parents=True)
+    (foreign / "args.yaml").write_text("task: detect\nmode: train\n")
+    (foreign / "weights" / "last.ckpt").write_bytes(outside.read_bytes())
+    assert main(["train", f"resume={foreign / 'weights' / 'last.ckpt'}", "epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert f"unknown option 'task' for train (reading {foreign / 'args.yaml'}" in err
+    assert "resume from a copy of the checkpoint outside that folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(path.name for path in foreign.rglob("*")) == ["args.yaml", "last.ckpt",
+                                                                 "weights"]
 
 
 def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_path, npz):

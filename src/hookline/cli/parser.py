@@ -94,8 +94,13 @@ def parse_recorded(task: str, words: Sequence[str]) -> tuple[dict[str, Any], dic
         try:
             parsed = _parse(task, [f"cfg={recorded}", *words], parser)
         except UsageError as error:
+            # resume=True names a run folder; a checkpoint's folder may hold another tool's
+            # args.yaml (an Ultralytics run has one), which is not to be deleted
+            fix = "mend or delete that file" if parsed.get("resume") is True else (
+                "mend that file, or resume from a copy of the checkpoint outside that folder "
+                "with the options given")
             raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options "
-                             f"of the run being resumed: mend or delete that file)") from None
+                             f"of the run being resumed: {fix})") from None
     record = parsed.clone()
     del record["cfg"]
     import yaml
