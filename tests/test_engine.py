@@ -262,6 +262,18 @@ def test_a_nan_fitness_is_never_the_best(tmp_path):
     assert best["epoch"] == 2 and best["best_fitness"] == 0.9 == trainer.best_fitness
 
 
+@pytest.mark.parametrize("name", ["val_mae", "val_mse", "val_perplexity"])
+def test_a_fitness_whose_name_says_it_should_fall_ranks_its_lowest_value_best(tmp_path, name):
+    """fitness="val_mae" reads as the monitors' mode="auto" does: a lower MAE is better, so
+    weights/best.pt holds the epoch of the lowest value, not the highest."""
+    values = [0.9, 0.4, 0.6, 0.7]
+    callback = hookline.LambdaCallback(
+        on_train_epoch_end=lambda t: t.metrics.update({name: values[t.epoch]}))
+    trainer = fit(tiny_model(), epochs=4, save_dir=tmp_path, fitness=name, callbacks=[callback])
+    best = hookline.checkpoint.load_weights(tmp_path / "weights" / "best.pt")
+    assert best["epoch"] == 1 and trainer.best_fitness == -0.4
+
+
 def test_steps_per_epoch_and_initial_epoch():
     trainer = fit(tiny_model(), epochs=4, initial_epoch=2, steps_per_epoch=2)
     assert trainer.step == 4 and trainer.epoch == 3

@@ -9,20 +9,14 @@ the ``min_delta`` comparison and the missing-metric policy here means the three 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
+from hookline.metric_direction import direction
 from hookline.user_warning import warn
 
 __all__ = ["Monitor", "check_choice", "check_non_negative", "config_key", "infer_mode",
            "read_metric"]
 
-# Words of metric names whose value should go down; checked before the "up" words so that
-# "dice_loss" is a loss and "mape" is an error, not a mAP.
-_DOWN = ("loss", "error", "err", "mse", "mae", "mape", "rmse", "msle", "perplexity", "ppl",
-         "wer", "cer")
-_UP = ("acc", "accuracy", "f1", "fbeta", "map", "auc", "auroc", "auprc", "precision", "recall",
-       "iou", "miou", "dice", "jaccard", "fitness", "r2", "top", "bleu", "rouge", "ssim", "psnr")
 _MODES = ("auto", "min", "max")
 
 
@@ -31,23 +25,13 @@ def infer_mode(monitor: str, mode: str, *, owner: str) -> str:
     check_choice(owner, "mode", mode, _MODES)
     if mode != "auto":
         return mode
-    words = [word for word in re.split(r"[^a-z0-9]+", monitor.lower()) if word]
-    if any(_matches(word, token) for word in words for token in _DOWN):
-        return "min"
-    if any(_matches(word, token) for word in words for token in _UP):
-        return "max"
+    inferred = direction(monitor)
+    if inferred is not None:
+        return inferred
     raise ValueError(
         f"{owner}(monitor={monitor!r}, mode='auto') cannot tell whether {monitor!r} should go "
         f"down or up: names with loss/error infer 'min', names with acc/accuracy/f1/map/auc/"
         f"precision/recall/iou/dice infer 'max'. Pass mode='min' or mode='max'.")
-
-
-def _matches(word: str, token: str) -> bool:
-    """``loss`` matches "loss", "valloss" and "loss2"; short tokens ("cer") only whole words,
-    so "cancer_recall" is a recall."""
-    if word == token or re.fullmatch(re.escape(token) + r"\d+", word):
-        return True
-    return len(token) >= 4 and token in word
 
 
 def check_choice(owner: str, name: str, value: Any, allowed: tuple[Any, ...]) -> None:

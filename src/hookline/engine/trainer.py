@@ -40,6 +40,7 @@ from hookline.engine.steps import (
 )
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_model_hooks
+from hookline.metric_direction import direction
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
@@ -122,8 +123,9 @@ class Trainer(Engine):
         seed: seeds python, numpy and torch, and fixes the shuffle order of array data.
         save_dir: when set, weights/last.pt and weights/best.pt are written each epoch and
             ``on_model_save`` fires (Ultralytics' behaviour); None writes nothing.
-        fitness: the metric whose rise means "better" (losses and errors are negated); default
-            val_accuracy when present, else -val_loss, else -loss.
+        fitness: the metric whose rise means "better"; one whose name says it should fall
+            (loss, error, mae, mse, perplexity: the rule of the monitors' ``mode="auto"``) is
+            negated. Default val_accuracy when present, else -val_loss, else -loss.
         verbose: 0 silent, 1 progress bar (one line per epoch when not a terminal), 2 one line
             per epoch; read by the default progress callback.
         resume: continue a run from a full checkpoint, exactly (mid-epoch included): True (the
@@ -947,7 +949,7 @@ class Trainer(Engine):
             raise ValueError(f"fitness={name!r} is not among this epoch's metrics "
                              f"{sorted(metrics)}; pick one of them")
         value = metrics[name]
-        return -value if ("loss" in name or "error" in name) else value
+        return -value if direction(name) == "min" else value
 
     def _save_weights(self, *, best: bool) -> None:
         folder = self.save_dir / "weights"
