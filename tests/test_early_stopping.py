@@ -31,11 +31,12 @@ class WeightsPerEpoch(LambdaCallback):
         self.weights[trainer.epoch] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
 
-def fit(callbacks, epochs, model=None):
+def fit(callbacks, epochs, model=None, **options):
     x, y = tiny_data(samples=16)  # one batch per epoch: these tests are about epochs
     trainer = hookline.Trainer(model or tiny_model(), loss="cross_entropy", train_data=(x, y),
                                batch_size=16, epochs=epochs, callbacks=callbacks, lr=0.05,
-                               default_callbacks=False, verbose=0, device="cpu", seed=0)
+                               default_callbacks=False, verbose=0, device="cpu", seed=0,
+                               **options)
     trainer.fit()
     return trainer
 
@@ -367,3 +368,21 @@ def test_a_stop_that_min_epochs_held_back_is_no_end_of_the_run_on_resume(tmp_pat
                         min_epochs=5, resume=tmp_path / "expected" / "m-2.pt")
     assert resumed.epochs_trained == [3, 4] and stopper.stopped_epoch == 4
     assert same_weights(resumed.model, expected.model.state_dict())
+
+
+def test_a_stop_that_min_epochs_held_back_and_never_renewed_is_reported_nowhere():
+    """EarlyStopping asks at epoch 2, min_epochs=4 holds it back, the metric then improves:
+    the run trains to its end, so neither the trainer nor the stopper reports a stop, and a
+    later stop of another cause names its own reason."""
+    values = [5, 4, 4.5, 3, 2, 1, 0.5]  # no improvement at epoch 2 only
+    stopper = EarlyStopping(patience=1)
+    trainer = fit([ScriptedMetrics({"val_loss": values}), stopper], 7, min_epochs=4)
+    assert trainer.epoch == 6
+    assert trainer.stop_reason == "" and stopper.stopped_epoch == 0
+    assert stopper.stopping_reason == "" and (stopper.best, stopper.best_epoch) == (0.5, 6)
+    # one batch per epoch: max_steps=5 ends training after epoch 4
+    stopper = EarlyStopping(patience=1)
+    trainer = fit([ScriptedMetrics({"val_loss": values}), stopper], 7, min_epochs=4,
+                  max_steps=5)
+    assert trainer.epoch == 4 and trainer.stop_reason == "max_steps=5 reached"
+    assert stopper.stopped_epoch == 0

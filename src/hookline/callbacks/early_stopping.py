@@ -119,6 +119,9 @@ class EarlyStopping(Callback):
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         epoch = trainer.epoch
+        if self.stopped_epoch and not trainer.stop:
+            # the stop it asked for was held back (min_epochs, min_steps): it stopped nothing
+            self.stopped_epoch, self.stopping_reason = 0, ""
         if epoch < self.start_from_epoch:
             return
         current = self.monitor.read(trainer)

@@ -496,7 +496,9 @@ class Trainer(Engine):
             if self.stop:
                 if self.schedule.may_stop(epoch + 1, self.step):
                     break
-                self.stop = False  # min_epochs / min_steps not reached: keep training
+                # min_epochs / min_steps not reached: keep training, and the stop that was
+                # held back ended nothing, so nothing reports it (a later stop names its own)
+                self.stop, self.stop_reason = False, ""
         fire("on_train_end", self)
         self.phase = Phase.DONE
         return self.metrics
