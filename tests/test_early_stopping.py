@@ -192,6 +192,20 @@ def test_bad_options_raise_at_construction(options, message):
         EarlyStopping(**options)
 
 
+@pytest.mark.parametrize("options", [
+    dict(monitor="val_loss", min_delta=0.5, stopping_threshold=1.0, divergence_threshold=1.2),
+    dict(monitor="val_accuracy", min_delta=0.01, stopping_threshold=0.95,
+         divergence_threshold=0.945),
+])
+def test_a_goal_better_than_the_divergence_limit_by_less_than_min_delta_is_accepted(options):
+    """min_delta is patience's improvement step, not a gap the two thresholds must keep."""
+    stopper = EarlyStopping(**options)
+    assert (stopper.stopping_threshold, stopper.divergence_threshold) == (
+        options["stopping_threshold"], options["divergence_threshold"])
+    with pytest.raises(ValueError, match="goal must be better"):
+        EarlyStopping(**{**options, "divergence_threshold": options["stopping_threshold"]})
+
+
 def test_missing_metric_strict_raises_with_the_metrics_there_are():
     with pytest.raises(ValueError, match=r"'val_loss', which is not among.*\['loss'\]"):
         fit([EarlyStopping(monitor="val_loss")], epochs=2)

@@ -70,8 +70,9 @@ class EarlyStopping(Callback):
                                       or math.isnan(value)):
                 raise ValueError(f"{owner}({name}={value!r}) is not allowed; {name} must be a "
                                  f"number or None")
+        # the thresholds are compared as values, without min_delta (which is patience's)
         if stopping_threshold is not None and divergence_threshold is not None and \
-                not self.monitor.is_better(float(stopping_threshold), float(divergence_threshold)):
+                self.monitor.reached(float(divergence_threshold), float(stopping_threshold)):
             raise ValueError(
                 f"{owner}(stopping_threshold={stopping_threshold!r}, divergence_threshold="
                 f"{divergence_threshold!r}) with mode={self.monitor.mode!r}: the goal must be "
