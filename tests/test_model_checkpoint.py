@@ -521,3 +521,19 @@ def test_without_the_version_counter_a_repeated_name_is_overwritten(tmp_path):
         epochs=3)
     assert files(tmp_path) == ["m.pt"]
     assert read_checkpoint_info(tmp_path / "m.pt")["epoch"] == 2
+
+
+def test_a_name_with_a_validation_metric_waits_for_the_epochs_that_validate(tmp_path):
+    """check_val_every_n_epoch=2: an unmonitored checkpoint whose name holds {val_loss} saves
+    the epochs that validated (as Lightning saves after validation), and last.pt every epoch;
+    before, the first epoch's save raised for a missing val_loss."""
+    x, y = tiny_data(samples=16)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="m-{epoch}-{val_loss:.3f}",
+                                 save_top_k=-1, save_last=True, background=False)
+    saved = []
+    trainer = fit([checkpoint, LambdaCallback(on_model_save=lambda t: saved.append(t.epoch))],
+                  4, val_data=(x, y), check_val_every_n_epoch=2)
+    names = [name for name in files(tmp_path) if name != "last.pt"]
+    assert [name.split("-")[1] for name in names] == ["1", "3"]
+    assert names[-1] == f"m-3-{trainer.metrics['val_loss']:.3f}.pt"
+    assert "last.pt" in files(tmp_path) and saved == [0, 1, 2, 3]

@@ -170,6 +170,9 @@ class ModelCheckpoint(Callback):
             self.template = template
         self.fields = check_template(self.template, owner,
                                      "filepath" if filepath is not None else "filename")
+        # a name with a validation metric waits for an epoch that validated (Lightning saves
+        # after validation when it runs every n epochs)
+        self._names_validation = any(field.startswith(("val_", "val/")) for field in self.fields)
         self.filepath = filepath
         self.save_top_k = save_top_k
         self.save_best_only = bool(save_best_only)
@@ -315,6 +318,8 @@ class ModelCheckpoint(Callback):
     def _score(self, trainer: Any, at_epoch_end: bool) -> float | None:
         if self.save_top_k == 0:
             return None
+        if at_epoch_end and self._names_validation and trainer.validation_skipped:
+            return None  # check_val_every_n_epoch: this epoch has no val_* to put in the name
         if self.monitor is None:
             return float(self._saves)  # rank by recency: the newest is the best
         name = self.monitor.name
