@@ -313,6 +313,22 @@ def test_a_model_already_on_the_device_is_not_moved_again_but_one_elsewhere_is(m
     assert applied == [nested[1]]
 
 
+def test_trainer_predict_takes_its_own_batch_size_and_refuses_what_it_fixes():
+    """predict(x, batch_size=8) batches by 8 (the trainer's batch_size is the default), where
+    Python's "got multiple values" TypeError came before; the model, callbacks and device are
+    the trainer's, and a clear error says so."""
+    trainer = fit(tiny_model(), batch_size=4)
+    x = torch.randn(20, 8)
+    sizes = []
+    trainer.add_callback("on_predict_batch_end", lambda p: sizes.append(len(p.batch[0])))
+    assert len(trainer.predict(x, batch_size=8)) == 20 and sizes == [8, 8, 4]
+    sizes.clear()
+    trainer.predict(x)
+    assert sizes == [4] * 5
+    with pytest.raises(TypeError, match=r"takes no device.*trainer's own model"):
+        trainer.predict(x, device="cpu")
+
+
 def test_predictor_stream_and_replaceable_results():
     model = tiny_model()
     x = torch.randn(5, 8)

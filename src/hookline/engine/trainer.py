@@ -422,8 +422,14 @@ class Trainer(Engine):
         return self._run_top_level(lambda: self.validator.run(data))
 
     def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
-        """Predict on ``source`` with this trainer's model and callbacks (see Predictor)."""
+        """Predict on ``source`` with this trainer's model and callbacks (see Predictor);
+        ``batch_size`` and ``precision`` default to the trainer's."""
         from hookline.engine.predictor import Predictor
+        fixed = sorted({"model", "callbacks", "device"} & set(options))
+        if fixed:
+            raise TypeError(f"Trainer.predict() takes no {', '.join(fixed)}: it predicts with "
+                            f"the trainer's own model, callbacks and device; build a "
+                            f"hookline.Predictor for others")
         given = self._given_steps["predict_step"]
         if given is not None:  # a function given to the Trainer receives the trainer
             options.setdefault("step", lambda engine, batch: given(self, batch))
@@ -433,8 +439,9 @@ class Trainer(Engine):
         options.setdefault("prediction", self.args.prediction)
         options.setdefault("target_key", self.args.target_key)
         options.setdefault("limit_batches", self.schedule.limit_predict_batches)
+        options.setdefault("batch_size", self.args.batch_size)
+        options.setdefault("precision", self.precision)
         predictor = Predictor(self.model, callbacks=self.callbacks, device=self.device,
-                              precision=self.precision, batch_size=self.args.batch_size,
                               **options)
         return predictor(source, stream=stream)
 
