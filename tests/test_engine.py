@@ -274,6 +274,25 @@ def test_a_fitness_whose_name_says_it_should_fall_ranks_its_lowest_value_best(tm
     assert best["epoch"] == 1 and trainer.best_fitness == -0.4
 
 
+def test_clipping_by_norm_covers_the_parameters_the_optimizer_steps():
+    """One optimizer over the head only: the backbone's gradients (which nothing steps) do not
+    enter the norm, as in Lightning and the multi-optimizer path; before, they shrank the
+    head's update."""
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 8) * 10, torch.randint(0, 3, (32,))
+    model = tiny_model()
+    reference = copy.deepcopy(model)
+    head = list(model.children())[-1]
+    fit(model, optimizer=torch.optim.SGD(head.parameters(), lr=0.1), train_data=(x, y),
+        batch_size=32, epochs=1, clip_grad_norm=0.05)
+    reference_head = list(reference.children())[-1]
+    optimizer = torch.optim.SGD(reference_head.parameters(), lr=0.1)
+    nn.functional.cross_entropy(reference(x), y).backward()
+    nn.utils.clip_grad_norm_(reference_head.parameters(), 0.05)
+    optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
+
+
 def test_steps_per_epoch_and_initial_epoch():
     trainer = fit(tiny_model(), epochs=4, initial_epoch=2, steps_per_epoch=2)
     assert trainer.step == 4 and trainer.epoch == 3

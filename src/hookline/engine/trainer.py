@@ -119,7 +119,8 @@ class Trainer(Engine):
         device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N", "mps" or a torch.device.
         precision: "32", "bf16" or "fp16" (autocast; fp16 adds a gradient scaler).
         accumulate: batches per optimizer step (gradient accumulation).
-        clip_grad_norm / clip_grad_value: gradient clipping before each step.
+        clip_grad_norm / clip_grad_value: gradient clipping before each step, over the
+            parameters that optimizer steps (a frozen backbone's gradients do not count).
         seed: seeds python, numpy and torch, and fixes the shuffle order of array data.
         save_dir: when set, weights/last.pt and weights/best.pt are written each epoch and
             ``on_model_save`` fires (Ultralytics' behaviour); None writes nothing.
@@ -877,8 +878,7 @@ class Trainer(Engine):
         if scaler is not None and (args.clip_grad_norm or args.clip_grad_value):
             scaler.unscale_(optimizer)
         if args.clip_grad_norm or args.clip_grad_value:
-            params = self.optimizer_set.params_of(name) if several else \
-                list(self.model.parameters())
+            params = self.optimizer_set.params_of(name)  # Lightning's: the stepped ones
             if args.clip_grad_norm:
                 nn.utils.clip_grad_norm_(params, args.clip_grad_norm)
             if args.clip_grad_value:
