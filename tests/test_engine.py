@@ -293,6 +293,34 @@ def test_clipping_by_norm_covers_the_parameters_the_optimizer_steps():
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))
 
 
+def test_a_submodule_frozen_in_eval_stays_in_eval_through_training_validation_and_predict():
+    """backbone.eval() before fit: its BatchNorm statistics stay as they were through training
+    epochs, validation (mid-epoch too), predict and export, while the head trains in training
+    mode; a model handed over wholly in eval mode (as from_pretrained returns one) trains."""
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU())
+    head = nn.Sequential(nn.Dropout(0.1), nn.Linear(8, 3))
+    model = nn.Sequential(backbone, head)
+    backbone.eval()
+    statistics = backbone[1].running_mean.clone()
+    x, y = torch.randn(48, 8) * 3 + 1, torch.randint(0, 3, (48,))
+    modes = []
+    record = hookline.LambdaCallback(on_train_batch_start=lambda t: modes.append(
+        (backbone.training, backbone[1].training, head.training, model.training)))
+    trainer = fit(model, train_data=(x, y), val_data=(x, y), val_check_interval=2, epochs=2,
+                  callbacks=[record])
+    trainer.predict(x)
+    assert set(modes) == {(False, False, True, True)} and len(modes) == 12
+    assert torch.equal(backbone[1].running_mean, statistics)
+    assert not backbone.training and not backbone[1].training and head.training
+
+    whole = tiny_model().eval()
+    seen = []
+    fit(whole, callbacks=[hookline.LambdaCallback(
+        on_train_batch_start=lambda t: seen.append(all(m.training for m in whole.modules())))])
+    assert seen and all(seen)
+
+
 def test_steps_per_epoch_and_initial_epoch():
     trainer = fit(tiny_model(), epochs=4, initial_epoch=2, steps_per_epoch=2)
     assert trainer.step == 4 and trainer.epoch == 3

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hookline.module_modes import ModuleModes
 from hookline.rng import get_rng_state, set_rng_state
 
 __all__ = ["LayerSummary", "Summary", "first_input", "model_example", "summarize"]
@@ -152,7 +153,7 @@ def _output_shapes(module: nn.Module, layers: list[tuple[str, nn.Module]],
             shapes.setdefault(name, _shape(output))  # a layer called twice: its first call
         return hook
 
-    modes = {sub: sub.training for sub in module.modules()}
+    modes = ModuleModes(module)
     rng = get_rng_state()
     handles = [layer.register_forward_hook(recorder(name)) for name, layer in layers]
     try:
@@ -162,8 +163,7 @@ def _output_shapes(module: nn.Module, layers: list[tuple[str, nn.Module]],
     finally:
         for handle in handles:
             handle.remove()
-        for sub, training in modes.items():
-            sub.training = training
+        modes.restore()
         set_rng_state(rng)
     return shapes
 

@@ -16,6 +16,7 @@ from torch.utils import _pytree
 
 from hookline.checkpoint import atomic_path, save_weights
 from hookline.engine.base import Engine
+from hookline.module_modes import ModuleModes
 from hookline.signature import Signature, example_from_signature, load_signature, signature_of
 
 __all__ = ["EXPORT_FORMATS", "Exporter"]
@@ -75,7 +76,7 @@ class Exporter(Engine):
     def _export(self) -> Path:
         fire = self.callbacks.fire
         fire("on_export_start", self)
-        was_training = self.model.training
+        modes = ModuleModes(self.model)
         device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         self.model.eval()
         try:
@@ -86,7 +87,7 @@ class Exporter(Engine):
             if self.args.check and self.format in _NEEDS_INPUT:
                 self.max_abs_diff = self._check()
         finally:
-            self.model.train(was_training)
+            modes.restore()
             self.model.to(device)
         fire("on_export_end", self)
         return self.file

@@ -15,6 +15,7 @@ from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, place_model, resolve_device, resolve_precision
 from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import resolve_step
+from hookline.module_modes import ModuleModes
 from hookline.structure import Prediction, prediction_of, unpack_batch
 
 __all__ = ["Predictor", "Result"]
@@ -143,7 +144,7 @@ class Predictor(Engine):
         amp = autocast(device, self.precision)
         self.saved = 0
         place_model(model, device)
-        was_training = model.training
+        modes = ModuleModes(model)
         model.eval()
         fire("on_predict_start", self)
         index = 0
@@ -174,7 +175,7 @@ class Predictor(Engine):
                 fire("on_predict_batch_end", self)
                 yield from self.results
         finally:
-            model.train(was_training)
+            modes.restore()
         fire("on_predict_end", self)
 
     def predict_step(self, batch: Any) -> Any:

@@ -42,6 +42,7 @@ from hookline.engine.validator import Validator
 from hookline.hook_checks import check_model_hooks
 from hookline.metric_direction import direction
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
+from hookline.module_modes import frozen_in_eval
 from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
 from hookline.step_losses import RunningMeans, records_floats, stacked
@@ -282,6 +283,7 @@ class Trainer(Engine):
         # True on an epoch whose end skips validation (check_val_every_n_epoch): monitors of
         # val_* metrics skip it
         self.validation_skipped = False
+        self._frozen_in_eval: tuple[nn.Module, ...] = ()
         self.sanity_checking = False  # during the num_sanity_val_steps pass
         self.val_metrics: dict[str, float] = {}  # the latest validation's, mid-epoch included
         self.save_dir = self.args.save_dir
@@ -522,6 +524,7 @@ class Trainer(Engine):
 
     def _setup(self) -> None:
         place_model(self.model, self.device)
+        self._frozen_in_eval = frozen_in_eval(self.model)  # a training epoch keeps them so
         if self.train_metric_set is not None:
             self.train_metric_set.to(self.device)
         if self.precision == "fp16":
@@ -673,6 +676,8 @@ class Trainer(Engine):
         if metric_set is not None:
             metric_set.reset()
         self.forward_model.train()
+        for module in self._frozen_in_eval:
+            module.training = False  # a submodule the user froze in eval (module_modes.py)
         self.phase = Phase.TRAIN
         fire("on_train_epoch_start", self)  # resume_batch > 0 here: a resumed partial epoch
         skip, self.resume_batch = self.resume_batch, 0

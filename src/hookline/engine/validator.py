@@ -13,6 +13,7 @@ from hookline.engine.base import Engine, autocast, resolve_device, resolve_preci
 from hookline.engine.schedule import batch_limit
 from hookline.engine.steps import not_scalar, parts_changed, read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
+from hookline.module_modes import ModuleModes
 from hookline.objective import Objective, explain_loss_error, unweighable_own_loss
 from hookline.structure import Prediction, loss_of, prediction_of, sample_count, unpack_batch
 
@@ -128,7 +129,7 @@ class Validator(Engine):
             limit = batch_limit(self.args.limit_batches, batches, "limit_val_batches")
         custom = step is not self.validation_step
         move = device.type != "cpu"
-        was_training = model.training
+        modes = ModuleModes(model)
         metric_set.to(device)
         metric_set.reset()
         self.loss_names, self.step_logs = ["loss"], {}
@@ -167,7 +168,7 @@ class Validator(Engine):
                     if on_batch_end:
                         fire("on_val_batch_end", self)
         finally:
-            model.train(was_training)
+            modes.restore()  # a submodule frozen in eval stays so (module_modes.py)
         if metric_set.count == 0:
             raise ValueError("val_data yielded no batches; pass at least one batch")
         self.loss_names = metric_set.part_names or ["loss"]
