@@ -115,6 +115,53 @@ def test_overridden_test_step_and_predict_step_are_used() -> None:
     assert np.allclose(probabilities.sum(-1), 1.0)
 
 
+class MetricsInTestStep(hookline.Model):
+    """Keras' "customizing evaluate()" test_step: the metrics updated by compute_metrics."""
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        x, y = data
+        y_pred = self(x, training=False)
+        return {"loss": self.compute_loss(y=y, y_pred=y_pred),
+                **self.compute_metrics(x, y, y_pred)}
+
+
+def test_compute_metrics_in_a_test_step_updates_fit_s_validation_metrics() -> None:
+    """fit's validation passes (mid-epoch ones included) went into the running training
+    metrics, and the validation metrics saw nothing (a ValueError)."""
+    x, y = tiny_data(32)
+    x_val, y_val = tiny_data(16, seed=1)
+
+    class HandAccuracy(hookline.keras.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reported: list[float] = []
+            self.by_hand: list[float] = []
+
+        def on_test_end(self, logs: dict | None = None) -> None:
+            assert self.model is not None and logs is not None
+            with torch.no_grad():
+                predicted = self.model.module(x_val).argmax(-1)
+            self.by_hand.append((predicted == y_val).float().mean().item())
+            self.reported.append(logs["accuracy"])
+
+    runs = []
+    for cls in (hookline.Model, MetricsInTestStep):
+        net, hand = tiny_model(), HandAccuracy()
+        model = cls(net, optimizer=sgd, loss="cross_entropy", metrics=["accuracy"],
+                    device="cpu")
+        history = model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                            validation_data=(x_val, y_val), val_check_interval=2,
+                            callbacks=[hand])
+        runs.append((net, history.history, hand))
+    (reference, expected, _), (net, logged, hand) = runs
+    assert len(hand.reported) == 4  # two a epoch: after batch 2 and at the epoch's end
+    assert hand.reported == pytest.approx(hand.by_hand)
+    assert logged["val_accuracy"] == pytest.approx(hand.by_hand[1::2])
+    assert logged["accuracy"] == pytest.approx(expected["accuracy"])  # training's own batches
+    assert logged["val_loss"] == pytest.approx(expected["val_loss"])
+    assert_same_weights(net, reference)
+
+
 class TwoInputs(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -28,7 +28,7 @@ from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings, reject_unknown
-from hookline.metrics import resolve_loss
+from hookline.metrics import MetricSet, resolve_loss
 from hookline.objective import Objective
 from hookline.structure import loss_of, prediction_of, unpack_batch
 from hookline.wrappers import unwrap
@@ -300,7 +300,7 @@ class Model:
         self._engine: Any = None
         self._stop_training = False
         self._fit_data: Any = None  # the last fit's training data (summary shapes)
-        self._in_step = False
+        self._running_step: str | None = None  # the step override running ("test_step")
         self._functions: list[tuple[str, Callable[[Any], Any], dict[str, Any]]] = []
         self.history: History | None = None
         self._last_metrics: dict[str, float] = {}
@@ -413,16 +413,26 @@ class Model:
 
     def compute_metrics(self, x: Any, y: Any, y_pred: Any,
                         sample_weight: Any = None) -> dict[str, torch.Tensor]:
-        """Update the compiled metrics with this batch and return their values so far, as
-        tensors (Keras' ``compute_metrics``; nothing is read to the host)."""
-        engine = self._engine
-        metric_set = getattr(engine, "train_metric_set", None) if engine is self._trainer \
-            else getattr(engine, "metric_set", None)
+        """Update the compiled metrics of the pass running (fit's training or validation,
+        evaluate) with this batch and return their values so far, as tensors (Keras'
+        ``compute_metrics``; nothing is read to the host)."""
+        metric_set = self._running_metric_set()
         if metric_set is None:
             return {}
         prediction = prediction_of(y_pred) if not isinstance(y_pred, torch.Tensor) else y_pred
         metric_set.update(prediction, y, None, sample_weight)
         return metric_set.results()
+
+    def _running_metric_set(self) -> MetricSet | None:
+        """The metrics of the pass running now. Inside fit a ``test_step`` runs fit's
+        validation (the trainer's phase stays "train" mid-epoch, so it cannot tell): its
+        batches go to the validator's metrics, never into the running training metrics."""
+        trainer = self._trainer
+        if trainer is None or self._engine is not trainer:  # evaluate's Validator
+            return getattr(self._engine, "metric_set", None)
+        if self._running_step == "test_step":
+            return trainer.validator.metric_set
+        return trainer.train_metric_set
 
     def _overrides(self, name: str) -> bool:
         return getattr(type(self), name) is not getattr(Model, name)
@@ -433,11 +443,11 @@ class Model:
         method = getattr(self, name)
 
         def step(engine: Any, data: Any) -> Any:
-            self._in_step = True
+            self._running_step = name
             try:
                 result = method(data)
             finally:
-                self._in_step = False
+                self._running_step = None
             if name == "predict_step":
                 return result
             if not isinstance(result, dict):
@@ -455,7 +465,7 @@ class Model:
     def __call__(self, *inputs: Any, training: bool | None = None, **options: Any) -> Any:
         """``self(x, training=True)`` inside a step is the forward pass (Keras); elsewhere
         ``model(source, stream=True)`` gives results from a Predictor (Ultralytics)."""
-        if training is not None or self._in_step:
+        if training is not None or self._running_step is not None:
             args, kwargs, _, _ = unpack_batch((inputs[0],) if len(inputs) == 1 else (inputs,))
             return self.module(*args, **kwargs)
         stream = options.pop("stream", False)
