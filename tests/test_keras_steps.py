@@ -162,6 +162,57 @@ def test_compute_metrics_in_a_test_step_updates_fit_s_validation_metrics() -> No
     assert_same_weights(net, reference)
 
 
+def dropout_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.Dropout(0.5), nn.Linear(32, 3))
+
+
+def modes(module: nn.Module) -> list[bool]:
+    return [submodule.training for submodule in module.modules()]
+
+
+def test_training_selects_the_layers_mode_for_one_call_as_in_keras() -> None:
+    """training=False in a train_step ran dropout anyway, and training=True in a test_step
+    ran in eval mode: the argument was ignored."""
+    seen: dict[str, list[Any]] = {"train": [], "test": []}
+
+    class Modes(hookline.Model):
+        def train_step(self, data: Any) -> dict[str, Any]:
+            before = modes(self.module)
+            x, _ = data
+            first, second = self(x, training=False), self(x, training=False)
+            seen["train"].append((torch.equal(first, second), before, modes(self.module)))
+            return super().train_step(data)
+
+        def test_step(self, data: Any) -> dict[str, Any]:
+            before = modes(self.module)
+            x, _ = data
+            first, second = self(x, training=True), self(x, training=True)
+            seen["test"].append((torch.equal(first, second), before, modes(self.module)))
+            return super().test_step(data)
+
+    class FreezeNorm(hookline.keras.Callback):  # the user keeps the batch norm in eval
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            assert self.model is not None
+            self.model.module[1].eval()
+
+    x, y = tiny_data(32)
+    net = dropout_net()
+    model = Modes(net, optimizer=sgd, loss="cross_entropy", device="cpu")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, validation_data=(x, y),
+              callbacks=[FreezeNorm()])
+    model.evaluate(x, y, batch_size=8, verbose=0)
+    assert len(seen["train"]) == 4 and len(seen["test"]) == 8
+    frozen = [True, True, False, True, True]  # Sequential, Linear, BatchNorm1d, Dropout, Linear
+    assert seen["train"] == [(True, frozen, frozen)] * 4  # no dropout; the modes as they were
+    assert all(not same and before == after == [False] * 5
+               for same, before, after in seen["test"])
+
+    unused = hookline.Model(dropout_net(), device="cpu")  # outside a step: the same rule
+    assert torch.equal(unused(x, training=False), unused(x, training=False))
+    assert modes(unused.module) == [True] * 5
+
+
 class TwoInputs(nn.Module):
     def __init__(self) -> None:
         super().__init__()

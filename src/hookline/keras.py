@@ -464,10 +464,17 @@ class Model:
 
     def __call__(self, *inputs: Any, training: bool | None = None, **options: Any) -> Any:
         """``self(x, training=True)`` inside a step is the forward pass (Keras); elsewhere
-        ``model(source, stream=True)`` gives results from a Predictor (Ultralytics)."""
+        ``model(source, stream=True)`` gives results from a Predictor (Ultralytics).
+
+        ``training=`` selects the layers' mode for that call, as in Keras: ``False`` in a
+        ``train_step`` runs dropout and batch norm in eval mode, ``True`` in a ``test_step``
+        in train mode; each submodule's own mode is put back after the call."""
         if training is not None or self._running_step is not None:
             args, kwargs, _, _ = unpack_batch((inputs[0],) if len(inputs) == 1 else (inputs,))
-            return self.module(*args, **kwargs)
+            module = self.module
+            if training is None or training == module.training:
+                return module(*args, **kwargs)
+            return _forward_in_mode(module, bool(training), args, kwargs)
         stream = options.pop("stream", False)
         predictor = Predictor(self.module, callbacks=self._callback_list(None),
                               device=self.device, precision=self.precision, **options)
@@ -749,6 +756,18 @@ def _batched_validation(data: Any, batch_size: int) -> Any:
         raise TypeError("validation_batch_size applies to array validation data; a "
                         "DataLoader keeps its own batch size (set it on the DataLoader)")
     return batches
+
+
+def _forward_in_mode(module: nn.Module, training: bool, args: Any, kwargs: Any) -> Any:
+    """One forward with every layer in ``training`` mode, then each submodule's mode as it
+    was: a submodule the user froze in eval (a batch norm) stays in eval."""
+    modes = [(submodule, submodule.training) for submodule in module.modules()]
+    module.train(training)
+    try:
+        return module(*args, **kwargs)
+    finally:
+        for submodule, mode in modes:
+            submodule.training = mode
 
 
 _STRUCTURES = (tuple, list, dict)  # exact types: a Hugging Face ModelOutput keeps its logits
