@@ -213,6 +213,35 @@ def test_a_metric_is_named_after_its_class_with_acronyms_whole():
     assert names == ["multiclass_auroc", "binary_f1_score", "r2_score"]
 
 
+@pytest.mark.parametrize("loss, threshold, head", [
+    ("bce", 0.5, nn.Sigmoid()), ("binary_crossentropy", 0.5, nn.Sigmoid()),
+    ("bce_with_logits", 0.0, nn.Identity())])
+def test_accuracy_with_a_binary_loss_by_name_thresholds_every_label(loss, threshold, head):
+    """"accuracy" thresholded one output at 0 (a logit, wrong for "bce"'s probabilities) and
+    took the arg-max of several, so a multi-label target (N, C) failed to compare."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=generator)
+    y = (x[:, :3] + 0.5 * torch.randn(40, 3, generator=generator) > 0).float()
+    weight = torch.rand(40, generator=generator)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), head)
+    trainer = fit(net, loss=loss, train_data=(x, y), val_data=(x, y, weight), epochs=3,
+                  lr=0.1, metrics=["accuracy"], weighted_metrics=["accuracy"])
+    with torch.no_grad():
+        hits = ((net(x) > threshold).float() == y).float()
+    assert trainer.metrics["val_accuracy"] == pytest.approx(hits.mean().item())
+    by_sample = (hits.mean(1) * weight).sum() / weight.sum()
+    assert trainer.metrics["val_weighted_accuracy"] == pytest.approx(by_sample.item())
+
+
+def test_accuracy_keeps_its_rule_with_other_losses_and_loss_callables():
+    from hookline.metrics import accuracy, resolve_loss, resolve_metrics
+    for loss in ["cross_entropy", "mse", nn.BCELoss(), nn.functional.binary_cross_entropy,
+                 resolve_loss("cross_entropy"), None]:
+        assert resolve_metrics(["accuracy", "acc"], loss) == [("accuracy", accuracy),
+                                                               ("acc", accuracy)]
+
+
 def test_bf16_autocast_runs_on_cpu():
     seen = []
     x, y = tiny_data(samples=16)

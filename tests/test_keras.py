@@ -74,6 +74,23 @@ def test_evaluate_and_predict_with_callbacks():
     assert model.evaluate(x, y, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
 
 
+def test_accuracy_with_binary_crossentropy_thresholds_the_probabilities_at_a_half():
+    """Keras maps "accuracy" with binary crossentropy to binary accuracy at 0.5; hookline
+    thresholded the probabilities at 0 (a logit's rule) and reported the share of positives."""
+    torch.manual_seed(0)
+    x = torch.randn(200, 4)
+    y = (x[:, 0] > 0.5).float()
+    net = torch.nn.Sequential(torch.nn.Linear(4, 1), torch.nn.Sigmoid())
+    model = hookline.Model(net, optimizer="adam", lr=0.05, loss="binary_crossentropy",
+                           metrics=["accuracy"], device="cpu")
+    history = model.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    probabilities = torch.from_numpy(model.predict(x)).squeeze(1)
+    by_hand = ((probabilities > 0.5).float() == y).float().mean().item()
+    assert by_hand > 0.9 and y.mean().item() < 0.5  # not the share of positives
+    assert model.evaluate(x, y, verbose=0, return_dict=True)["accuracy"] == pytest.approx(by_hand)
+    assert history.history["accuracy"][-1] > 0.8
+
+
 def test_a_detector_predicts_arrays_padded_as_keras_cv_detectors_return_them():
     """A predict step returning boxes gives KerasCV's dict of -1-padded arrays (it raised a
     TypeError: there is no output row to stack), each image's boxes those the Predictor

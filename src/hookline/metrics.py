@@ -4,6 +4,13 @@ A metric is any callable ``fn(preds, targets) -> scalar tensor`` (named by its `
 torchmetrics metric (anything with ``update``/``compute``/``reset``), or one of the names below.
 Batch values are averaged weighted by batch size; nothing is copied to the host until
 ``compute()``, which runs once per epoch.
+
+``"accuracy"`` follows the loss, as in Keras. With a binary cross entropy given by name it is
+the binary accuracy: each output is thresholded, at 0.5 for ``"binary_crossentropy"`` (alias
+``"bce"``, which takes probabilities) and at 0 for ``"bce_with_logits"``, and compared with its
+target element-wise, so each label of a multi-label target (N, C) counts. With any other loss,
+a loss given as a callable included, it is the arg-max class, or for one output the logit
+thresholded at 0.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ __all__ = ["MetricSet", "accuracy", "mean_absolute_error", "mean_squared_error",
 
 
 def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Share of samples whose arg-max class (or thresholded logit, for one output) is right."""
+    """Share of samples whose arg-max class (or thresholded logit, for one output) is right.
+
+    ``metrics=["accuracy"]`` with a binary cross entropy given by name is the binary accuracy
+    instead (see ``resolve_metrics``)."""
     if preds.dim() > 1 and preds.shape[-1] > 1:
         predicted = preds.argmax(dim=-1)
     else:
@@ -36,6 +46,26 @@ def _accuracy_per_sample(preds: torch.Tensor, targets: torch.Tensor) -> torch.Te
         predicted = (preds.reshape(targets.shape) > 0).to(targets.dtype)
     hits = (predicted == targets).float()
     return hits.flatten(1).mean(1) if hits.dim() > 1 else hits
+
+
+def _binary_hits(preds: torch.Tensor, targets: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Per output, 1 where thresholding it at ``threshold`` gives its target, else 0."""
+    if preds.shape != targets.shape:
+        preds = preds.reshape(targets.shape)  # (N, 1) outputs for (N,) targets
+    return ((preds > threshold).to(targets.dtype) == targets).float()
+
+
+def _binary_accuracy(threshold: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Keras' binary accuracy: every output is thresholded and compared, so each label of a
+    multi-label target (N, C) counts, where the arg-max would compare one class per sample."""
+    def binary_accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return _binary_hits(preds, targets, threshold).mean()
+
+    def per_sample(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        hits = _binary_hits(preds, targets, threshold)
+        return hits.flatten(1).mean(1) if hits.dim() > 1 else hits
+    binary_accuracy.per_sample = per_sample  # type: ignore[attr-defined]
+    return binary_accuracy
 
 
 def _per_sample_error(power: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -90,12 +120,18 @@ _LOSS_ALIASES = {
     "nll_loss": "nll",
 }
 _CLASSIFICATION_LOSSES = (nn.CrossEntropyLoss, nn.NLLLoss)
+# "accuracy" with a binary loss given by name: "bce" takes probabilities, so 0.5 divides them
+_BINARY_ACCURACY = {"bce": _binary_accuracy(0.5), "bce_with_logits": _binary_accuracy(0.0)}
+
+
+def _loss_key(name: str) -> str:
+    return _LOSS_ALIASES.get(name.lower(), name.lower())
 
 
 def resolve_loss(loss: Any) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A loss callable from a name, a module or a function."""
     if isinstance(loss, str):
-        key = _LOSS_ALIASES.get(loss.lower(), loss.lower())
+        key = _loss_key(loss)
         if key not in _LOSSES:
             raise ValueError(f"unknown loss {loss!r}; use one of {sorted(_LOSSES)} or pass a "
                              f"callable loss(preds, targets) -> scalar tensor")
@@ -129,24 +165,39 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
+def _named_metrics(loss: Any) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The metrics by name for this loss (a name or ``resolve_loss``'s result): "accuracy" is
+    the binary accuracy for a binary cross entropy by name; a callable loss the user wrote
+    keeps the arg-max one."""
+    if isinstance(loss, str):
+        name = _loss_key(loss)
+    else:
+        name = loss.name if isinstance(loss, _RegressionLoss) else ""
+    binary = _BINARY_ACCURACY.get(name)
+    return _METRICS if binary is None else {**_METRICS, "accuracy": binary}
+
+
 def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tuple[str, Any]]:
-    """``(name, metric)`` pairs; ``"auto"`` means accuracy for classification losses."""
+    """``(name, metric)`` pairs; ``"auto"`` means accuracy for classification losses, and
+    ``"accuracy"`` follows the loss as in Keras (the binary accuracy with a binary cross
+    entropy by name: see the module's docstring)."""
     if metrics is None:
         return []
     if isinstance(metrics, str):
         if metrics == "auto":
             return [("accuracy", accuracy)] if is_classification(loss) else []
         metrics = [metrics]
+    named = _named_metrics(loss)
     resolved: list[tuple[str, Any]] = []
     for metric in metrics:
         if isinstance(metric, tuple) and len(metric) == 2 and isinstance(metric[0], str):
             resolved.append(metric)  # ("name", metric): an explicit name
         elif isinstance(metric, str):
             key = _METRIC_ALIASES.get(metric, metric)
-            if key not in _METRICS:
-                raise ValueError(f"unknown metric {metric!r}; use one of {sorted(_METRICS)}, "
+            if key not in named:
+                raise ValueError(f"unknown metric {metric!r}; use one of {sorted(named)}, "
                                  f"a callable metric(preds, targets) or a torchmetrics metric")
-            resolved.append((metric, _METRICS[key]))  # Keras: the name given is the key
+            resolved.append((metric, named[key]))  # Keras: the name given is the key
         elif all(callable(getattr(metric, name, None)) for name in ("update", "compute",
                                                                      "reset")):
             resolved.append((getattr(metric, "name", None) or _snake(type(metric).__name__),
