@@ -29,6 +29,7 @@ from hookline.engine.validator import Validator
 from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings, reject_unknown
 from hookline.metrics import MetricSet, resolve_loss
+from hookline.module_modes import ModuleModes
 from hookline.objective import Objective
 from hookline.structure import loss_of, prediction_of, unpack_batch
 from hookline.wrappers import unwrap
@@ -761,13 +762,12 @@ def _batched_validation(data: Any, batch_size: int) -> Any:
 def _forward_in_mode(module: nn.Module, training: bool, args: Any, kwargs: Any) -> Any:
     """One forward with every layer in ``training`` mode, then each submodule's mode as it
     was: a submodule the user froze in eval (a batch norm) stays in eval."""
-    modes = [(submodule, submodule.training) for submodule in module.modules()]
+    modes = ModuleModes(module)
     module.train(training)
     try:
         return module(*args, **kwargs)
     finally:
-        for submodule, mode in modes:
-            submodule.training = mode
+        modes.restore()
 
 
 _STRUCTURES = (tuple, list, dict)  # exact types: a Hugging Face ModelOutput keeps its logits
