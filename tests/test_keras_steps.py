@@ -254,6 +254,27 @@ def test_sample_weight_and_class_weight_weigh_the_loss() -> None:
             x, y, class_weight={0: 1.0, 1: 1.0}, verbose=0)
 
 
+def test_class_weight_reads_one_hot_targets_by_their_argmax_and_batch_size_none_is_32() -> None:
+    """Keras weighs one-hot rows by their class (argmax), and takes batch_size=None as 32."""
+    x, y = tiny_data(64)
+    one_hot = nn.functional.one_hot(y, 3).float()
+    class_weight = {0: 1.0, 1: 2.0, 2: 0.5}
+    by_class, by_sample = tiny_model(), tiny_model()
+    for net, options in [(by_class, {"class_weight": class_weight, "batch_size": None}),
+                         (by_sample, {"sample_weight": torch.tensor(
+                             [class_weight[int(label)] for label in y]), "batch_size": 32})]:
+        hookline.Model(net, optimizer=sgd, loss="cross_entropy", device="cpu").fit(
+            x, one_hot, epochs=1, shuffle=False, verbose=0, **options)
+    assert_same_weights(by_class, by_sample)
+    model = hookline.Model(by_class, loss="cross_entropy", device="cpu")
+    sizes = []
+    recorder = hookline.keras.LambdaCallback(
+        on_predict_batch_end=lambda batch, logs: sizes.append(len(logs["outputs"])))
+    assert model.predict(x, batch_size=None, callbacks=[recorder]).shape == (64, 3)
+    assert sizes == [32, 32]
+    assert model.evaluate(x, y, batch_size=None, verbose=0) == model.evaluate(x, y, verbose=0)
+
+
 def test_a_model_that_computes_its_own_loss_needs_no_compiled_loss() -> None:
     class OwnLoss(nn.Module):
         def __init__(self) -> None:

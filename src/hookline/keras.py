@@ -272,6 +272,9 @@ class OptimizerView:
         return f"OptimizerView({type(self.torch_optimizer).__name__}, lr={self.learning_rate})"
 
 
+_KERAS_BATCH_SIZE = 32  # what Keras uses when batch_size is None or not given
+
+
 class Model:
     """A Keras-style model around an ``nn.Module``.
 
@@ -538,7 +541,7 @@ class Model:
 
     # --- Keras' fit / evaluate / predict ------------------------------------------------------
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
-    def fit(self, x: Any = None, y: Any = None, batch_size: int = 32, epochs: int = 1,
+    def fit(self, x: Any = None, y: Any = None, batch_size: int | None = None, epochs: int = 1,
             verbose: int = 1, callbacks: Sequence[Any] | None = None,
             validation_split: float = 0.0, validation_data: Any = None, shuffle: bool = True,
             initial_epoch: int = 0, steps_per_epoch: int | None = None,
@@ -568,6 +571,7 @@ class Model:
         fresh (reshuffled) pass.
         """
         _check_fit_options(trainer_options)
+        batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
         if validation_steps is not None:
             if "limit_val_batches" in trainer_options:
                 raise ValueError("pass validation_steps or limit_val_batches, not both (they "
@@ -613,12 +617,14 @@ class Model:
         return self.history
 
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
-    def evaluate(self, x: Any = None, y: Any = None, batch_size: int = 32, verbose: int = 1,
+    def evaluate(self, x: Any = None, y: Any = None, batch_size: int | None = None,
+                 verbose: int = 1,
                  callbacks: Sequence[Any] | None = None, return_dict: bool = False,
                  sample_weight: Any = None, steps: int | None = None,
                  **unknown: Any) -> float | list[float] | dict[str, float]:
         """Loss and metrics on data, like Keras' ``evaluate`` (``steps``: that many batches)."""
         reject_unknown("evaluate", unknown, _own_options(Model.evaluate))
+        batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
         data = _pair(x, y, sample_weight)
         step = self._step_adapter("test_step") if self._overrides("test_step") else None
         validator = Validator(self.module, data=data, loss=self.loss, metrics=self.metrics,
@@ -638,7 +644,7 @@ class Model:
         return values[0] if len(values) == 1 else values
 
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
-    def predict(self, x: Any, batch_size: int = 32, verbose: int = 0,
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int = 0,
                 callbacks: Sequence[Any] | None = None, steps: int | None = None,
                 **unknown: Any) -> Any:
         """Model outputs for ``x`` as one numpy array, like Keras' ``predict``; a model (or
@@ -648,6 +654,7 @@ class Model:
         arrays padded with -1 as KerasCV's detectors do: ``boxes``, ``confidence``,
         ``classes``, ``num_detections`` (``hookline.boxes.padded_detections``)."""
         reject_unknown("predict", unknown, _own_options(Model.predict))
+        batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
         step = self._step_adapter("predict_step") if self._overrides("predict_step") else None
         predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
                               device=self.device, precision=self.precision,
@@ -846,9 +853,13 @@ def _class_weights(y: Any, class_weight: dict[int, float] | None,
     if y is None or not isinstance(y, (np.ndarray, torch.Tensor)):
         raise ValueError("class_weight needs y as an array of class indices (for a DataLoader, "
                          "give each batch a sample_weight instead)")
-    labels = torch.as_tensor(np.asarray(y)).long().reshape(-1)
+    labels = torch.as_tensor(np.asarray(y))
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        labels = labels.argmax(dim=1)  # one-hot (or soft) targets: Keras weighs by the argmax
+    labels = labels.long().reshape(-1)
     if len(labels) != len(y):
-        raise ValueError("class_weight needs one class index per sample (y of shape (N,))")
+        raise ValueError("class_weight needs one class index per sample (y of shape (N,)) "
+                         "or one-hot rows (N, classes)")
     known = sorted(class_weight)
     missing = sorted(set(labels.unique().tolist()) - set(known))
     if missing:
