@@ -129,3 +129,29 @@ def test_a_sigterm_handler_of_your_own_is_left_alone() -> None:
         assert signal.getsignal(signal.SIGTERM) is mine
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_predict_or_validate_inside_fit_is_part_of_the_fit(tmp_path: Path) -> None:
+    """trainer.predict()/validate() from an epoch-end callback share the fit's callbacks:
+    they fire no teardown, so the CSV logger keeps every epoch's row (before, its file was
+    closed and reopened for writing, keeping only the last epoch); teardown comes once, at
+    the fit's end. An error escaping the nested run reaches the fit's on_exception once."""
+    from hookline.callbacks import CSVLogger
+
+    x, _ = tiny_data(16)
+    recorder = RecordingCallback(events=("on_exception", "teardown"))
+    trainer = trainer_for(tiny_model(), CSVLogger(tmp_path / "log.csv"), recorder, epochs=3)
+    trainer.add_callback("on_fit_epoch_end", lambda t: (t.predict(x[:4]), t.validate()))
+    trainer.fit()
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert recorder.events == ["teardown"]
+    trainer.predict(x)  # outside a fit: a run of its own again
+    assert recorder.events == ["teardown", "teardown"]
+
+    recorder = RecordingCallback(events=("on_exception", "teardown"))
+    broken = trainer_for(tiny_model(), recorder, epochs=2)
+    broken.add_callback("on_fit_epoch_end", lambda t: t.predict("not data"))
+    with pytest.raises(TypeError):
+        broken.fit()
+    assert recorder.events == ["on_exception", "teardown"]

@@ -155,6 +155,7 @@ class CallbackList:
         self._rank = 0
         self.profile = profile
         self.timings: dict[tuple[str, str], list] = {}
+        self.fits_running = 0  # a run inside a fit is part of it (Engine._top_level_scope)
         for position, callback in enumerate(callbacks):
             self.add(callback, _position=position)
 

@@ -214,15 +214,24 @@ class Engine:
         return self.callbacks.describe()
 
     # --- the top-level scope --------------------------------------------------------------
-    def _run_top_level(self, body: Callable[[], T]) -> T:
+    def _run_top_level(self, body: Callable[[], T], *, fit: bool = False) -> T:
         """Run ``body`` as a whole run: on_exception on failure, teardown always."""
-        with self._top_level_scope():
+        with self._top_level_scope(fit=fit):
             return body()
 
     @contextlib.contextmanager
-    def _top_level_scope(self) -> Iterator[None]:
+    def _top_level_scope(self, *, fit: bool = False) -> Iterator[None]:
         """Fire on_exception for an escaping exception, then teardown whatever happened; the
-        exception is re-raised unchanged. A generator closed early is not an exception."""
+        exception is re-raised unchanged. A generator closed early is not an exception.
+
+        A run started inside a fit that shares its callbacks (``trainer.predict`` from an
+        epoch-end callback) is part of that fit: it fires neither, so the fit's loggers are
+        not closed mid-training; an error it lets escape reaches the fit's own handling."""
+        callbacks = self.callbacks
+        if callbacks.fits_running:
+            yield  # nested in a fit
+            return
+        callbacks.fits_running += fit
         self.exception = None
         try:
             yield
@@ -233,10 +242,11 @@ class Engine:
             self._fire_quietly("on_exception", error)
             raise
         finally:
+            callbacks.fits_running -= fit
             try:
                 self._fire_quietly("teardown", self.exception)
             finally:
-                self.callbacks.report_failures()
+                callbacks.report_failures()
 
     def _fire_quietly(self, event: str, pending: BaseException | None) -> None:
         """Fire while an exception may be in flight: a failing handler must not hide it."""

@@ -413,7 +413,7 @@ class Trainer(Engine):
             anomaly = torch.autograd.set_detect_anomaly(True, check_nan=True) \
                 if self.args.detect_anomaly else contextlib.nullcontext()
             with sigterm_raises(), anomaly:  # a user's own anomaly mode is left alone
-                return self._run_top_level(self._fit)
+                return self._run_top_level(self._fit, fit=True)
         finally:
             if self.phase is not Phase.DONE:
                 self.phase = Phase.IDLE  # a failed fit: its state is no resume point
