@@ -50,6 +50,44 @@ def test_remove_callback_stops_calls():
         trainer.remove_callback(fn)
 
 
+def test_a_callback_added_or_removed_while_its_event_fires_takes_effect_at_the_next():
+    """A handler that removes itself does not make the next one skip this event, and one
+    that adds a callback does not run again (an unconditional add used to loop forever); a
+    failing handler after such a change is still blamed on its own callback."""
+    calls = []
+
+    def once(trainer):
+        calls.append(("once", trainer.epoch))
+        trainer.remove_callback(once)
+
+    def every(trainer):
+        calls.append(("every", trainer.epoch))
+
+    trainer = make_trainer(epochs=3)
+    trainer.add_callback("on_train_epoch_end", once)
+    trainer.add_callback("on_train_epoch_end", every)
+    trainer.fit()
+    assert calls == [("once", 0), ("every", 0), ("every", 1), ("every", 2)]
+
+    calls.clear()
+
+    def adder(trainer):
+        calls.append(("adder", trainer.epoch))
+        trainer.add_callback("on_train_epoch_end", lambda t: calls.append(("added", t.epoch)),
+                             order=-10)
+
+    def failing(trainer):
+        raise RuntimeError("boom")
+
+    trainer = make_trainer(epochs=2)
+    trainer.add_callback("on_train_epoch_end", adder)
+    trainer.add_callback("on_train_epoch_end", failing)
+    with pytest.raises(RuntimeError, match="boom") as caught:
+        trainer.fit()
+    assert calls == [("adder", 0)]
+    assert any("failing" in note for note in caught.value.__notes__)
+
+
 def test_keras_alias_on_native_callback_maps_to_fit_epoch_end():
     seen = []
 

@@ -256,7 +256,8 @@ class CallbackList:
                 owners[event].append(entry)
         for name in self.handlers:  # in place: engines may hold these lists
             self.handlers[name][:] = lists[name]
-            self._owners[name][:] = owners[name]
+        # a new owners list: an event firing now keeps the one aligned with its snapshot
+        self._owners = owners
 
     # --- dispatch -------------------------------------------------------------------------
     def fire(self, event: str, engine: Any) -> None:
@@ -265,16 +266,18 @@ class CallbackList:
         if not handlers:
             return
         pending = False
-        for position, handler in enumerate(handlers):
+        owners = self._owners[event]
+        # a snapshot: a callback added or removed by a handler takes part from the next event
+        # on, and neither skips nor repeats a handler of this one
+        for position, handler in enumerate(tuple(handlers)):
             try:
                 handler(engine)
             except Exception as error:  # noqa: BLE001 - policy decides; "raise" re-raises
-                pending = self._failed(event, position, error) or pending
+                pending = self._failed(event, owners[position], error) or pending
         if pending:
             self._rebuild()
 
-    def _failed(self, event: str, position: int, error: Exception) -> bool:
-        entry = self._owners[event][position]
+    def _failed(self, event: str, entry: _Entry, error: Exception) -> bool:
         if entry.on_error == "raise":
             note = f"hookline: raised by callback {entry.name} at event {event!r}"
             if hasattr(error, "add_note"):
