@@ -139,6 +139,25 @@ def test_dict_inputs_export_to_torchscript(tmp_path):
                                trainer.model(image=image, extra=extra))
 
 
+def test_a_model_returning_a_dict_exports_to_torchscript_as_to_onnx(tmp_path):
+    """A detector's forward returns a dict of maps: the trace keeps it (strict=False), where
+    torch.jit.trace refused it before; the file's outputs equal PyTorch's."""
+    from hookline.detection import shapes_detector
+
+    model = shapes_detector(width=8).eval()
+    image = torch.rand(2, 3, 32, 32)
+    exporter = Exporter(model, format="torchscript", file=tmp_path / "detector.torchscript",
+                        example_input=image)
+    path = exporter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(path))
+    outputs, expected = loaded(image), model(image)
+    assert isinstance(expected, dict) and set(outputs) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(outputs[name], expected[name])
+
+
 def test_several_positional_inputs_take_forwards_argument_names(tmp_path):
     x = (torch.randn(16, 4), torch.randn(16, 4))
     trainer = _train(TwoOutputs(), (x, torch.zeros(16)),

@@ -103,10 +103,12 @@ class Exporter(Engine):
         args, kwargs = self._call()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # still the TorchScript route
+            # strict=False: a dict or list output (a detector's maps) is traced as it is
             if kwargs:
-                traced = torch.jit.trace(self.model.cpu(), example_kwarg_inputs=kwargs)
+                traced = torch.jit.trace(self.model.cpu(), example_kwarg_inputs=kwargs,
+                                         strict=False)
             else:
-                traced = torch.jit.trace(self.model.cpu(), args)
+                traced = torch.jit.trace(self.model.cpu(), args, strict=False)
         traced.save(str(path))
 
     def _write_onnx(self, path: Path) -> None:
