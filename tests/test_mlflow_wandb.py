@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,9 +96,15 @@ def _client(uri):
 
 
 def _add_loss_parts(trainer):
-    """Metric names with a slash, as per-part losses are named."""
+    """Metric names with a slash, as per-part losses are named, and values a callback adds
+    as a numpy scalar or a 0-d tensor (every logger writes them as numbers)."""
     trainer.metrics["train/box_loss"] = 0.5 + trainer.epoch
     trainer.metrics["val/box_loss"] = 1.5 + trainer.epoch
+    trainer.metrics["numpy_value"] = np.float32(0.25 + trainer.epoch)
+    trainer.metrics["tensor_value"] = torch.tensor(0.75 + trainer.epoch)
+
+
+ADDED_NUMBERS = {"numpy_value": [0.25, 1.25, 2.25], "tensor_value": [0.75, 1.75, 2.75]}
 
 
 def _fit_with_run_files(logger, save_dir, epochs=3):
@@ -129,6 +136,9 @@ def test_mlflow_logs_params_metrics_and_run_files(store, tracking_uri, tmp_path,
         points = sorted(client.get_metric_history(logger.run_id, name), key=lambda m: m.step)
         assert [m.step for m in points] == [0, 1, 2]
         assert [m.value for m in points] == pytest.approx(history[name])
+    for name, values in ADDED_NUMBERS.items():
+        points = sorted(client.get_metric_history(logger.run_id, name), key=lambda m: m.step)
+        assert [m.value for m in points] == pytest.approx(values)
     listed = {item.path for item in client.list_artifacts(logger.run_id)}
     listed |= {item.path for item in client.list_artifacts(logger.run_id, "weights")}
     assert set(RUN_FILES) <= listed
@@ -244,6 +254,8 @@ def test_wandb_offline_run_holds_config_history_and_run_files(tmp_path, monkeypa
     assert [row["_step"] for row in rows] == [0, 1, 2]
     for name in ("loss", "val_loss", "val_accuracy", "train/box_loss", "val/box_loss"):
         assert [row[name] for row in rows] == pytest.approx(history[name])
+    for name, values in ADDED_NUMBERS.items():
+        assert [row[name] for row in rows] == pytest.approx(values)
     assert config["epochs"] == 3 and config["seed"] == 7
     assert logger.state_dict() == {"run_id": logger.run_id}
     # the artifacts' manifests name each file with W&B's digest (base64 MD5) of its bytes

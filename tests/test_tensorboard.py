@@ -48,6 +48,22 @@ def test_epoch_and_step_scalars_read_back_equal_the_history(tmp_path):
     assert not events.Tags()["histograms"] and not events.Tags()["graph"]
 
 
+def test_a_numpy_scalar_or_0d_tensor_metric_is_written_as_a_number(tmp_path):
+    """A callback adding ``array.mean()`` or ``weight.norm()`` to the metrics: TensorBoard
+    writes them (it wrote only Python numbers before, while the CSV had them)."""
+    import numpy as np
+
+    add = LambdaCallback(on_fit_epoch_end=lambda t: t.metrics.update(
+        numpy_value=np.float32(0.25 + t.epoch), tensor_value=torch.tensor(0.75 + t.epoch),
+        flag=True))
+    add.order = -5
+    _fit([add, TensorBoard(tmp_path / "tb")])
+    events = _read(tmp_path / "tb")
+    assert [e.value for e in events.Scalars("epoch/numpy_value")] == [0.25, 1.25, 2.25]
+    assert [e.value for e in events.Scalars("epoch/tensor_value")] == [0.75, 1.75, 2.75]
+    assert "epoch/flag" not in events.Tags()["scalars"]
+
+
 def test_metric_names_with_a_slash_keep_their_parts(tmp_path):
     def add_parts(trainer):
         trainer.metrics.update({"train/box_loss": 0.25 * trainer.epoch,

@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from hookline.callback import Callback
 from hookline.checkpoint import atomic_write_bytes, remove_stale_temps
+from hookline.plain_number import plain_number
 from hookline.user_warning import warn
 
 __all__ = ["CSVLogger"]
@@ -169,9 +170,8 @@ def _epoch_at_least(row: list[str], at: int, epoch: int) -> bool:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        value = value.item()  # a 0-d tensor or numpy scalar put in the metrics
-    return str(value)
+    number = plain_number(value)  # a 0-d tensor or numpy scalar put in the metrics too
+    return str(value if number is None else number)
 
 
 def _validation_names(train_names: list[str]) -> list[str]:

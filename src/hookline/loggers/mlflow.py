@@ -14,6 +14,7 @@ from hookline.callback import Callback
 from hookline.loggers._artifacts import run_files
 from hookline.loggers._optional import require
 from hookline.loggers._params import run_params
+from hookline.plain_number import plain_number
 
 __all__ = ["MLflowLogger"]
 
@@ -151,9 +152,9 @@ class MLflowLogger(Callback):
             return
         from mlflow.entities import Metric
         now = int(time.time() * 1000)
-        metrics = [Metric(name, float(value), now, trainer.epoch)
-                   for name, value in trainer.metrics.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)]
+        numbers = {name: plain_number(value) for name, value in trainer.metrics.items()}
+        metrics = [Metric(name, float(number), now, trainer.epoch)
+                   for name, number in numbers.items() if number is not None]
         if metrics:
             self._sender.submit(lambda: self._log_metrics(metrics))
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 from hookline.callback import Callback
 from hookline.checkpoint import atomic_path
 from hookline.loggers._optional import require
+from hookline.plain_number import plain_number
 
 __all__ = ["PlotResults"]
 
@@ -28,9 +29,8 @@ def _base_name(name: str) -> str:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
+    number = plain_number(value)
+    return None if number is None else float(number)
 
 
 class PlotResults(Callback):

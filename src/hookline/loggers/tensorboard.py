@@ -12,13 +12,10 @@ import torch
 
 from hookline.callback import Callback
 from hookline.loggers._optional import require
+from hookline.plain_number import plain_number
 from hookline.user_warning import warn
 
 __all__ = ["TensorBoard"]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class TensorBoard(Callback):
@@ -150,8 +147,9 @@ class TensorBoard(Callback):
             return
         epoch = trainer.epoch
         for name, value in trainer.metrics.items():
-            if _is_number(value):
-                self.writer.add_scalar(f"epoch/{name}", value, epoch)
+            number = plain_number(value)
+            if number is not None:
+                self.writer.add_scalar(f"epoch/{name}", number, epoch)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             for name, parameter in trainer.model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}",

@@ -13,6 +13,7 @@ from hookline.callback import Callback
 from hookline.loggers._artifacts import run_files
 from hookline.loggers._optional import require
 from hookline.loggers._params import run_params
+from hookline.plain_number import plain_number
 
 __all__ = ["WandbLogger"]
 
@@ -109,8 +110,8 @@ class WandbLogger(Callback):
     def on_fit_epoch_end(self, trainer: Any) -> None:
         if self.run is None:
             return
-        values = {name: value for name, value in trainer.metrics.items()
-                  if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        numbers = {name: plain_number(value) for name, value in trainer.metrics.items()}
+        values = {name: number for name, number in numbers.items() if number is not None}
         self.run.log({"epoch": trainer.epoch, **values}, step=trainer.epoch)
 
     def teardown(self, engine: Any) -> None:
