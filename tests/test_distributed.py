@@ -237,3 +237,45 @@ def test_a_rank_that_fails_alone_ends_the_job_at_once(tmp_path, how, exit_wait, 
     took = time.monotonic() - started
     assert done.returncode != 0 and marker in done.stderr, done.stderr[-3000:]
     assert took < 60, f"the job took {took:.0f} s to end"
+
+
+SHARD_WORKER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import torch
+    import hookline
+    from hookline import distributed
+    from hookline.testing import tiny_model
+
+    assert distributed.init_from_env("gloo")
+    out, rank = Path(sys.argv[1]), distributed.rank()
+    torch.manual_seed(1000 + rank)  # a per-rank seed, a common DDP idiom: no seed= given
+    x = torch.cat([torch.arange(32.)[:, None], torch.randn(32, 7)], 1)  # column 0: sample id
+    y = torch.randint(0, 3, (32,))
+    seen = []
+    trainer = hookline.Trainer(tiny_model(seed=0), loss="cross_entropy", train_data=(x, y),
+                               batch_size=4, epochs=2, max_steps=3, device="cpu", verbose=0)
+    trainer.add_callback("on_train_batch_start",
+                         lambda t: seen.extend(t.batch[0][:, 0].int().tolist()))
+    trainer.fit()
+    torch.save({"seen": seen, "steps": trainer.step, "reason": trainer.stop_reason,
+                "seed": trainer.args.seed, "state": trainer.model.state_dict()},
+               out / f"rank{rank}.pt")
+""")
+
+
+def test_ranks_shard_one_order_and_stop_together_at_max_steps(tmp_path):
+    """Unseeded ranks with their own torch seeds still split one shuffled order between them
+    (rank 0's seed; before, 9 of 32 samples were trained twice and 9 never), and max_steps
+    ends training at that step on every rank, not at the epoch's end."""
+    done = torchrun(SHARD_WORKER, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert [r["steps"] for r in ranks] == [3, 3]
+    assert all(r["reason"] == "max_steps=3 reached" for r in ranks)
+    assert ranks[0]["seed"] == ranks[1]["seed"]
+    # 3 steps of 4 samples per rank: 24 different samples, none on both ranks
+    assert all(len(r["seen"]) == 12 for r in ranks)
+    assert len(set(ranks[0]["seen"]) | set(ranks[1]["seen"])) == 24
+    for name, value in ranks[0]["state"].items():
+        assert torch.equal(value, ranks[1]["state"][name]), name

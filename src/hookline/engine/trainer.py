@@ -575,6 +575,11 @@ class Trainer(Engine):
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self.callbacks.set_rank(self.rank)
         if isinstance(self.train_data, ArrayBatches):
+            # the shards partition one order: rank 0's seed (an unseeded trainer drew its own
+            # on each rank, and a per-rank torch seed made them differ)
+            self.train_data.seed = distributed.all_gather_ints([self.train_data.seed])[0][0]
+            if not self.args.seeded:
+                self.args.seed = self.train_data.seed
             self.train_data.shard(self.rank, self.world_size)
         device_ids = [self.device] if self.device.type == "cuda" else None
         self.forward_model = DistributedDataParallel(self.model, device_ids=device_ids)
@@ -763,8 +768,9 @@ class Trainer(Engine):
                 fire("on_train_batch_end", self)
             if signals.pending:
                 signals.raise_pending()  # a SIGTERM that came during the optimizer step
+            # max_steps is reached at the same step on every rank: no rank waits for another
             if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(epoch + 1, self.step)
-                    ) and alone:
+                    ) and (alone or max_steps is not None and self.step >= max_steps):
                 break
         if seen == skip and skip == 0:
             raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
