@@ -253,8 +253,12 @@ SHARD_WORKER = textwrap.dedent("""
     x = torch.cat([torch.arange(32.)[:, None], torch.randn(32, 7)], 1)  # column 0: sample id
     y = torch.randint(0, 3, (32,))
     seen = []
+    val_set = torch.utils.data.TensorDataset(x[:13], y[:13])
+    sharded = torch.utils.data.DataLoader(
+        val_set, batch_size=4, sampler=torch.utils.data.DistributedSampler(val_set))
     trainer = hookline.Trainer(tiny_model(seed=0), loss="cross_entropy", train_data=(x, y),
-                               batch_size=4, epochs=2, max_steps=3, device="cpu", verbose=0)
+                               val_data=sharded, batch_size=4, epochs=2, max_steps=3,
+                               device="cpu", verbose=0)
     trainer.add_callback("on_train_batch_start",
                          lambda t: seen.extend(t.batch[0][:, 0].int().tolist()))
     trainer.fit()
@@ -267,7 +271,8 @@ SHARD_WORKER = textwrap.dedent("""
 def test_ranks_shard_one_order_and_stop_together_at_max_steps(tmp_path):
     """Unseeded ranks with their own torch seeds still split one shuffled order between them
     (rank 0's seed; before, 9 of 32 samples were trained twice and 9 never), and max_steps
-    ends training at that step on every rank, not at the epoch's end."""
+    ends training at that step on every rank, not at the epoch's end. A sharded validation
+    DataLoader is warned about: each rank would report its own share's metrics."""
     done = torchrun(SHARD_WORKER, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
@@ -279,3 +284,5 @@ def test_ranks_shard_one_order_and_stop_together_at_max_steps(tmp_path):
     assert len(set(ranks[0]["seen"]) | set(ranks[1]["seen"])) == 24
     for name, value in ranks[0]["state"].items():
         assert torch.equal(value, ranks[1]["state"][name]), name
+    # a validation DataLoader sharded by a DistributedSampler: one warning, from rank 0
+    assert done.stderr.count("val_data's DataLoader has a DistributedSampler") == 1

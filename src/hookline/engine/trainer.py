@@ -47,6 +47,7 @@ from hookline.objective import Objective, explain_loss_error
 from hookline.run_state import Phase
 from hookline.step_losses import RunningMeans, records_floats, stacked
 from hookline.structure import Prediction, prediction_of, sample_count, unpack_batch
+from hookline.user_warning import warn
 from hookline.wrappers import unwrap
 
 __all__ = ["Trainer"]
@@ -581,6 +582,13 @@ class Trainer(Engine):
             if not self.args.seeded:
                 self.args.seed = self.train_data.seed
             self.train_data.shard(self.rank, self.world_size)
+        sampler = getattr(getattr(self.validator.data, "source", None), "sampler", None)
+        if isinstance(sampler, torch.utils.data.DistributedSampler) and self.rank == 0:
+            warn("val_data's DataLoader has a DistributedSampler: validation runs on each "
+                 "rank's own share, so its val_* metrics differ from rank to rank (and "
+                 "ModelCheckpoint on rank 0 ranks by rank 0's share); hookline validates the "
+                 "whole set on every rank, so pass val_data without the DistributedSampler",
+                 UserWarning)
         device_ids = [self.device] if self.device.type == "cuda" else None
         self.forward_model = DistributedDataParallel(self.model, device_ids=device_ids)
 
