@@ -160,6 +160,24 @@ def test_mlflow_resume_continues_the_same_run(tracking_uri):
     assert sorted(steps) == [0, 1, 2, 3]
 
 
+def test_one_mlflow_logger_gives_each_new_fit_its_own_run(tracking_uri):
+    """A logger instance used for two fits that are not resumes logs each into a run of its
+    own (before, the second fit's metrics went into the first run, under its params); one
+    given run_id= keeps logging there."""
+    logger = MLflowLogger("exp-refit", tracking_uri=tracking_uri)
+    ids = []
+    for _ in range(2):
+        _fit([logger], epochs=2)
+        ids.append(logger.run_id)
+    client = _client(tracking_uri)
+    assert ids[0] != ids[1]
+    for run_id in ids:
+        assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [0, 1]
+    named = MLflowLogger("exp-refit", tracking_uri=tracking_uri, run_id=ids[0])
+    _fit([named], epochs=1)
+    assert named.run_id == ids[0]
+
+
 def test_mlflow_marks_a_crashed_run_failed_and_keeps_its_files(tracking_uri, tmp_path):
     def crash(trainer):
         if trainer.epoch == 1:
@@ -273,6 +291,21 @@ def test_wandb_offline_run_holds_config_history_and_run_files(tmp_path, monkeypa
             digest = base64.b64encode(hashlib.md5(data).digest()).decode()
             assert contents[entry_name].digest == digest
             assert contents[entry_name].size == len(data)
+
+
+def test_one_wandb_logger_gives_each_new_fit_its_own_run(tmp_path, monkeypatch):
+    """Two fits with one WandbLogger that are not resumes: two runs, two run folders."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = WandbLogger("hookline-tests", dir=str(tmp_path / "w"), log_artifacts=False)
+    ids = []
+    for _ in range(2):
+        _fit([logger], epochs=1)
+        ids.append(logger.run_id)
+    assert ids[0] != ids[1]
+    for run_id in ids:
+        assert list((tmp_path / "w" / "wandb").glob(f"offline-run-*-{run_id}"))
 
 
 def test_wandb_bad_options():

@@ -98,7 +98,8 @@ class MLflowLogger(Callback):
         self.uploaded: dict[str, str] = {}  # artifact path -> local file, after a fit
         self.tags = {str(key): str(value) for key, value in (tags or {}).items()}
         self.log_params = log_params
-        self.run_id = run_id
+        self.run_id = self._given_run_id = run_id
+        self._loaded = False  # a resume's run id, for the fit that is starting
         self.client: Any = None
         self._active = False
         self._sender = BackgroundSender("MLflowLogger", float(timeout))
@@ -112,8 +113,12 @@ class MLflowLogger(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.run_id = state.get("run_id") or self.run_id
+        self._loaded = True
 
     def on_train_start(self, trainer: Any) -> None:
+        if not self._loaded:  # a new fit is a new run, unless run_id= named one
+            self.run_id = self._given_run_id
+        self._loaded = False
         tracking = require("mlflow.tracking", extra="mlflow", feature="MLflowLogger")
         if _is_folder_store(self.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")

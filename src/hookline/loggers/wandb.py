@@ -79,7 +79,8 @@ class WandbLogger(Callback):
         self.log_artifacts = log_artifacts
         self.artifacts = [str(path) for path in artifacts]
         self.uploaded: dict[str, str] = {}  # file name in its artifact -> local file
-        self.run_id = id
+        self.run_id = self._given_run_id = id
+        self._loaded = False  # a resume's run id, for the fit that is starting
         self.run: Any = None
 
     @property
@@ -91,9 +92,13 @@ class WandbLogger(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.run_id = state.get("run_id") or self.run_id
+        self._loaded = True
 
     def on_train_start(self, trainer: Any) -> None:
         self._finish(0)
+        if not self._loaded:  # a new fit is a new run, unless id= named one
+            self.run_id = self._given_run_id
+        self._loaded = False
         self.uploaded = {}
         wandb = require("wandb", extra="wandb", feature="WandbLogger")
         folder = self.dir if self.dir is not None else getattr(trainer, "save_dir", None)
