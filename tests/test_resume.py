@@ -56,6 +56,9 @@ def make(callbacks: list[Any] = (), *, data: str = "arrays", **options: Any) -> 
     train: Any = tiny_data(64)
     if data == "loader":
         train = DataLoader(Augmented(), batch_size=8, shuffle=True)
+    elif data == "own_generator":  # torch's reproducibility recipe: it shuffles from its own
+        train = DataLoader(Augmented(), batch_size=8, shuffle=True,
+                           generator=torch.Generator().manual_seed(123))
     options.setdefault("epochs", EPOCHS)
     return hookline.Trainer(net(), loss="cross_entropy", train_data=train,
                             val_data=tiny_data(24, seed=1), batch_size=8, seed=11,
@@ -113,6 +116,53 @@ def test_resume_from_a_backup_is_exact(tmp_path: Path, event: str, n: int, data:
     assert not (tmp_path / "latest.ckpt").exists()  # delete_checkpoint=True
 
 
+@pytest.mark.parametrize(("save_freq", "phase"), [(3, "train"), ("epoch", "epoch_done")])
+def test_a_loader_shuffling_with_its_own_generator_resumes_exactly(tmp_path: Path,
+                                                                   save_freq: Any,
+                                                                   phase: str) -> None:
+    """DataLoader(generator=...) draws its order from that generator, not torch's: a backup
+    holds its state at the epoch's start (a mid-epoch resume replays the epoch from it) and
+    when it was taken (the next epoch after an epoch-boundary backup draws from it)."""
+    first = make([BackupAndRestore(tmp_path, save_freq=save_freq),
+                  interrupt_at("on_train_batch_end", 20)], data="own_generator")
+    with pytest.raises(Crash):
+        first.fit()
+    assert load_checkpoint(tmp_path / "latest.ckpt")["run"]["phase"] == phase
+    resumed = make([BackupAndRestore(tmp_path, save_freq=save_freq)], data="own_generator")
+    resumed.fit()
+    assert resumed.resumed_from == tmp_path / "latest.ckpt"
+    expected = reference(data="own_generator")
+    assert_same_weights(resumed.model, expected.model)
+    assert history(resumed) == history(expected)
+
+
+def test_a_checkpoint_without_the_loaders_generator_states_still_resumes(
+        tmp_path: Path) -> None:
+    """Files written before the run state held train_data's own generators lack both fields:
+    they read as nothing recorded, and a loader shuffling from torch's generator resumes from
+    them exactly as before."""
+    first = make([BackupAndRestore(tmp_path, save_freq=3, delete_checkpoint=False),
+                  interrupt_at("on_train_batch_end", 20)], data="loader")
+    with pytest.raises(Crash):
+        first.fit()
+    payload = load_checkpoint(tmp_path / "latest.ckpt")
+    del payload["run"]["epoch_data_rng"], payload["run"]["data_rng"]
+    payload["callbacks"] = {}  # the backup callback is no part of this resume
+    write_checkpoint(payload, tmp_path / "old.ckpt")
+    resumed = make(data="loader", resume=tmp_path / "old.ckpt")
+    resumed.fit()
+    assert_same_weights(resumed.model, reference(data="loader").model)
+
+
+def test_resuming_with_a_loader_without_its_generator_is_refused(tmp_path: Path) -> None:
+    trainer = make(epochs=1, data="own_generator")
+    trainer.fit()
+    write_checkpoint(build_checkpoint(trainer), tmp_path / "run.ckpt")
+    with pytest.raises(CheckpointMismatchError, match=r"1 generator\(s\) of its own .* with 0 "
+                                                      r"now.*same generator="):
+        make(data="loader", resume=tmp_path / "run.ckpt").fit()
+
+
 @pytest.mark.parametrize(("event", "n"), [("on_train_batch_end", 4), ("on_train_batch_end", 8),
                                         ("on_val_batch_end", 2)])
 def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: str,
@@ -148,7 +198,7 @@ def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: st
 @pytest.mark.parametrize(("event", "n"), [
     ("on_train_batch_start", 1), ("on_after_forward", 6), ("on_train_batch_end", 13),
     ("on_val_batch_start", 3), ("on_train_epoch_end", 2), ("on_fit_epoch_end", 1)])
-@pytest.mark.parametrize("data", ["arrays", "loader"])
+@pytest.mark.parametrize("data", ["arrays", "loader", "own_generator"])
 def test_resume_from_an_exception_checkpoint_is_exact(tmp_path: Path, event: str, n: int,
                                                       data: str) -> None:
     first = make([OnExceptionCheckpoint(tmp_path, rng="all"), interrupt_at(event, n)],

@@ -125,6 +125,13 @@ class ArrayBatches:
                 for leaves in batches:
                     yield _rebuild(self.structure, iter(leaves))
 
+    def rng_states(self) -> list[torch.Tensor]:
+        """None to save: the order is a pure function of (seed, epoch)."""
+        return []
+
+    def set_rng_states(self, states: Sequence[torch.Tensor]) -> None:
+        """Nothing to put back (see ``rng_states``)."""
+
     @property
     def _block_rows(self) -> int:
         """Rows gathered at once: a whole number of batches within ``GATHER_BLOCK_BYTES``."""
@@ -169,6 +176,31 @@ class IterableBatches:
                              f"already consumed; pass a list, a DataLoader or arrays so every "
                              f"epoch can iterate it again")
         return itertools.islice(iterator, skip, None) if skip else iterator
+
+    def rng_states(self) -> list[torch.Tensor]:
+        """The states of the generators the source shuffles with when it has its own
+        (``DataLoader(generator=...)``: torch then draws the order and the workers' base seed
+        from it, not from the global generator); a resume puts them back."""
+        return [generator.get_state() for generator in _own_generators(self.source)]
+
+    def set_rng_states(self, states: Sequence[torch.Tensor]) -> None:
+        """Put back what ``rng_states`` returned (one state per generator, in its order)."""
+        for generator, state in zip(_own_generators(self.source), states, strict=True):
+            generator.set_state(state)
+
+
+def _own_generators(source: Any) -> list[torch.Generator]:
+    """The generators of a DataLoader, its sampler and its batch sampler (and the batch
+    sampler's sampler), each once and in that order; none for other sources."""
+    batch_sampler = getattr(source, "batch_sampler", None)
+    holders = (source, getattr(source, "sampler", None), batch_sampler,
+               getattr(batch_sampler, "sampler", None))
+    found: list[torch.Generator] = []
+    for holder in holders:
+        generator = getattr(holder, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
+            found.append(generator)
+    return found
 
 
 Batches = ArrayBatches | IterableBatches

@@ -207,6 +207,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     model_state = check_model_state(trainer.model, payload["model"], source)
     other_world = _world_size_change(trainer, run, name, source)
     _check_data(trainer, payload.get("data") or {}, name, source, other_world=other_world)
+    _check_generators(trainer, run, name, source)
     ended_by_stop = run.ended_by_stop(trainer.schedule.may_stop)
     start_epoch = run.start_epoch(trainer.epochs, trainer.schedule.may_stop)
     _check_rerun(trainer, run, start_epoch, ended_by_stop, name, source)
@@ -240,7 +241,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
         trainer._resume_point = ResumePoint(
             batches_done=run.batches_done, batches_complete=run.batches_complete,
             losses=run.epoch_losses, sizes=run.epoch_sizes, train_metrics=run.train_metrics,
-            rng=payload["rng"], epoch_rng=run.epoch_rng)
+            rng=payload["rng"], epoch_rng=run.epoch_rng, epoch_data_rng=run.epoch_data_rng)
     if start_epoch >= trainer.epochs and ended_by_stop:
         warn(f"{name}: that run was stopped after epoch {run.epoch} "
              f"({run.stop_reason or 'a stop request'}); there is nothing left to train. Pass "
@@ -249,6 +250,8 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
         warn(f"{name}: that run already finished ({trainer.epochs} epochs); there is "
              f"nothing left to train. Pass a larger epochs= to extend it")
     set_rng_state(payload["rng"])
+    if run.data_rng is not None:  # the next epoch draws from them as they were
+        trainer.train_data.set_rng_states(run.data_rng)
 
 
 def _check_rerun(trainer: Any, run: RunState, start_epoch: int, ended_by_stop: bool,
@@ -341,6 +344,21 @@ def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any, *,
                         f"{saved['batches']}; an exact resume needs the same data")
 
 
+def _check_generators(trainer: Any, run: RunState, name: str, source: Any) -> None:
+    """The train data's own generators (``DataLoader(generator=...)``) are put back one for
+    one: another number of them is another loader, whose order the checkpoint cannot
+    replay."""
+    if run.data_rng is None:  # written before they were recorded
+        return
+    now = len(trainer.train_data.rng_states())
+    if now != len(run.data_rng):
+        raise CheckpointMismatchError(
+            source, f"{name}: train_data shuffles with {len(run.data_rng)} generator(s) of its "
+                    f"own (DataLoader(generator=...) or its sampler's) in the checkpoint's run "
+                    f"and with {now} now; an exact resume needs the same DataLoader: build it "
+                    f"with the same generator= and sampler")
+
+
 def _restore_optimizers(trainer: Any, payload: dict[str, Any], name: str, source: Any) -> None:
     """The optimizer's state, or every optimizer's by name when the run had several."""
     current = getattr(trainer, "optimizers", None) or {"optimizer": trainer.optimizer}
@@ -403,6 +421,7 @@ class ResumePoint:
     train_metrics: dict[str, Any] | None
     rng: dict[str, Any]
     epoch_rng: torch.Tensor | None
+    epoch_data_rng: list[torch.Tensor] | None  # train_data's own generators' (None: older file)
 
     def continue_epoch(self, trainer: Any, epoch: int) -> Iterator[Any] | None:
         """The remaining batches of ``epoch`` (None when its batches were all done)."""
@@ -411,10 +430,14 @@ class ResumePoint:
         _load_metric_set(trainer.train_metric_set, self.train_metrics, trainer.device)
         epoch_rng = self.epoch_rng if self.epoch_rng is not None else self.rng["torch"]
         trainer.epoch_rng_state = epoch_rng
-        if self.batches_complete:
-            set_rng_state(self.rng)
-            return None
         data, skip = trainer.train_data, self.batches_done
+        trainer.epoch_data_rng = self.epoch_data_rng if self.epoch_data_rng is not None \
+            else data.rng_states()
+        if self.batches_complete:
+            set_rng_state(self.rng)  # the data's own generators: restore() put them back
+            return None
+        if self.epoch_data_rng is not None:
+            data.set_rng_states(self.epoch_data_rng)  # the replay below starts from them
         if skip == 0:
             # nothing of this epoch was trained: replay it from its start
             set_rng_state({**self.rng, "torch": epoch_rng})
@@ -422,8 +445,9 @@ class ResumePoint:
         if hasattr(data, "order"):  # arrays: the order is a pure function of (seed, epoch)
             set_rng_state(self.rng)
             return iter(data.epoch(epoch, skip))
-        # a DataLoader draws its shuffle from torch's generator when it is iterated: replay
-        # that from the epoch's start, skip the batches done, then restore the generators
+        # a DataLoader draws its shuffle from torch's generator (or its own) when it is
+        # iterated: replay that from the epoch's start, skip the batches done, then restore
+        # torch's generators (the replay has put the loader's own where the run had them)
         torch.set_rng_state(epoch_rng)
         batches = iter(data.epoch(epoch))
         for done in range(skip):

@@ -5,7 +5,9 @@ epoch's losses so far, fitness, stop flags, the run's id and the arguments a rer
 with) is a field of :class:`RunState`. ``Trainer.state_dict()`` captures it and
 ``Trainer.load_state_dict()`` puts it back; nothing else reads or writes these attributes for a
 checkpoint. A field that a file lacks, or one it has that this version does not know (a
-rename), is an error naming the field: a silent default would resume the wrong run.
+rename), is an error naming the field: a silent default would resume the wrong run. The one
+exception is a field added since (``ADDED_LATER``): a file written before it lacks it and
+recorded nothing there, so it reads as None.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ class RunArgs:
     world_size: int
 
 
+# Fields added after the first checkpoints were written, with what a file lacking one
+# recorded: nothing. Every other field a file lacks is an error (see RunState.from_dict).
+ADDED_LATER: dict[str, Any] = {"epoch_data_rng": None, "data_rng": None}
+
+
 @dataclass
 class RunState:
     """Where a fit is, as a checkpoint records it ("after the event being handled")."""
@@ -62,6 +69,10 @@ class RunState:
     epoch_sizes: torch.Tensor  # each of those steps' batch size (the means weigh by it)
     loss_names: list[str]
     epoch_rng: torch.Tensor | None  # torch's RNG state the epoch's data order came from
+    # the states of the train data's own generators (DataLoader(generator=...)) at the
+    # epoch's start and when the state was taken; None in a file written before they were
+    epoch_data_rng: list[torch.Tensor] | None
+    data_rng: list[torch.Tensor] | None
     train_metrics: dict[str, Any] | None
     metrics: dict[str, Any]
     fitness: Any
@@ -97,7 +108,8 @@ class RunState:
             epoch_losses=stacked(losses) if losses else torch.empty(0),
             epoch_sizes=torch.tensor(trainer.epoch_sizes, dtype=torch.int64),
             loss_names=[str(name) for name in trainer.loss_names],
-            epoch_rng=trainer.epoch_rng_state,
+            epoch_rng=trainer.epoch_rng_state, epoch_data_rng=trainer.epoch_data_rng,
+            data_rng=trainer.train_data.rng_states(),
             train_metrics=metric_set.state_dict() if metric_set is not None else None,
             metrics={str(key): _plain(value) for key, value in trainer.metrics.items()},
             fitness=_plain(trainer.fitness), best_fitness=_plain(trainer.best_fitness),
@@ -118,12 +130,13 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: Any, source: Any = None) -> RunState:
-        """The run state a checkpoint recorded; a missing or unknown field is an error."""
+        """The run state a checkpoint recorded; a missing (unless ``ADDED_LATER``) or unknown
+        field is an error."""
         where = f"checkpoint {source}" if source is not None else "the checkpoint"
         if not isinstance(data, dict):
             raise CorruptCheckpointError(source, f"{where} has no run state (found "
                                                  f"{type(data).__name__})")
-        values = dict(data)
+        values = {**ADDED_LATER, **data}
         values["args"] = _fields_of(RunArgs, values.get("args"), f"{where}'s run args",
                                     source)
         values = _fields_of(cls, values, f"{where}'s run state", source)

@@ -304,8 +304,8 @@ class Trainer(Engine):
         self._running_means = RunningMeans()
         # what a checkpoint records: where fit is ("setup", "train" in the batches,
         # "epoch_end" until on_fit_epoch_end, "epoch_done" from it, "done" after fit; "idle"
-        # otherwise), the schedulers your own code steps, and the torch RNG state the epoch's
-        # data order was drawn from
+        # otherwise), the schedulers your own code steps, and the torch RNG state (and the
+        # states of train_data's own generators) the epoch's data order was drawn from
         self.phase = Phase.IDLE
         self.lr_schedulers: list[Any] = []
         self.step_extras: dict[str, Any] = {}  # a step's non-loss entries, as it returned them
@@ -317,6 +317,7 @@ class Trainer(Engine):
         self._training_step: Callable[[Any], Any] = self.training_step
         self._custom_training_step = False
         self.epoch_rng_state: torch.Tensor | None = None
+        self.epoch_data_rng: list[torch.Tensor] | None = None
         self.resumed = False
         self.resumed_from: Path | None = None
         self.run_id = ""  # set when fit starts; kept across resumes, in every checkpoint
@@ -697,6 +698,7 @@ class Trainer(Engine):
         resume, self._resume_point = self._resume_point, None
         if resume is None:
             self.epoch_rng_state = torch.get_rng_state()  # a DataLoader shuffles from it
+            self.epoch_data_rng = self.train_data.rng_states()  # or from its own generator
             batches = self.train_data.epoch(epoch, skip)
         else:
             batches = resume.continue_epoch(self, epoch)
