@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import hookline
 from hookline.callbacks import BackupAndRestore, OnExceptionCheckpoint
@@ -52,6 +52,15 @@ class Augmented(Dataset):
         return self.x[i] + 0.1 * torch.randn(8) + jitter, self.y[i]
 
 
+def persistent_loader(own_generator: bool) -> DataLoader:
+    """One worker kept from epoch to epoch: torch builds its iterator (drawing the workers'
+    base seed) in the first epoch only, and later epochs reset it."""
+    x, y = tiny_data(32)
+    generator = torch.Generator().manual_seed(123) if own_generator else None
+    return DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, num_workers=1,
+                      persistent_workers=True, generator=generator)
+
+
 def make(callbacks: list[Any] = (), *, data: str = "arrays", **options: Any) -> hookline.Trainer:
     train: Any = tiny_data(64)
     if data == "loader":
@@ -59,6 +68,8 @@ def make(callbacks: list[Any] = (), *, data: str = "arrays", **options: Any) -> 
     elif data == "own_generator":  # torch's reproducibility recipe: it shuffles from its own
         train = DataLoader(Augmented(), batch_size=8, shuffle=True,
                            generator=torch.Generator().manual_seed(123))
+    elif data.startswith("persistent"):  # "persistent" or "persistent_own_generator"
+        train = persistent_loader(own_generator=data.endswith("generator"))
     options.setdefault("epochs", EPOCHS)
     return hookline.Trainer(net(), loss="cross_entropy", train_data=train,
                             val_data=tiny_data(24, seed=1), batch_size=8, seed=11,
@@ -161,6 +172,34 @@ def test_resuming_with_a_loader_without_its_generator_is_refused(tmp_path: Path)
     with pytest.raises(CheckpointMismatchError, match=r"1 generator\(s\) of its own .* with 0 "
                                                       r"now.*same generator="):
         make(data="loader", resume=tmp_path / "run.ckpt").fit()
+
+
+@pytest.mark.parametrize("data", ["persistent", "persistent_own_generator"])
+@pytest.mark.parametrize(("save_freq", "phase"), [(3, "train"), ("epoch", "epoch_done")])
+def test_a_loader_with_persistent_workers_resumes_exactly_in_a_later_epoch(
+        tmp_path: Path, save_freq: Any, phase: str, data: str) -> None:
+    """Resumed in epoch 2, the loader's iterator is built there: it is built first with every
+    generator put back after, so the epoch's iter() is a reset that draws the same shuffle
+    (and leaves the same stream for dropout) as in the uninterrupted run."""
+    def build(callbacks: list[Any]) -> hookline.Trainer:  # 4 batches an epoch
+        return make(callbacks, data=data)
+    expected = build([])
+    expected.fit()
+    first = build([BackupAndRestore(tmp_path, save_freq=save_freq),
+                   interrupt_at("on_train_batch_end", 10)])
+    with pytest.raises(Crash):
+        first.fit()
+    saved = load_checkpoint(tmp_path / "latest.ckpt")["run"]
+    assert (saved["phase"], saved["epoch"]) == (phase, 2 if phase == "train" else 1)
+    resumed = build([BackupAndRestore(tmp_path, save_freq=save_freq)])
+    resumed.fit()
+    assert resumed.resumed_from == tmp_path / "latest.ckpt"
+    assert_same_weights(resumed.model, expected.model)
+    assert history(resumed) == history(expected)
+    for trainer in (expected, first, resumed):
+        # shut the worker down now: collected with the trainer's reference cycles, torch's
+        # iterator waits out its 5 s join timeout before it terminates it
+        trainer.train_data.source._iterator = None
 
 
 @pytest.mark.parametrize(("event", "n"), [("on_train_batch_end", 4), ("on_train_batch_end", 8),

@@ -170,6 +170,8 @@ class IterableBatches:
         sampler = getattr(self.source, "sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)  # DistributedSampler reshuffles per epoch
+        if epoch > 0 and _unstarted_persistent(self.source):
+            self._start_workers()
         iterator = iter(self.source)
         if iterator is self.source and epoch > 0:
             raise ValueError(f"{self.name} is a one-shot iterator (a generator?) and was "
@@ -188,6 +190,19 @@ class IterableBatches:
         for generator, state in zip(_own_generators(self.source), states, strict=True):
             generator.set_state(state)
 
+    def _start_workers(self) -> None:
+        """Build a persistent-workers loader's iterator without drawing from any generator.
+
+        Such a loader builds its iterator (drawing the workers' base seed, then the shuffle)
+        in its first epoch only; later epochs reset it, drawing the shuffle alone. A run
+        resumed into a later epoch has no iterator yet: built here, with the generators put
+        back after, that epoch's ``iter()`` is a reset drawing what the run it continues
+        drew."""
+        torch_state, own = torch.get_rng_state(), self.rng_states()
+        iter(self.source)
+        torch.set_rng_state(torch_state)
+        self.set_rng_states(own)
+
 
 def _own_generators(source: Any) -> list[torch.Generator]:
     """The generators of a DataLoader, its sampler and its batch sampler (and the batch
@@ -201,6 +216,13 @@ def _own_generators(source: Any) -> list[torch.Generator]:
         if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
             found.append(generator)
     return found
+
+
+def _unstarted_persistent(source: Any) -> bool:
+    """Whether ``source`` is a DataLoader with persistent workers that has not built its
+    iterator yet (torch keeps it in ``_iterator`` once built)."""
+    return bool(getattr(source, "persistent_workers", False)) and \
+        getattr(source, "num_workers", 0) > 0 and getattr(source, "_iterator", True) is None
 
 
 Batches = ArrayBatches | IterableBatches
