@@ -64,6 +64,26 @@ def test_a_numpy_scalar_or_0d_tensor_metric_is_written_as_a_number(tmp_path):
     assert "epoch/flag" not in events.Tags()["scalars"]
 
 
+def test_step_lr_is_the_rate_that_step_used_under_a_per_step_schedule(tmp_path):
+    """warmup_cosine steps after every optimizer step: step/lr at step n is the rate step n
+    trained with (before, the rate of step n + 1), as step/loss is that step's loss."""
+    from hookline.callbacks import warmup_cosine
+
+    used = {}
+    record = LambdaCallback(on_train_batch_start=lambda t: used.setdefault(
+        t.step + 1, t.optimizer.param_groups[0]["lr"]))
+    record.order = -100
+    trainer = Trainer(tiny_model(), loss="cross_entropy", optimizer="sgd", lr=0.1,
+                      train_data=tiny_data(64), batch_size=8, epochs=1, verbose=0,
+                      callbacks=[record, warmup_cosine(warmup=4),
+                                 TensorBoard(tmp_path / "tb", log_every_n_steps=1)])
+    trainer.fit()
+    logged = {event.step: event.value for event in _read(tmp_path / "tb").Scalars("step/lr")}
+    assert sorted(logged) == list(range(1, 9))
+    assert len(set(used.values())) > 4  # the rate moved every step
+    assert logged == pytest.approx({step: used[step] for step in logged})
+
+
 def test_metric_names_with_a_slash_keep_their_parts(tmp_path):
     def add_parts(trainer):
         trainer.metrics.update({"train/box_loss": 0.25 * trainer.epoch,

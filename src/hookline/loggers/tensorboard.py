@@ -26,7 +26,8 @@ class TensorBoard(Callback):
             trainer has a save_dir, else ``"logs"`` as in Keras).
         log_every_n_steps: every n optimizer steps write ``step/loss`` (the current batch's
             loss; with named loss parts also ``step/<part>``) and ``step/lr`` (first param
-            group) at that step; only then is the loss
+            group: the rate that step used, before a per-step schedule moved it) at that
+            step; only then is the loss
             read, so other steps stay free of host-device syncs. 0 turns it off.
         histogram_freq: every n epochs (from epoch 0) write a histogram of every parameter
             (``weights/<name>``); 0 turns it off.
@@ -69,6 +70,7 @@ class TensorBoard(Callback):
         self.writer: Any = None
         self.run_dir: Path | None = None  # where the current (or last) run wrote
         self._last_step = 0
+        self._lr = 0.0
         self._graph_done = False
 
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
@@ -77,6 +79,7 @@ class TensorBoard(Callback):
             "on_fit_epoch_end": self._epoch, "on_train_end": self._close,
             "teardown": self._close}
         if self.log_every_n_steps:
+            handlers["on_train_batch_start"] = self._note_lr
             handlers["on_train_batch_end"] = self._step
         if not self.write_graph:
             del handlers["on_train_epoch_end"]
@@ -103,6 +106,11 @@ class TensorBoard(Callback):
         self._last_step = trainer.step
         self._graph_done = False
 
+    def _note_lr(self, trainer: Any) -> None:
+        """The rate this batch's step will use: a per-step schedule changes it right after
+        the step (``on_params_update``), before ``on_train_batch_end``."""
+        self._lr = trainer.optimizer.param_groups[0]["lr"]
+
     def _step(self, trainer: Any) -> None:
         step = trainer.step
         if step == self._last_step or step % self.log_every_n_steps or self.writer is None:
@@ -117,7 +125,7 @@ class TensorBoard(Callback):
         else:
             loss = float(trainer.loss.detach())  # the one host-device sync, every n steps
         self.writer.add_scalar("step/loss", loss, step)
-        self.writer.add_scalar("step/lr", trainer.optimizer.param_groups[0]["lr"], step)
+        self.writer.add_scalar("step/lr", self._lr, step)
 
     def _graph(self, trainer: Any) -> None:
         if self._graph_done or self.writer is None or trainer.batch is None:
