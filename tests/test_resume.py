@@ -253,6 +253,27 @@ def test_resume_from_an_exception_checkpoint_is_exact(tmp_path: Path, event: str
     assert history(resumed) == history(expected)
 
 
+def test_a_later_fit_after_a_resume_is_a_new_run_from_initial_epoch(tmp_path: Path) -> None:
+    def epochs_of(trainer: hookline.Trainer) -> list[int]:
+        seen: list[int] = []
+        trainer.add_callback("on_train_epoch_start", lambda t: seen.append(t.epoch))
+        trainer.fit()
+        return seen
+    for initial in (0, 1):
+        crashed = make([BackupAndRestore(tmp_path / str(initial)),
+                        interrupt_at("on_train_epoch_start", 3)], epochs=5,
+                       initial_epoch=initial)
+        with pytest.raises(Crash):
+            crashed.fit()
+        assert epochs_of(crashed) == list(range(initial + 2, 5))  # resumed from the backup
+        never_resumed = make(epochs=5, initial_epoch=initial)
+        never_resumed.fit()
+        # the third fit finds no backup (the resumed fit deleted it): a new run, whole
+        assert epochs_of(crashed) == epochs_of(never_resumed) == list(range(initial, 5))
+        assert crashed.step == never_resumed.step  # the step count carries over, as Keras'
+        assert_same_weights(crashed.model, never_resumed.model)
+
+
 def test_an_exception_mid_accumulation_is_saved_but_flagged_inexact(tmp_path: Path) -> None:
     first = make([OnExceptionCheckpoint(tmp_path), interrupt_at("on_after_forward", 6)],
                  accumulate=4)

@@ -486,7 +486,9 @@ class Trainer(Engine):
         # before this run's first validation waits for its monitor); a resume restores them
         self.metrics, self.val_metrics, self.validation_skipped = {}, {}, False
         self.fitness = self.best_fitness = None
-        self.epoch = self.start_epoch  # not the last fit's: on_train_start reads it
+        # a new run starts at initial_epoch, not where an earlier fit's resume put it (a
+        # resume sets it again below); the step count carries over, like Keras' iterations
+        self.start_epoch = self.epoch = self.args.initial_epoch
         self.run_id = distributed.new_run_id()  # rank 0's on every rank; a resume puts
         # back the run's own id
         if self.args.seeded:
