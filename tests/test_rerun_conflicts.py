@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import hookline
 from hookline.callbacks import BackupAndRestore, CSVLogger
@@ -46,6 +47,37 @@ def test_a_conflicting_rerun_names_the_argument_and_deletes_nothing(
         make(tmp_path, **rerun).fit()
     assert backup.read_bytes() == before  # the backup is still there, untouched
     make(tmp_path).fit()  # the right arguments still resume it
+
+
+def _two_groups(model: torch.nn.Module) -> Any:
+    return lambda params: torch.optim.Adam([{"params": model[0].parameters()},
+                                            {"params": model[2].parameters(), "lr": 1e-4}])
+
+
+def _extra_scheduler(trainer: hookline.Trainer) -> None:
+    trainer.lr_schedulers.append(torch.optim.lr_scheduler.StepLR(trainer.optimizer, 1))
+
+
+@pytest.mark.parametrize(("optimizer", "setup", "message"), [
+    (_two_groups, None, r"the state of optimizer 'optimizer' does not fit it"),
+    (None, _extra_scheduler, r"holds 0 LR scheduler state\(s\) but trainer.lr_schedulers"),
+])
+def test_a_resume_refused_for_its_optimizer_or_schedulers_loads_nothing(
+        tmp_path: Path, optimizer: Any, setup: Any, message: str) -> None:
+    backup = interrupted(tmp_path)
+    model = tiny_model(seed=42)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    options = {"optimizer": optimizer(model)} if optimizer is not None else {}
+    trainer = hookline.Trainer(model, loss="cross_entropy", train_data=tiny_data(48),
+                               batch_size=8, epochs=4, seed=3, device="cpu", verbose=0,
+                               resume=backup, **options)
+    if setup is not None:
+        setup(trainer)
+    with pytest.raises(CheckpointMismatchError, match=message):
+        trainer.fit()
+    after = model.state_dict()
+    assert [key for key in before if not torch.equal(before[key], after[key])] == []
+    assert trainer.optimizer.state_dict()["state"] == {} and trainer.step == 0
 
 
 def test_every_checkpoint_carries_its_run_id_and_a_resume_keeps_it(tmp_path: Path) -> None:

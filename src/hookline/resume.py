@@ -200,8 +200,29 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     """Put ``trainer`` in the state ``payload`` (from ``build_checkpoint``) recorded.
 
     Call it after set-up (model on its device, grad scaler built) and before
-    ``on_train_start``; the epoch loop then continues at the recorded position.
+    ``on_train_start``; the epoch loop then continues at the recorded position. Every check
+    runs before anything is loaded: a state that does not fit leaves the trainer untouched.
     """
+    checked = _check(trainer, payload, source)
+    _apply(trainer, payload, checked)
+
+
+@dataclass
+class _Checked:
+    """What ``_check`` found fits, ready to be applied."""
+
+    name: str
+    source: Any
+    run: RunState
+    model_state: dict[str, Any]
+    optimizer_states: list[tuple[Any, Any, dict[str, Any]]]  # (key, optimizer, its state)
+    scheduler_states: list[Any]
+    start_epoch: int
+    ended_by_stop: bool
+
+
+def _check(trainer: Any, payload: dict[str, Any], source: Any) -> _Checked:
+    """Every check that can refuse ``payload``; nothing of the trainer is changed."""
     name = f"checkpoint {source}" if source is not None else "the checkpoint"
     run = RunState.from_dict(payload.get("run"), source)
     model_state = check_model_state(trainer.model, payload["model"], source)
@@ -211,9 +232,22 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     ended_by_stop = run.ended_by_stop(trainer.schedule.may_stop)
     start_epoch = run.start_epoch(trainer.epochs, trainer.schedule.may_stop)
     _check_rerun(trainer, run, start_epoch, ended_by_stop, name, source)
-    trainer.model.load_state_dict(model_state)
-    _restore_optimizers(trainer, payload, name, source)
-    _restore_schedulers(trainer, payload.get("lr_schedulers") or [], name, source)
+    optimizer_states = _check_optimizers(trainer, payload, name, source)
+    scheduler_states = _check_schedulers(trainer, payload.get("lr_schedulers") or [], name,
+                                         source)
+    return _Checked(name, source, run, model_state, optimizer_states, scheduler_states,
+                    start_epoch, ended_by_stop)
+
+
+def _apply(trainer: Any, payload: dict[str, Any], checked: _Checked) -> None:
+    """Load what ``_check`` accepted: components, callbacks, counters, random generators."""
+    name, run, start_epoch = checked.name, checked.run, checked.start_epoch
+    _adopt_data_seed(trainer, payload.get("data") or {})
+    trainer.model.load_state_dict(checked.model_state)
+    _load_optimizers(checked.optimizer_states, name, checked.source)
+    for scheduler, state in zip(getattr(trainer, "lr_schedulers", ()),
+                                checked.scheduler_states, strict=True):
+        scheduler.load_state_dict(state)
     _restore_scaler(trainer, payload.get("scaler"), name)
     # pending gradients are keyed as the model's state was (a wrapper's prefix included)
     grads = {renames.get(key, key): grad for key, grad in run.grads.items()} if (
@@ -233,7 +267,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
     if not run.exact:
         warn(f"{name} is not an exact resume point: {run.note}")
     run.apply(trainer, start_epoch)
-    if ended_by_stop and start_epoch < trainer.epochs:
+    if checked.ended_by_stop and start_epoch < trainer.epochs:
         trainer.stop_reason = ""  # extended past its stop: this fit has not been stopped
     trainer._resume_point = None
     if run.mid_epoch:
@@ -242,7 +276,7 @@ def restore(trainer: Any, payload: dict[str, Any], *, source: Any = None) -> Non
             batches_done=run.batches_done, batches_complete=run.batches_complete,
             losses=run.epoch_losses, sizes=run.epoch_sizes, train_metrics=run.train_metrics,
             rng=payload["rng"], epoch_rng=run.epoch_rng, epoch_data_rng=run.epoch_data_rng)
-    if start_epoch >= trainer.epochs and ended_by_stop:
+    if start_epoch >= trainer.epochs and checked.ended_by_stop:
         warn(f"{name}: that run was stopped after epoch {run.epoch} "
              f"({run.stop_reason or 'a stop request'}); there is nothing left to train. Pass "
              f"epochs= larger than {run.epochs} to continue it from epoch {run.epoch + 1}")
@@ -327,11 +361,6 @@ def _check_data(trainer: Any, saved: dict[str, Any], name: str, source: Any, *,
             raise CheckpointMismatchError(
                 source, f"{name}: train_data is not what it was ({'; '.join(changed)}); an "
                         f"exact resume needs the same data and batch_size")
-        # an unseeded Trainer draws a new seed per process: the order must follow the saved
-        # one (a seeded one must match it: _check_rerun says so when it does not)
-        if not trainer.args.seeded:
-            data.seed = saved["seed"]
-            trainer.args.seed = saved["seed"]
     elif saved.get("kind") == "iterable" and saved.get("batches") is not None and \
             not other_world:
         try:
@@ -359,8 +388,19 @@ def _check_generators(trainer: Any, run: RunState, name: str, source: Any) -> No
                     f"with the same generator= and sampler")
 
 
-def _restore_optimizers(trainer: Any, payload: dict[str, Any], name: str, source: Any) -> None:
-    """The optimizer's state, or every optimizer's by name when the run had several."""
+def _adopt_data_seed(trainer: Any, saved: dict[str, Any]) -> None:
+    """An unseeded Trainer draws a new seed per process: the order of arrays must follow the
+    saved one (a seeded one must match it: _check_rerun says so when it does not)."""
+    data = trainer.train_data
+    if saved.get("kind") == "arrays" and hasattr(data, "tensors") and not trainer.args.seeded:
+        data.seed = saved["seed"]
+        trainer.args.seed = saved["seed"]
+
+
+def _check_optimizers(trainer: Any, payload: dict[str, Any], name: str,
+                      source: Any) -> list[tuple[Any, Any, dict[str, Any]]]:
+    """The optimizer's state, or every optimizer's by name when the run had several, checked
+    against this trainer's optimizers: ``(key, optimizer, state)`` for each."""
     current = getattr(trainer, "optimizers", None) or {"optimizer": trainer.optimizer}
     saved = payload.get("optimizers") or {next(iter(current)): payload["optimizer"]}
     if list(saved) != list(current):
@@ -368,9 +408,47 @@ def _restore_optimizers(trainer: Any, payload: dict[str, Any], name: str, source
             source, f"{name} holds the optimizers {list(saved)} but this trainer has "
                     f"{list(current)}; resume with the optimizers it was saved with")
     for key, state in saved.items():
+        _check_optimizer_state(key, current[key], state, name, source)
+    return [(key, current[key], state) for key, state in saved.items()]
+
+
+def _check_optimizer_state(key: str, optimizer: Any, state: Any, name: str,
+                           source: Any) -> None:
+    """What torch's ``load_state_dict`` would refuse, and a state taken mid-step, refused
+    before anything is loaded."""
+    try:
+        saved_sizes = [len(group["params"]) for group in state["param_groups"]]
+        entries = {frozenset(entry) for entry in state["state"].values() if entry}
+    except KeyError as error:  # the state itself is cut short: a damaged checkpoint
+        raise CorruptCheckpointError(
+            source, f"{name}: the state of optimizer {key!r} is incomplete (missing "
+                    f"{error}); it cannot be resumed") from None
+    except (TypeError, AttributeError):
+        raise CorruptCheckpointError(
+            source, f"{name}: the state of optimizer {key!r} is not an optimizer's "
+                    f"state_dict; it cannot be resumed") from None
+    sizes = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_sizes != sizes:
+        raise CheckpointMismatchError(
+            source, f"{name}: the state of optimizer {key!r} does not fit it (it has "
+                    f"{len(saved_sizes)} parameter group(s) of {saved_sizes} parameters, this "
+                    f"run's optimizer {len(sizes)} of {sizes}); resume with the optimizer and "
+                    f"parameter groups it was saved with. Nothing was loaded")
+    if len(entries) > 1:  # some parameters were stepped, others not: taken mid-step
+        raise CorruptCheckpointError(
+            source, f"{name}: the state of optimizer {key!r} is incomplete (its parameters "
+                    f"hold different entries: {sorted(sorted(e) for e in entries)}); it "
+                    f"was taken during an optimizer step and cannot be resumed")
+
+
+def _load_optimizers(states: list[tuple[Any, Any, dict[str, Any]]], name: str,
+                     source: Any) -> None:
+    """Load the checked states; torch's own refusals stay errors naming the optimizer (its
+    load-state hooks may refuse what the checks could not see)."""
+    for key, optimizer, state in states:
         try:
-            current[key].load_state_dict(state)
-        except KeyError as error:  # the state itself is cut short: a damaged checkpoint
+            optimizer.load_state_dict(state)
+        except KeyError as error:
             raise CorruptCheckpointError(
                 source, f"{name}: the state of optimizer {key!r} is incomplete (missing "
                         f"{error}); it cannot be resumed") from None
@@ -379,23 +457,16 @@ def _restore_optimizers(trainer: Any, payload: dict[str, Any], name: str, source
                 source, f"{name}: the state of optimizer {key!r} does not fit it ({error}); "
                         f"resume with the optimizer and parameter groups it was saved "
                         f"with") from None
-        entries = {frozenset(state) for state in current[key].state.values() if state}
-        if len(entries) > 1:  # some parameters were stepped, others not: taken mid-step
-            raise CorruptCheckpointError(
-                source, f"{name}: the state of optimizer {key!r} is incomplete (its parameters "
-                        f"hold different entries: {sorted(sorted(e) for e in entries)}); it "
-                        f"was taken during an optimizer step and cannot be resumed")
 
 
-def _restore_schedulers(trainer: Any, states: list[Any], name: str, source: Any) -> None:
+def _check_schedulers(trainer: Any, states: list[Any], name: str, source: Any) -> list[Any]:
     schedulers = list(getattr(trainer, "lr_schedulers", ()))
     if len(schedulers) != len(states):
         raise CheckpointMismatchError(
             source, f"{name} holds {len(states)} LR scheduler state(s) but "
                     f"trainer.lr_schedulers has {len(schedulers)}; register the same "
                     f"schedulers before resuming")
-    for scheduler, state in zip(schedulers, states, strict=True):
-        scheduler.load_state_dict(state)
+    return states
 
 
 def _restore_scaler(trainer: Any, state: dict[str, Any] | None, name: str) -> None:
