@@ -13,7 +13,7 @@ import torch
 
 import hookline
 from hookline.callbacks import BackupAndRestore, CSVLogger
-from hookline.checkpoint import CheckpointMismatchError, load_checkpoint
+from hookline.checkpoint import CheckpointMismatchError, load_checkpoint, write_checkpoint
 from hookline.testing import Crash, crash_at, tiny_data, tiny_model
 
 
@@ -78,6 +78,45 @@ def test_a_resume_refused_for_its_optimizer_or_schedulers_loads_nothing(
     after = model.state_dict()
     assert [key for key in before if not torch.equal(before[key], after[key])] == []
     assert trainer.optimizer.state_dict()["state"] == {} and trainer.step == 0
+
+
+@pytest.mark.parametrize(("saved", "now", "classes"), [
+    ("adam", "sgd", ("Adam", "SGD")),  # torch's KeyError: 'momentum' at the first step
+    ("sgd", "adam", ("SGD", "Adam")),  # KeyError: 'betas'
+    ("adam", "rmsprop", ("Adam", "RMSprop")),  # KeyError: 'square_avg'
+    ("adam", "adamw", ("Adam", "AdamW")),  # the same entries: it trained on silently
+])
+def test_a_resume_with_another_optimizer_class_is_refused_before_anything_is_loaded(
+        tmp_path: Path, saved: str, now: str, classes: tuple[str, str]) -> None:
+    backup = interrupted(tmp_path, optimizer=saved)
+    model = tiny_model(seed=42)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    trainer = hookline.Trainer(model, optimizer=now, loss="cross_entropy",
+                               train_data=tiny_data(48), batch_size=8, epochs=4, seed=3,
+                               device="cpu", verbose=0, resume=backup)
+    old, new = classes
+    with pytest.raises(CheckpointMismatchError, match=(
+            rf"saved with optimizer class {old}, and optimizer 'optimizer' of this run is of "
+            rf"class {new}: .*Nothing was loaded; resume with the {old} optimizer it was saved with, "
+            rf"or load only the weights")):
+        trainer.fit()
+    after = model.state_dict()
+    assert [key for key in before if not torch.equal(before[key], after[key])] == []
+    make(tmp_path, optimizer=saved).fit()  # the optimizer it was saved with resumes it
+
+
+def test_a_checkpoint_that_does_not_record_its_optimizer_class_still_resumes(
+        tmp_path: Path) -> None:
+    payload = load_checkpoint(interrupted(tmp_path))
+    assert payload.pop("optimizer_classes") == ["Adam"]
+    write_checkpoint(payload, tmp_path / "older.ckpt")  # as an earlier version wrote it
+    resumed = make(tmp_path / "resumed", resume=tmp_path / "older.ckpt")
+    resumed.fit()
+    assert resumed.resumed_from == tmp_path / "older.ckpt"
+    expected = make(tmp_path / "uninterrupted")
+    expected.fit()
+    state, reference = resumed.model.state_dict(), expected.model.state_dict()
+    assert [key for key in reference if not torch.equal(state[key], reference[key])] == []
 
 
 def test_every_checkpoint_carries_its_run_id_and_a_resume_keeps_it(tmp_path: Path) -> None:

@@ -26,12 +26,12 @@ def build_checkpoint(trainer: Any, *, rng: dict[str, Any] | None = None,
     ``trainer.state_dict(...)``, for callbacks that receive a trainer-like engine.
 
     Call it from a callback (after a batch, after an epoch, or when an exception arrives); the
-    position recorded is "after the event being handled". It holds the model, the optimizer(s),
-    ``trainer.lr_schedulers``, the grad scaler, every random generator, the run state
-    (``hookline.run_state.RunState``: epoch, optimizer steps, batches done in the epoch, the
-    epoch's losses so far, fitness, stop flags, pending accumulated gradients), what the data
-    order depends on, every stateful callback's ``state_dict()`` keyed by its ``state_key``
-    and the ``every=``/``once=`` filter counts.
+    position recorded is "after the event being handled". It holds the model, the optimizer(s)
+    and their class names, ``trainer.lr_schedulers``, the grad scaler, every random generator,
+    the run state (``hookline.run_state.RunState``: epoch, optimizer steps, batches done in the
+    epoch, the epoch's losses so far, fitness, stop flags, pending accumulated gradients), what
+    the data order depends on, every stateful callback's ``state_dict()`` keyed by its
+    ``state_key`` and the ``every=``/``once=`` filter counts.
 
     ``rng`` replaces the current generator states (``hookline.rng.get_rng_state()`` taken
     earlier: OnExceptionCheckpoint passes the states of the last batch boundary);
@@ -56,6 +56,9 @@ def trainer_payload(trainer: Any, *, rng: dict[str, Any] | None = None,
         "optimizers": {str(name): optimizer.state_dict()
                        for name, optimizer in optimizers.items()}
         if len(optimizers) > 1 else None,
+        # the class of each optimizer above, in order: a resume refuses another class
+        "optimizer_classes": [type(optimizer).__qualname__ for optimizer in (
+            optimizers.values() if len(optimizers) > 1 else [trainer.optimizer])],
         "lr_schedulers": [scheduler.state_dict() for scheduler in trainer.lr_schedulers],
         "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
         "rng": get_rng_state() if rng is None else rng,

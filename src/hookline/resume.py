@@ -407,9 +407,30 @@ def _check_optimizers(trainer: Any, payload: dict[str, Any], name: str,
         raise CheckpointMismatchError(
             source, f"{name} holds the optimizers {list(saved)} but this trainer has "
                     f"{list(current)}; resume with the optimizers it was saved with")
+    _check_optimizer_classes(list(current.items()), payload.get("optimizer_classes"), name,
+                             source)
     for key, state in saved.items():
         _check_optimizer_state(key, current[key], state, name, source)
     return [(key, current[key], state) for key, state in saved.items()]
+
+
+def _check_optimizer_classes(current: list[tuple[str, Any]], saved: Any, name: str,
+                             source: Any) -> None:
+    """Another optimizer class reads hyperparameters and per-parameter entries the saved
+    state lacks (SGD's momentum from an Adam state): refused here, not by torch's KeyError
+    at the first step. Checkpoints written before the class was recorded are not checked."""
+    if not isinstance(saved, list) or len(saved) != len(current):
+        return
+    for (key, optimizer), saved_class in zip(current, saved, strict=True):
+        now = type(optimizer).__qualname__
+        if saved_class != now:
+            raise CheckpointMismatchError(
+                source, f"{name} was saved with optimizer class {saved_class}, and optimizer "
+                        f"{key!r} of this run is of class {now}: an optimizer's state cannot "
+                        f"continue in another class. Nothing was loaded; resume with the "
+                        f"{saved_class} optimizer it was saved with, or load only the weights "
+                        f"(model.load_state_dict(hookline.checkpoint.load_weights(path)"
+                        f"['model'])) and fit without resume= to train on with {now}")
 
 
 def _check_optimizer_state(key: str, optimizer: Any, state: Any, name: str,
