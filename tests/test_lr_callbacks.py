@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -23,6 +24,7 @@ from hookline.callbacks import (
     warmup_cosine,
 )
 from hookline.callbacks.lr_scheduler import WarmupCosine
+from hookline.checkpoint import CheckpointMismatchError, load_weights
 from hookline.testing import Crash, ScriptedMetrics, crash_at, tiny_data, tiny_model
 
 NAN = math.nan
@@ -432,3 +434,57 @@ def test_a_resume_before_the_epochs_first_batch_does_not_schedule_it_twice(tmp_p
     assert close(rates.during, [0.25, 0.125, 0.0625])
     for name, tensor in expected.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+# --- extending a finished run (callbacks.md, "Extending a finished run") -------------------
+def extendable(tmp_path, schedule, epochs, **options):
+    """A trainer of 3 steps per epoch whose backup outlives it, as the recipe says."""
+    x, y = tiny_data(samples=48)
+    backup = BackupAndRestore(tmp_path, delete_checkpoint=False, auto_resume=False)
+    return hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                            batch_size=16, epochs=epochs, callbacks=[schedule(), backup],
+                            lr=0.1, optimizer="sgd", default_callbacks=False, verbose=0,
+                            device="cpu", seed=0, **options)
+
+
+RUN_LENGTH_SCHEDULES = {"one_cycle": (one_cycle, "one_cycle(max_lr=None, total=None)"),
+                        "warmup_cosine": (lambda: warmup_cosine(warmup=2),
+                                          "warmup_cosine(warmup=2, total=None)")}
+
+
+@pytest.mark.parametrize(("schedule", "name"), RUN_LENGTH_SCHEDULES.values(),
+                         ids=RUN_LENGTH_SCHEDULES.keys())
+def test_extending_a_run_refuses_a_schedule_built_for_its_length(tmp_path, schedule, name):
+    """Before: one_cycle failed at the first added step with torch's "Tried to step 7 times",
+    warmup_cosine trained the added epochs at lr 0."""
+    extendable(tmp_path, schedule, 2).fit()  # 6 steps
+    saved = (tmp_path / "latest.ckpt").read_bytes()
+    longer = extendable(tmp_path, schedule, 4, resume=True)
+    untrained = {key: value.clone() for key, value in longer.model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError, match=(
+            rf"latest.ckpt: LRSchedulerCallback\({re.escape(name)}\) was built for 6 scheduler "
+            rf"steps, .* this run \(epochs=4\) would step it 12 times: a schedule built for a "
+            rf"total cannot be extended .*Nothing was loaded; resume with epochs=2 .*or start "
+            rf"a new schedule from its weights")):
+        longer.fit()
+    after = longer.model.state_dict()
+    assert [key for key in untrained if not torch.equal(untrained[key], after[key])] == []
+    assert longer.step == 0 and (tmp_path / "latest.ckpt").read_bytes() == saved
+    # the fix the error names: a new schedule over the added epochs, from the saved weights
+    rates = Rates()
+    fresh = extendable(tmp_path / "new", schedule, 2)
+    fresh.callbacks.add(rates)
+    fresh.model.load_state_dict(load_weights(tmp_path / "latest.ckpt")["model"])
+    fresh.fit()
+    assert len(rates.steps) == 6 and max(rates.steps) > 0.05
+
+
+def test_a_schedule_with_its_own_total_is_extended(tmp_path):
+    def schedule():
+        return one_cycle(total=20)
+    extendable(tmp_path, schedule, 2).fit()
+    rates = Rates()
+    longer = extendable(tmp_path, schedule, 4, resume=True)
+    longer.callbacks.add(rates)
+    longer.fit()
+    assert longer.resumed and len(rates.steps) == 6 and longer.step == 12

@@ -59,6 +59,11 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
 
+    def check_state_dict(self, state: dict[str, Any], trainer: Trainer) -> None:
+        """Refuse a resume whose saved ``state`` cannot continue in ``trainer``'s run: raise
+        ``CheckpointMismatchError`` naming the problem and the fix. Called for every callback
+        before anything of the checkpoint is loaded, so a refusal changes nothing."""
+
     def on_pretrain_routine_start(self, trainer: Trainer) -> None:
         """Fit begins, before the model is moved to its device and the optimizer is built."""
 

@@ -352,6 +352,14 @@ class CallbackList:
             if key in states:
                 owner.load_state_dict(states[key])
 
+    def check_states(self, states: dict[str, Any], trainer: Any) -> None:
+        """Let each callback refuse the state saved under its key (``check_state_dict``)
+        before any state is loaded."""
+        for key, owner in self.keyed():
+            check = getattr(owner, "check_state_dict", None)
+            if key in states and callable(check):
+                check(states[key], trainer)
+
     def filter_counts(self) -> dict[str, int]:
         """How often each filtered handler's event has fired (``every=``/``once=`` count
         them), keyed by the filtered registration's position and the event: a checkpoint

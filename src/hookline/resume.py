@@ -235,6 +235,7 @@ def _check(trainer: Any, payload: dict[str, Any], source: Any) -> _Checked:
     optimizer_states = _check_optimizers(trainer, payload, name, source)
     scheduler_states = _check_schedulers(trainer, payload.get("lr_schedulers") or [], name,
                                          source)
+    _check_callbacks(trainer, payload.get("callbacks") or {}, name, source)
     return _Checked(name, source, run, model_state, optimizer_states, scheduler_states,
                     start_epoch, ended_by_stop)
 
@@ -488,6 +489,14 @@ def _check_schedulers(trainer: Any, states: list[Any], name: str, source: Any) -
                     f"trainer.lr_schedulers has {len(schedulers)}; register the same "
                     f"schedulers before resuming")
     return states
+
+
+def _check_callbacks(trainer: Any, states: dict[str, Any], name: str, source: Any) -> None:
+    """A callback's refusal (``check_state_dict``), naming the checkpoint."""
+    try:
+        trainer.callbacks.check_states(states, trainer)
+    except CheckpointMismatchError as error:
+        raise CheckpointMismatchError(source, f"{name}: {error}") from None
 
 
 def _restore_scaler(trainer: Any, state: dict[str, Any] | None, name: str) -> None:

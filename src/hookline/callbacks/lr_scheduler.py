@@ -12,6 +12,7 @@ import torch
 
 from hookline.callback import Callback
 from hookline.callbacks.monitor import check_choice, chosen_optimizer, config_key, read_metric
+from hookline.files.errors import CheckpointMismatchError
 
 __all__ = ["LRSchedulerCallback", "LearningRateScheduler", "TorchScheduler", "WarmupCosine",
            "get_lr", "one_cycle", "set_lr", "warmup_cosine"]
@@ -140,7 +141,9 @@ class LRSchedulerCallback(Callback):
             ``on_train_start`` as ``f(optimizer)`` or ``f(optimizer, total)``, where ``total``
             is how many times the scheduler will step in this run (useful for one-cycle and
             cosine schedules; a resumed run gets the total of the run it continues, saved in
-            the checkpoint). A factory gives a fresh scheduler for every fit.
+            the checkpoint, and a resume that would step it more often, with more epochs, is
+            refused: such a schedule cannot be extended). A factory gives a fresh scheduler
+            for every fit.
         interval: "step" (after every ``frequency`` optimizer steps, at ``on_params_update``)
             or "epoch" (after every ``frequency`` epochs, at ``on_fit_epoch_end``, after
             validation).
@@ -181,6 +184,7 @@ class LRSchedulerCallback(Callback):
             self._check_kind(self.scheduler)
         self.count = 0
         self._total: int | None = None  # the total the factory was given
+        self._epochs: int | None = None  # the epochs of the run that total was built for
         self._pending: dict[str, Any] | None = None
 
     @property
@@ -222,6 +226,9 @@ class LRSchedulerCallback(Callback):
                 # a resumed run rebuilds the schedule of the run it continues, not of its rest
                 saved = (self._pending or {}).get("total")
                 self._total = int(saved) if saved is not None else self.total(trainer)
+                epochs = (self._pending or {}).get("epochs") if saved is not None else \
+                    trainer.epochs
+                self._epochs = int(epochs) if epochs is not None else None
                 scheduler = build(self._optimizer(trainer), self._total)
             else:
                 scheduler = build(self._optimizer(trainer))
@@ -243,7 +250,10 @@ class LRSchedulerCallback(Callback):
 
     def total(self, trainer: Any) -> int:
         """How many times this callback will step the scheduler in the remaining run."""
-        epochs = max(trainer.epochs - trainer.start_epoch, 0)
+        return self._steps(trainer, max(trainer.epochs - trainer.start_epoch, 0))
+
+    def _steps(self, trainer: Any, epochs: int) -> int:
+        """How many times this callback steps the scheduler in ``epochs`` epochs."""
         if self.interval == "epoch":
             return max(epochs // self.frequency, 1)
         try:
@@ -284,7 +294,32 @@ class LRSchedulerCallback(Callback):
         if self.scheduler is None:
             return dict(self._pending) if self._pending else {}
         return {"scheduler": self.scheduler.state_dict(), "count": self.count,
-                "total": self._total}
+                "total": self._total, "epochs": self._epochs}
+
+    def check_state_dict(self, state: dict[str, Any], trainer: Any) -> None:
+        """A schedule built for the total of the run it continues cannot be stretched over a
+        longer run: OneCycleLR fails past its last step, a cosine decay holds its final rate
+        for every added step. Refused before anything of the resume is loaded."""
+        saved = state.get("total")
+        if saved is None or self._factory is None or _positional_arity(self._factory) < 2:
+            return
+        try:  # the whole run's total, as the factory would get it for a fresh run
+            now = self._steps(trainer, max(trainer.epochs - trainer.args.initial_epoch, 0))
+        except ValueError:
+            return  # no length to count (the run it continues had one)
+        if now <= int(saved):
+            return
+        epochs = state.get("epochs")
+        original = f"epochs={epochs}" if epochs is not None else "the epochs it was saved with"
+        raise CheckpointMismatchError(
+            None, f"LRSchedulerCallback({self._factory.__qualname__}) was built for {saved} "
+                  f"scheduler steps, the length of the run it continues, and this run "
+                  f"(epochs={trainer.epochs}) would step it {now} times: a schedule built for "
+                  f"a total cannot be extended (past its end OneCycleLR fails and a cosine "
+                  f"decay stays at its final rate). Nothing was loaded; resume with "
+                  f"{original} to finish that schedule, or start a new schedule from its "
+                  f"weights: model.load_state_dict(hookline.checkpoint.load_weights(path)"
+                  f"['model']), then fit the added epochs without resume=")
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Applied at on_train_start, once the scheduler exists and is checked.
@@ -334,8 +369,8 @@ def warmup_cosine(warmup: int, total: int | None = None, *, min_lr_factor: float
         return torch.optim.lr_scheduler.LambdaLR(optimizer,
                                                  WarmupCosine(warmup, steps, min_lr_factor))
 
-    build.__qualname__ = f"warmup_cosine(warmup={warmup}, total={total})"
-    return LRSchedulerCallback(build, interval=interval)
+    return LRSchedulerCallback(_factory(build, total, f"warmup_cosine(warmup={warmup}, "
+                                                      f"total={total})"), interval=interval)
 
 
 def one_cycle(max_lr: float | list[float] | None = None, total: int | None = None, *,
@@ -365,5 +400,18 @@ def one_cycle(max_lr: float | list[float] | None = None, total: int | None = Non
             div_factor=div_factor, final_div_factor=final_div_factor,
             anneal_strategy=anneal_strategy, cycle_momentum=momentum)
 
-    build.__qualname__ = f"one_cycle(max_lr={max_lr}, total={total})"
-    return LRSchedulerCallback(build, interval="step")
+    return LRSchedulerCallback(_factory(build, total, f"one_cycle(max_lr={max_lr}, "
+                                                      f"total={total})"), interval="step")
+
+
+def _factory(build: Callable[[Any, int], Any], total: int | None,
+             name: str) -> Callable[..., Any]:
+    """``build`` as the callback's factory, named ``name`` (its state key). With a ``total``
+    of its own the schedule does not depend on the run's length: it takes the optimizer only,
+    so a resume may extend the run (the run's total is refused only for a longer run)."""
+    factory: Callable[..., Any] = build
+    if total is not None:
+        def factory(optimizer: torch.optim.Optimizer) -> Any:
+            return build(optimizer, total)
+    factory.__qualname__ = name
+    return factory
