@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,6 +188,19 @@ def test_a_weights_file_is_told_apart_from_a_full_checkpoint(tmp_path: Path) -> 
     assert set(load_weights(path)) == {"model"}
 
 
+@pytest.mark.parametrize("background", [True, False])
+def test_a_weights_file_that_would_need_full_unpickling_is_refused_when_saving(
+        tmp_path: Path, background: bool) -> None:
+    extra = {"metrics": {"loss": np.float64(0.5)}}  # a numpy scalar needs full unpickling
+    with pytest.raises(TypeError, match=r"weights file\['metrics'\]\['loss'\] is a "
+                                        r"numpy.float64.*float\(x\)"):
+        CheckpointWriter(background=background).save_weights(tiny_model(), tmp_path / "w.pt",
+                                                             extra)
+    with pytest.raises(TypeError, match=r"weights file\['metrics'\]\['loss'\]"):
+        save_weights(tiny_model(), tmp_path / "w.pt", extra)
+    assert not list(tmp_path.iterdir())  # nothing written, not even a temporary file
+
+
 def test_state_that_would_need_full_unpickling_is_refused_when_saving(tmp_path: Path) -> None:
     class Careless(hookline.Callback):
         def on_train_epoch_end(self, trainer: Any) -> None:
@@ -351,8 +365,11 @@ def test_a_background_save_keeps_sparse_tensors(
 def test_a_payload_torch_save_refuses_is_reported_by_the_on_error_policy(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serialized_in: str) -> None:
     monkeypatch.setattr(checkpoint_writer, "SERIALIZE_IN_LOOP_BYTES", SERIALIZE_IN[serialized_in])
+    class Local(torch.Tensor):  # passes the weights-only check, but pickle cannot name it
+        pass
     writer = CheckpointWriter(on_error="warn")
-    writer.save_weights(torch.nn.Linear(2, 2), tmp_path / "bad.pt", {"hook": lambda: None})
+    writer.save_weights(torch.nn.Linear(2, 2), tmp_path / "bad.pt",
+                        {"odd": torch.zeros(1).as_subclass(Local)})
     with pytest.warns(RuntimeWarning, match="could not be written.*training continues"):
         writer.close()  # the loop was not stopped, whichever thread serialised
     assert not (tmp_path / "bad.pt").exists()

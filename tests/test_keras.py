@@ -345,6 +345,33 @@ def test_what_a_keras_callback_writes_into_epoch_logs_reaches_history_and_csv(tm
     assert "twice_loss" in header
 
 
+def test_numpy_values_a_keras_callback_logs_are_numbers_every_checkpoint_can_hold(tmp_path):
+    class LogsNumpy(keras.Callback):  # Keras code often logs numpy scalars
+        def on_epoch_end(self, epoch, logs=None):
+            logs["half_loss"] = np.float64(logs["loss"]) / 2
+            logs["count"] = np.int64(epoch)
+            logs["flag"] = np.bool_(True)
+            logs["array"] = np.array(1.5, dtype=np.float32)
+            logs["tensor"] = torch.tensor(2.5)
+
+    weights = hookline.callbacks.ModelCheckpoint(dirpath=tmp_path / "weights",
+                                                 save_weights_only=True)
+    full = hookline.callbacks.ModelCheckpoint(dirpath=tmp_path / "full")
+    backup = hookline.callbacks.BackupAndRestore(tmp_path / "backup")
+    x, y = tiny_data(samples=32)
+    history = make_model().fit(x, y, epochs=2, verbose=0,
+                               callbacks=[LogsNumpy(), weights, full, backup])
+    expected = {"half_loss": float, "count": int, "flag": bool, "array": float, "tensor": float}
+    for name, kind in expected.items():
+        assert [type(value) for value in history.history[name]] == [kind, kind], name
+    assert history.history["half_loss"] == [v / 2 for v in history.history["loss"]]
+    saved = torch.load(weights.best_model_path, weights_only=True)  # callbacks.md's promise
+    assert {name: type(saved["metrics"][name]) for name in expected} == expected
+    stored = hookline.checkpoint.load_checkpoint(full.best_model_path)
+    assert stored["callbacks"]["History"]["history"]["half_loss"] == \
+        history.history["half_loss"]
+
+
 def test_model_add_callback_checks_filters_when_registered():
     model = make_model()
     with pytest.raises(TypeError, match="did you mean every"):

@@ -6,6 +6,7 @@ import math
 import warnings
 from datetime import timedelta
 
+import numpy as np
 import pytest
 import torch
 
@@ -406,6 +407,26 @@ def run(callbacks, **options):
 
 def history(trainer):
     return trainer.callbacks.find(hookline.History)[0]
+
+
+def test_numpy_values_in_the_metrics_are_saved_as_numbers_that_load_safely(tmp_path):
+    class LogsNumpy(hookline.Callback):  # before History (order 90) and the checkpoints
+        def on_fit_epoch_end(self, trainer):
+            trainer.metrics["half_loss"] = np.float32(trainer.metrics["loss"] / 2)
+            trainer.metrics["scale"] = np.array(3.0)  # a 0-d array is no numbers.Real
+
+    weights = ModelCheckpoint(dirpath=tmp_path / "weights", filename="m", save_weights_only=True,
+                              enable_version_counter=False)  # one file, the last epoch's
+    full = ModelCheckpoint(dirpath=tmp_path / "full", filename="m", enable_version_counter=False)
+    trainer = run([LogsNumpy(), weights, full])
+    saved = torch.load(tmp_path / "weights" / "m.pt", weights_only=True)
+    assert saved["metrics"]["scale"] == 3.0 and type(saved["metrics"]["scale"]) is float
+    assert type(saved["metrics"]["half_loss"]) is float
+    stored = load_checkpoint(tmp_path / "full" / "m.pt")
+    assert type(stored["run"]["metrics"]["scale"]) is float
+    assert stored["callbacks"]["History"]["history"]["scale"] == [3.0] * 4
+    assert history(trainer).history["half_loss"] == \
+        [float(np.float32(loss / 2)) for loss in history(trainer).history["loss"]]
 
 
 @pytest.mark.parametrize("options, resume_from, first_epoch", [

@@ -26,6 +26,7 @@ from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
+from hookline.files.checkpoint_format import plain_number
 from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings, reject_unknown
 from hookline.metrics import MetricSet, resolve_loss
@@ -106,10 +107,11 @@ def _call_with_logs(kind: str, method: Callable[..., Any], engine: Any) -> None:
 
 def _keep_additions(metrics: dict[str, Any], logs: dict[str, Any]) -> None:
     """What a Keras callback writes into its epoch logs reaches the later readers (History,
-    CSVLogger, the loggers), as in Keras, where every callback shares one logs dict."""
+    CSVLogger, the loggers), as in Keras, where every callback shares one logs dict. A numpy
+    scalar or 0-d tensor is kept as its Python number, as Keras' ``pythonify_logs`` does."""
     for name, value in logs.items():
         if metrics.get(name, _MISSING) is not value:
-            metrics[name] = value
+            metrics[name] = plain_number(value)
 
 
 _MISSING = object()

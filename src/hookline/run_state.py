@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from hookline.files.checkpoint_format import plain_number
 from hookline.files.errors import CorruptCheckpointError
 from hookline.step_losses import stacked
 
@@ -221,7 +222,10 @@ def _fields_of(kind: Any, values: Any, what: str, source: Any) -> dict[str, Any]
 
 def _plain(value: Any) -> Any:
     """Numbers as Python numbers (a numpy float would need full unpickling)."""
-    if isinstance(value, bool) or value is None or isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor):
+        return value
+    value = plain_number(value)  # a numpy bool or 0-d array is no numbers.Real
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, numbers.Integral):
         return int(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hookline.callback import Callback
+from hookline.files.checkpoint_format import plain_number
 
 __all__ = ["History"]
 
@@ -14,7 +15,8 @@ class History(Callback):
 
     ``history.history`` maps each metric name to its list of values (Keras' layout; a metric
     missing in an epoch is recorded as None so lists stay aligned), ``history.epoch`` lists the
-    epochs. ``Model.fit`` returns it. It runs late (order 90) so it records the metrics other
+    epochs. Values are Python numbers (a numpy scalar or 0-d tensor a callback logged is read
+    out, as Keras' logs do), so its state loads with weights-only unpickling. It runs late (order 90) so it records the metrics other
     callbacks add at ``on_fit_epoch_end``, such as the learning rate.
 
     Example::
@@ -41,7 +43,7 @@ class History(Callback):
         for name in trainer.metrics:
             self.history.setdefault(name, [None] * done)
         for name, values in self.history.items():
-            values.append(trainer.metrics.get(name))
+            values.append(plain_number(trainer.metrics.get(name)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": {k: list(v) for k, v in self.history.items()},

@@ -35,8 +35,8 @@ from hookline.files.errors import (
 from hookline.files.framed import Frame
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "check_loadable", "check_model_state",
-           "file_chunks", "load_checkpoint", "load_weights", "read_checkpoint_info",
-           "save_weights", "serialize_checkpoint", "verify_checkpoint", "write_checkpoint"]
+           "file_chunks", "load_checkpoint", "load_weights", "plain_number",
+           "read_checkpoint_info", "save_weights", "serialize_checkpoint", "verify_checkpoint", "write_checkpoint"]
 
 FORMAT_NAME = "hookline.checkpoint"
 FORMAT_VERSION = 1
@@ -56,9 +56,12 @@ CHECKPOINT_FRAME = Frame(
 # --- weights files ------------------------------------------------------------------------
 def save_weights(model: torch.nn.Module, path: str | os.PathLike,
                  extra: dict[str, Any] | None = None) -> Path:
-    """Save a model's state_dict (and plain ``extra`` values) atomically with torch.save."""
+    """Save a model's state_dict (and plain ``extra`` values) atomically with torch.save; a
+    value that ``torch.load(weights_only=True)`` could not read is refused before writing."""
+    payload = {"model": model.state_dict(), **(extra or {})}
+    check_loadable(payload, "weights file")
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), **(extra or {})}, buffer)
+    torch.save(payload, buffer)
     return atomic_write_bytes(buffer.getbuffer(), path)
 
 
@@ -86,6 +89,15 @@ _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, byt
                           torch.Size, torch.dtype, torch.device})
 
 
+def plain_number(value: Any) -> Any:
+    """A numpy scalar, 0-d numpy array or 0-d tensor as the Python number it holds (Keras
+    code logs numpy values, and a file holding one needs full unpickling); anything else as
+    it is."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    return value
+
+
 def check_loadable(value: Any, where: str = "checkpoint") -> None:
     """Raise TypeError naming the first part of ``value`` that weights-only unpickling would
     refuse, so a checkpoint that cannot be loaded safely is never written."""
@@ -110,8 +122,8 @@ def check_loadable(value: Any, where: str = "checkpoint") -> None:
 
 _SAFE_HINT = ("a checkpoint holds only tensors, numbers, strings, bytes, None and lists, tuples, "
               "sets and dicts of them, so that it loads with weights-only (safe) unpickling. "
-              "Convert the value in the state_dict() that returns it (float(x), str(path), "
-              "torch.as_tensor(array)...)")
+              "Convert the value where it is made (the state_dict() that returns it, the "
+              "callback that logs it): float(x), str(path), torch.as_tensor(array)...")
 
 
 def serialize_checkpoint(payload: dict[str, Any]) -> memoryview:

@@ -163,9 +163,12 @@ class CheckpointWriter:
                      extra: dict[str, Any] | None = None, *,
                      then: Callable[[], None] | None = None) -> None:
         """``save_weights``'s file (plain torch.save of the state_dict), written in the
-        background: copied now, on disk later (see the class doc for who serialises)."""
+        background: copied now, on disk later (see the class doc for who serialises). A value
+        that ``torch.load(weights_only=True)`` could not read is refused here, as in ``save``."""
         self.wait()
-        later = _Snapshot({"model": model.state_dict(), **(extra or {})})
+        payload = {"model": model.state_dict(), **(extra or {})}
+        check_loadable(payload, "weights file")
+        later = _Snapshot(payload)
         self._submit(lambda: [later.serialize()], path, None, then)
 
     def _submit(self, chunks: Callable[[], Any], path: str | os.PathLike | Sequence[Any],
