@@ -173,6 +173,33 @@ def test_train_metrics_and_user_metrics_with_val_prefix():
     assert trainer.metrics["val_top2"] >= trainer.metrics["val_accuracy"]
 
 
+def test_a_metric_may_return_a_numpy_or_python_number():
+    def as_numpy(preds, targets):  # a metric written with numpy, as Keras code has them
+        return np.float64((preds.argmax(1) == targets).float().mean().item())
+
+    def as_float(preds, targets):
+        return (preds.argmax(1) == targets).float().mean().item()
+
+    x, y = tiny_data(samples=24)
+    trainer = fit(tiny_model(), val_data=(x, y), metrics=["accuracy", as_numpy, as_float],
+                  train_metrics=True)
+    for prefix in ("", "val_"):
+        assert trainer.metrics[f"{prefix}as_numpy"] == \
+            pytest.approx(trainer.metrics[f"{prefix}accuracy"])
+        assert trainer.metrics[f"{prefix}as_float"] == \
+            pytest.approx(trainer.metrics[f"{prefix}accuracy"])
+
+
+def test_a_metric_returning_something_else_is_an_error_naming_it():
+    def as_text(preds, targets):
+        return "high"
+
+    x, y = tiny_data(samples=24)
+    with pytest.raises(TypeError, match=r"metric 'as_text' returned a str \('high'\) for a "
+                                        r"batch; a metric returns one number: a 0-d tensor"):
+        fit(tiny_model(), val_data=(x, y), metrics=[as_text])
+
+
 def test_torchmetrics_metric_is_accepted():
     torchmetrics = pytest.importorskip("torchmetrics")
     x, y = tiny_data(samples=24)

@@ -1,7 +1,8 @@
 """Losses and metrics by name, and a metric accumulator that stays on the device until read.
 
-A metric is any callable ``fn(preds, targets) -> scalar tensor`` (named by its ``__name__``), a
-torchmetrics metric (anything with ``update``/``compute``/``reset``), or one of the names below.
+A metric is any callable ``fn(preds, targets) -> scalar tensor`` (or a Python or numpy number,
+as one written with numpy returns; named by its ``__name__``), a torchmetrics metric (anything
+with ``update``/``compute``/``reset``), or one of the names below.
 Batch values are averaged weighted by batch size; nothing is copied to the host until
 ``compute()``, which runs once per epoch.
 
@@ -16,12 +17,15 @@ thresholded at 0.
 from __future__ import annotations
 
 import copy
+import numbers
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
+
+from hookline.files.checkpoint_format import plain_number
 
 __all__ = ["MetricSet", "accuracy", "mean_absolute_error", "mean_squared_error", "resolve_loss",
            "resolve_metrics"]
@@ -286,11 +290,15 @@ class MetricSet:
         self.metric_count += size
         if preds.requires_grad:
             preds = preds.detach()
-        for i, ((_, metric), stateful) in enumerate(zip(self.metrics, self._stateful)):
+        for i, ((name, metric), stateful) in enumerate(zip(self.metrics, self._stateful)):
             if stateful:
                 metric.update(preds, targets)
-            else:
-                self._sums[i] = _accumulate(self._sums[i], metric(preds, targets), size)
+                continue
+            value = metric(preds, targets)
+            try:
+                self._sums[i] = _accumulate(self._sums[i], value, size)
+            except AttributeError:  # not a tensor: checked here, off the tensor's path
+                self._sums[i] = _accumulate(self._sums[i], _number_tensor(name, value), size)
         if self.weighted:
             self._update_weighted(preds, targets, weight, size)
 
@@ -414,6 +422,17 @@ def _accumulate(total: torch.Tensor | float, value: torch.Tensor,
     if isinstance(total, float):  # the first batch of the epoch
         return value.float() * weight
     return total.add_(value, alpha=weight)
+
+
+def _number_tensor(name: str, value: Any) -> torch.Tensor:
+    """A metric's batch value given as a Python or numpy number, as a tensor to accumulate;
+    anything else is an error naming the metric and what it should return."""
+    number = plain_number(value)
+    if isinstance(number, numbers.Real):
+        return torch.tensor(float(number))
+    raise TypeError(f"metric {name!r} returned a {type(value).__qualname__} ({value!r:.60}) "
+                    f"for a batch; a metric returns one number: a 0-d tensor (it stays on the "
+                    f"device until the epoch's end), a Python float or a numpy scalar")
 
 
 def _torchmetrics_state(metric: Any) -> dict[str, Any] | None:
