@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,54 @@ def test_compile_false_and_unrecorded_settings(tmp_path):
         loaded = hookline.load_model(path, device="cpu")
     assert loaded.loss is None
     assert hookline.load_model(path, compile=False, device="cpu").loss is None
+
+
+@pytest.mark.parametrize("build", [
+    lambda params: torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=True,
+                                   weight_decay=5e-4),
+    lambda params: torch.optim.Adam(params, lr=0.01, betas=(0.8, 0.95), weight_decay=1e-3,
+                                    amsgrad=True),
+], ids=["sgd", "adam"])
+def test_an_optimizer_instance_is_rebuilt_with_its_hyperparameters(tmp_path, build):
+    x, y = tiny_data(samples=32)
+    module = make_mlp()
+    model = hookline.Model(module, optimizer=build(module.parameters()), loss="cross_entropy",
+                           device="cpu")
+    path = model.save(tmp_path / "net.hookline")
+    torch.load(io.BytesIO(path.read_bytes().split(b"\n", 2)[2]), weights_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped, so nothing is warned
+        loaded = hookline.load_model(path, device="cpu")
+    # the loaded model trains as the one it was saved from does, step for step
+    reference = make_mlp()
+    reference.load_state_dict(module.state_dict())
+    expected = hookline.Model(reference, optimizer=build(reference.parameters()),
+                              loss="cross_entropy", device="cpu")
+    for each in (loaded, expected):
+        each.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert settings(loaded) == settings(expected)
+    for name, tensor in expected.module.state_dict().items():
+        assert torch.equal(loaded.module.state_dict()[name], tensor), name
+    again = hookline.load_model(loaded.save(tmp_path / "again.hookline"), device="cpu")
+    assert settings(again) == settings(expected)  # a loaded model saves them again
+
+
+def settings(model):
+    """The first param group's hyperparameters, without its parameters."""
+    return {key: value for key, value in model.optimizer.param_groups[0].items()
+            if key != "params"}
+
+
+def test_per_group_optimizer_settings_are_named_when_loading(tmp_path):
+    module = make_mlp()
+    optimizer = torch.optim.SGD([{"params": module[0].parameters(), "weight_decay": 0.1},
+                                 {"params": module[2].parameters()}], lr=0.05, momentum=0.9)
+    path = hookline.Model(module, optimizer=optimizer, loss="cross_entropy",
+                          device="cpu").save(tmp_path / "net.hookline")
+    with pytest.warns(UserWarning, match=r"does not hold optimizer SGD's per-group "
+                                         r"weight_decay \(its 2 param groups differ"):
+        loaded = hookline.load_model(path, device="cpu")
+    assert loaded.optimizer.param_groups[0]["momentum"] == 0.9
 
 
 # --- what cannot be recorded ---------------------------------------------------------------

@@ -17,6 +17,7 @@ nothing else from the file runs.
 
 from __future__ import annotations
 
+import inspect
 import io
 import os
 import pickle
@@ -55,6 +56,10 @@ MODEL_FRAME = Frame(
 # torch.optim classes by the names Trainer(optimizer=...) accepts
 _OPTIMIZER_NAMES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "rmsprop",
                     "Adagrad": "adagrad"}
+# constructor options that pick torch's implementation for a device, not what training does:
+# left to torch on load, where the device may differ (capturable=True fails on a CPU)
+_IMPLEMENTATION_OPTIONS = frozenset({"foreach", "fused", "capturable", "differentiable"})
+_PLAIN_OPTION_TYPES = (bool, int, float, str, type(None))
 
 
 # --- what is recorded -----------------------------------------------------------------------
@@ -63,11 +68,13 @@ def compile_settings(model: Model) -> dict[str, Any]:
     missing: list[str] = []
     spec = getattr(model, "_optimizer_spec", None)
     lr = float(model.lr)
+    options: dict[str, Any] = {}
     if isinstance(spec, str):
         optimizer: str | None = spec.lower()
     elif isinstance(spec, torch.optim.Optimizer) and type(spec).__name__ in _OPTIMIZER_NAMES:
         optimizer = _OPTIMIZER_NAMES[type(spec).__name__]
         lr = float(spec.param_groups[0]["lr"])
+        options = _optimizer_options(spec, missing)
     else:
         optimizer = None
         missing.append(f"optimizer {spec!r:.60}")
@@ -80,8 +87,37 @@ def compile_settings(model: Model) -> dict[str, Any]:
             metrics.append(metric)
         else:
             missing.append(f"metric {metric!r:.60}")
-    return {"optimizer": optimizer, "lr": lr, "loss": loss, "metrics": metrics,
-            "not_recorded": missing}
+    return {"optimizer": optimizer, "lr": lr, "optimizer_options": options, "loss": loss,
+            "metrics": metrics, "not_recorded": missing}
+
+
+def _optimizer_options(optimizer: torch.optim.Optimizer, missing: list[str]) -> dict[str, Any]:
+    """The hyperparameters the optimizer was built with (its ``defaults`` less the rate,
+    recorded apart: momentum, nesterov, betas, weight_decay...), so that load rebuilds it
+    as it was; a value that is not plain, and per-group settings, go to ``missing``."""
+    name = type(optimizer).__name__
+    options = {}
+    for key, value in optimizer.defaults.items():
+        if key == "lr" or key in _IMPLEMENTATION_OPTIONS:
+            continue
+        if _plain_option(value):
+            options[key] = value
+        else:
+            missing.append(f"optimizer {name}'s {key}={value!r:.40}")
+    first, *others = optimizer.param_groups
+    differing = sorted({key for group in others for key in ("lr", *options)
+                        if bool(group.get(key) != first.get(key))})
+    if differing:
+        missing.append(f"optimizer {name}'s per-group {', '.join(differing)} (its "
+                       f"{len(optimizer.param_groups)} param groups differ; the file holds "
+                       f"the first group's)")
+    return options
+
+
+def _plain_option(value: Any) -> bool:
+    if type(value) is tuple:  # Adam's betas
+        return all(type(item) in (int, float) for item in value)
+    return type(value) in _PLAIN_OPTION_TYPES
 
 
 def _example(model: Model, example_input: Any) -> torch.Tensor | None:
@@ -159,13 +195,33 @@ def load_model(path: str | os.PathLike, *, compile: bool = True,
             warn(f"model file {source} does not hold "
                  f"{', '.join(settings['not_recorded'])} (only names are saved); "
                  f"call model.compile(...) with them before fit", UserWarning)
-        model = Model(module, optimizer=settings.get("optimizer") or "adam",
+        model = Model(module, optimizer=_recorded_optimizer(settings, module, source),
                       loss=settings.get("loss"), metrics=settings.get("metrics") or None,
                       lr=settings.get("lr", 1e-3), device=device)
     else:
         model = Model(module, loss=None, device=device)
     model._example_input = payload.get("example_input")  # type: ignore[attr-defined]
     return model
+
+
+def _recorded_optimizer(settings: dict[str, Any], module: torch.nn.Module,
+                        source: Path) -> str | torch.optim.Optimizer:
+    """The file's optimizer: its name, or, when the file holds the hyperparameters of the
+    instance it was compiled with, that class built again with them over ``module``."""
+    name = settings.get("optimizer") or "adam"
+    options = dict(settings.get("optimizer_options") or {})
+    if not options:
+        return name
+    cls = getattr(torch.optim, next(k for k, v in _OPTIMIZER_NAMES.items() if v == name))
+    known = inspect.signature(cls).parameters
+    unknown = sorted(key for key in options if key not in known)
+    if unknown:  # saved with another torch version
+        warn(f"model file {source} records {cls.__name__} options this torch "
+             f"({torch.__version__}) does not take ({', '.join(unknown)}); they are left out",
+             UserWarning)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    return cls(trainable, lr=settings.get("lr", 1e-3),
+               **{key: value for key, value in options.items() if key in known})
 
 
 def _load_state(module: torch.nn.Module, state: dict[str, Any], source: Path) -> None:
