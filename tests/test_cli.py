@@ -139,6 +139,23 @@ def test_resume_true_extends_a_finished_run(tmp_path, npz, capsys):
     assert (run / "weights" / "last.pt").read_bytes() == before
 
 
+def test_a_refused_rerun_leaves_the_runs_options_as_they_were(tmp_path, npz, capsys):
+    run = tmp_path / "run"
+    assert train(npz, run, "epochs=2", "seed=0") == 0
+    recorded = (run / "args.yaml").read_bytes()
+    # the checkpoint refuses another seed: one line, exit status 2, and args.yaml untouched
+    assert main(["train", f"save_dir={run}", "resume=True", "seed=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("hookline: error: checkpoint ")
+    assert "seed=1 but the checkpoint's run used seed=0" in err[0]
+    assert (run / "args.yaml").read_bytes() == recorded
+    # so the plain resume afterwards continues with the run's own options
+    assert main(["train", f"save_dir={run}", "resume=True", "epochs=3"]) == 0
+    assert csv_epochs(run) == [0, 1, 2]
+    import yaml
+    assert yaml.safe_load((run / "args.yaml").read_text())["epochs"] == 3
+
+
 def test_resume_from_a_checkpoint_inside_a_run_reads_that_runs_options(tmp_path, npz,
                                                                        monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

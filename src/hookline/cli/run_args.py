@@ -3,7 +3,9 @@ repeating of them (Ultralytics keeps the same file in every run folder).
 
 The parser records the options as parsed (callbacks and loggers as their ``class_path`` /
 ``init_args`` specs, every default written out); ``train`` writes them into its run folder
-before training starts, so a run that crashes has them too. ``resume=True`` reads the file
+when training starts (``ArgsWriter``, at ``on_train_start``), so a run that crashes has them
+too, and a rerun the run's checkpoint refuses (``resume=True seed=1``) leaves the run's own
+options as they were. ``resume=True`` reads the file
 of the run it continues first, and the words given now override it (``epochs=`` to extend a
 run); so does ``resume=<checkpoint>`` when the checkpoint lies inside a run folder (its
 ``backup/``), which it then continues in. Written atomically: a kill mid-write leaves the old
@@ -18,7 +20,10 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ARGS_FILE", "recorded_args", "recording", "run_of_checkpoint", "write_args"]
+from hookline.callback import Callback
+
+__all__ = ["ARGS_FILE", "ArgsWriter", "recorded_args", "recording", "run_of_checkpoint",
+           "write_args"]
 
 ARGS_FILE = "args.yaml"
 
@@ -49,6 +54,20 @@ def write_args(run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(options, sort_keys=False, default_flow_style=False)
     atomic_write_bytes(text.encode(), run_dir / ARGS_FILE)
+
+
+class ArgsWriter(Callback):
+    """``write_args(run_dir)`` when training starts: after every check of the run (a resume's
+    above all) has passed, so a refused rerun does not replace the options of the run it
+    would have continued, and before the first batch, so a crash has them."""
+
+    order = 1000  # after every other callback's on_train_start, which may still refuse
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def on_train_start(self, trainer: Any) -> None:
+        write_args(self.run_dir)
 
 
 def recorded_args(run_dir: Path) -> Path | None:

@@ -26,7 +26,7 @@ from hookline.cli.loading import (
     read_weights,
     recorded_split,
 )
-from hookline.cli.run_args import write_args
+from hookline.cli.run_args import ArgsWriter
 from hookline.cli.run_dir import latest_run_dir, next_run_dir
 
 __all__ = ["OPTION_HELP", "TASKS", "check_task", "demo", "events", "export", "predict", "train",
@@ -152,11 +152,8 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
                       verbose=verbose, resume=resume or None,
                       callbacks=[*_train_callbacks(run_dir, resume=resume, patience=patience,
                                                    plots=plots, tensorboard=tensorboard),
-                                 *(callbacks or []), *(loggers or [])])
+                                 *(callbacks or []), *(loggers or []), ArgsWriter(run_dir)])
     trainer.weights_meta = {BUILD_KEY: build_info(model, train_data, data, split, seed or 0)}
-    # once the options have built a trainer (a mistyped one leaves no run folder behind) and
-    # before training (a run that crashes is resumed with them)
-    write_args(run_dir)
     metrics = trainer.fit()
     print(f"done: {_format(metrics)}; weights in {run_dir / 'weights'}")
 
