@@ -26,12 +26,12 @@ from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
-from hookline.files.checkpoint_format import plain_number
 from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings, reject_unknown
 from hookline.metrics import MetricSet, resolve_loss
 from hookline.module_modes import ModuleModes
 from hookline.objective import Objective
+from hookline.plain_number import as_python
 from hookline.structure import loss_of, prediction_of, unpack_batch
 from hookline.wrappers import unwrap
 
@@ -111,7 +111,7 @@ def _keep_additions(metrics: dict[str, Any], logs: dict[str, Any]) -> None:
     scalar or 0-d tensor is kept as its Python number, as Keras' ``pythonify_logs`` does."""
     for name, value in logs.items():
         if metrics.get(name, _MISSING) is not value:
-            metrics[name] = plain_number(value)
+            metrics[name] = as_python(value)
 
 
 _MISSING = object()

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hookline.files.checkpoint_format import plain_number
+from hookline.plain_number import as_python
 
 __all__ = ["MetricSet", "accuracy", "mean_absolute_error", "mean_squared_error", "resolve_loss",
            "resolve_metrics"]
@@ -427,7 +427,7 @@ def _accumulate(total: torch.Tensor | float, value: torch.Tensor,
 def _number_tensor(name: str, value: Any) -> torch.Tensor:
     """A metric's batch value given as a Python or numpy number, as a tensor to accumulate;
     anything else is an error naming the metric and what it should return."""
-    number = plain_number(value)
+    number = as_python(value)
     if isinstance(number, numbers.Real):
         return torch.tensor(float(number))
     raise TypeError(f"metric {name!r} returned a {type(value).__qualname__} ({value!r:.60}) "

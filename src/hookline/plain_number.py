@@ -1,4 +1,4 @@
-"""A metric value as a plain Python number, whatever put it in ``trainer.metrics``.
+"""Metric values as plain Python numbers, whatever put them in ``trainer.metrics``.
 
 A callback may add a metric as a numpy scalar (``array.mean()``) or a 0-d tensor
 (``weight.norm()``); every logger must write it, not only the CSV. Booleans are flags, not
@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["plain_number"]
+__all__ = ["as_python", "plain_number"]
+
+
+def as_python(value: Any) -> Any:
+    """A numpy scalar, 0-d numpy array or 0-d tensor as the Python value it holds (Keras code
+    logs numpy values, and a checkpoint holding one needs full unpickling); anything else as
+    it is."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    return value
 
 
 def plain_number(value: Any) -> int | float | None:
     """``value`` as an int or float when it is a number (Python, numpy or a 0-d tensor), else
     None."""
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        value = value.item()  # a 0-d tensor or a numpy scalar
+    value = as_python(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
     return None

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from hookline.files.checkpoint_format import plain_number
 from hookline.files.errors import CorruptCheckpointError
+from hookline.plain_number import as_python
 from hookline.step_losses import stacked
 
 __all__ = ["Phase", "RunArgs", "RunState"]
@@ -224,7 +224,7 @@ def _plain(value: Any) -> Any:
     """Numbers as Python numbers (a numpy float would need full unpickling)."""
     if isinstance(value, torch.Tensor):
         return value
-    value = plain_number(value)  # a numpy bool or 0-d array is no numbers.Real
+    value = as_python(value)  # a numpy bool or 0-d array is no numbers.Real
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, numbers.Integral):

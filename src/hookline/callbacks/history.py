@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hookline.callback import Callback
-from hookline.files.checkpoint_format import plain_number
+from hookline.plain_number import as_python
 
 __all__ = ["History"]
 
@@ -43,7 +43,7 @@ class History(Callback):
         for name in trainer.metrics:
             self.history.setdefault(name, [None] * done)
         for name, values in self.history.items():
-            values.append(plain_number(trainer.metrics.get(name)))
+            values.append(as_python(trainer.metrics.get(name)))
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": {k: list(v) for k, v in self.history.items()},

@@ -18,7 +18,7 @@ from hookline.callbacks.checkpoint_names import (
 from hookline.callbacks.checkpoint_paths import adopt_stored_path, fixed_root
 from hookline.callbacks.monitor import Monitor, config_key
 from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
-from hookline.files.checkpoint_format import plain_number
+from hookline.plain_number import as_python
 from hookline.user_warning import warn
 
 __all__ = ["ModelCheckpoint"]
@@ -372,7 +372,7 @@ class ModelCheckpoint(Callback):
 
     def _payload(self, trainer: Any) -> dict[str, Any]:
         if self.save_weights_only:
-            metrics = {name: plain_number(value) for name, value in trainer.metrics.items()}
+            metrics = {name: as_python(value) for name, value in trainer.metrics.items()}
             return {"epoch": trainer.epoch, "step": trainer.step, "metrics": metrics,
                     "input_signature": getattr(trainer, "input_signature", None)}
         return build_checkpoint(trainer)

@@ -35,8 +35,8 @@ from hookline.files.errors import (
 from hookline.files.framed import Frame
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "check_loadable", "check_model_state",
-           "file_chunks", "load_checkpoint", "load_weights", "plain_number",
-           "read_checkpoint_info", "save_weights", "serialize_checkpoint", "verify_checkpoint", "write_checkpoint"]
+           "file_chunks", "load_checkpoint", "load_weights", "read_checkpoint_info",
+           "save_weights", "serialize_checkpoint", "verify_checkpoint", "write_checkpoint"]
 
 FORMAT_NAME = "hookline.checkpoint"
 FORMAT_VERSION = 1
@@ -87,15 +87,6 @@ def load_weights(path: str | os.PathLike, *, trusted: bool = False) -> dict[str,
 # --- serialising and writing --------------------------------------------------------------
 _PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes, bytearray,
                           torch.Size, torch.dtype, torch.device})
-
-
-def plain_number(value: Any) -> Any:
-    """A numpy scalar, 0-d numpy array or 0-d tensor as the Python number it holds (Keras
-    code logs numpy values, and a file holding one needs full unpickling); anything else as
-    it is."""
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        return value.item()
-    return value
 
 
 def check_loadable(value: Any, where: str = "checkpoint") -> None:
