@@ -96,7 +96,8 @@ EVENTS: tuple[Event, ...] = (
           "preds, results (replaceable), args.save (can be toggled)", per_batch=True),
     Event("on_predict_batch_end", "predict", "each batch, after its results were saved",
           "batch, results (replaceable)", per_batch=True),
-    Event("on_predict_end", "predict", "prediction is over", "all results"),
+    Event("on_predict_end", "predict", "prediction is over",
+          "results (the last batch's: a stream holds no others), saved"),
     # --- export (Exporter) ----------------------------------------------------------------
     Event("on_export_start", "export", "export begins", "exporter.format, exporter.file"),
     Event("on_export_end", "export", "the exported file is written (and checked)",
