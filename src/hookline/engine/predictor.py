@@ -80,6 +80,10 @@ def _count(preds: Any) -> int:
         return 1
 
 
+_NO_SAVE_DIR = ("predicting with save=True needs save_dir=, the folder predictions.csv is "
+                "written to (Trainer.predict takes the trainer's save_dir)")
+
+
 class Predictor(Engine):
     """Run a model over inputs batch by batch.
 
@@ -110,6 +114,8 @@ class Predictor(Engine):
         self.args.batch_size = batch_size
         self.args.save = save
         self.args.save_dir = Path(save_dir) if save_dir is not None else None
+        if save and save_dir is None:
+            raise ValueError(_NO_SAVE_DIR)
         self.batch: Any = None
         self.batch_i = 0
         self.outputs: Any = None
@@ -170,7 +176,7 @@ class Predictor(Engine):
                 # a postprocess's list says how many samples it read (preds may be a dict)
                 index += len(self.results) if isinstance(self.results, list) else _count(preds)
                 fire("on_predict_postprocess_end", self)
-                if self.args.save and self.args.save_dir is not None:
+                if self.args.save:
                     self._save(self.results)
                 fire("on_predict_batch_end", self)
                 yield from self.results
@@ -185,6 +191,8 @@ class Predictor(Engine):
         return self.model(*args, **kwargs)
 
     def _save(self, results: Any) -> None:
+        if self.args.save_dir is None:  # a callback turned args.save on
+            raise ValueError(_NO_SAVE_DIR)
         path = self.args.save_dir / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()

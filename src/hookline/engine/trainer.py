@@ -428,7 +428,7 @@ class Trainer(Engine):
 
     def predict(self, source: Any, *, stream: bool = False, **options: Any) -> Any:
         """Predict on ``source`` with this trainer's model and callbacks (see Predictor);
-        ``batch_size`` and ``precision`` default to the trainer's."""
+        ``batch_size``, ``precision`` and ``save_dir`` default to the trainer's."""
         from hookline.engine.predictor import Predictor
         fixed = sorted({"model", "callbacks", "device"} & set(options))
         if fixed:
@@ -445,6 +445,7 @@ class Trainer(Engine):
         options.setdefault("target_key", self.args.target_key)
         options.setdefault("limit_batches", self.schedule.limit_predict_batches)
         options.setdefault("batch_size", self.args.batch_size)
+        options.setdefault("save_dir", self.save_dir)
         options.setdefault("precision", self.precision)
         predictor = Predictor(self.model, callbacks=self.callbacks, device=self.device,
                               **options)
