@@ -55,3 +55,16 @@ def test_crash_at_kills_the_run_at_the_nth_firing_of_its_event():
         "on_train_epoch_end") == 2  # the third epoch never ended
     with pytest.raises(ValueError, match="on_train_batch_ends"):  # a misspelt event: the
         crash_at("on_train_batch_ends", 1)                       # LambdaCallback's own error
+
+
+def test_recording_callback_keeps_what_the_metrics_held_at_the_event():
+    """The metrics recorded at on_train_epoch_end are those of that moment (the train loss),
+    not the same dict after validation added val_* to it."""
+    x, y = tiny_data(samples=16)
+    recorder = RecordingCallback(capture=("metrics", "epoch"),
+                                 events=("on_train_epoch_end", "on_fit_epoch_end"))
+    hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y), val_data=(x, y),
+                     epochs=1, verbose=0, callbacks=[recorder]).fit()
+    (_, at_train_end), (_, at_fit_end) = recorder.records
+    assert sorted(at_train_end["metrics"]) == ["loss"]
+    assert {"loss", "val_loss"} <= set(at_fit_end["metrics"])

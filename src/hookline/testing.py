@@ -7,6 +7,7 @@ it resumes), ``tiny_model`` and ``tiny_data`` give a seconds-fast classification
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,10 @@ __all__ = ["Crash", "RecordingCallback", "ScriptedMetrics", "crash_at", "tiny_da
 class RecordingCallback(Callback):
     """Records ``(event, snapshot)`` for every event; ``events`` lists the names in order.
 
-    ``capture`` names engine attributes to copy at each event (e.g. ``("epoch", "step")``).
+    ``capture`` names engine attributes to copy at each event (e.g. ``("epoch", "step")``):
+    a dict, list or set is copied (one level), so ``metrics`` recorded at
+    ``on_train_epoch_end`` holds what was there then, not the validation metrics added later;
+    other values (tensors, models) are kept as they are.
     """
 
     def __init__(self, capture: tuple[str, ...] = (), events: tuple[str, ...] | None = None):
@@ -39,11 +43,16 @@ class RecordingCallback(Callback):
     def hookline_handlers(self) -> dict[str, Any]:
         def recorder(name: str) -> Any:
             def record(engine: Any) -> None:
-                snapshot = {key: getattr(engine, key, None) for key in self.capture}
+                snapshot = {key: _snapshot(getattr(engine, key, None)) for key in self.capture}
                 self.records.append((name, snapshot))
             return record
         return {event.name: recorder(event.name) for event in EVENTS
                 if self.only is None or event.name in self.only}
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a container as it is now; anything else as it is."""
+    return copy.copy(value) if isinstance(value, (dict, list, set)) else value
 
 
 class ScriptedMetrics(Callback):
