@@ -261,6 +261,27 @@ def test_accuracy_with_a_binary_loss_by_name_thresholds_every_label(loss, thresh
     assert trainer.metrics["val_weighted_accuracy"] == pytest.approx(by_sample.item())
 
 
+def test_binary_accuracy_by_name_and_the_auto_metric_of_a_binary_loss():
+    """Keras' "binary_accuracy" (threshold 0.5) serves a loss module such as nn.BCELoss, and
+    metrics="auto" (the default) gives a binary cross entropy by name its binary accuracy
+    (before: no metric at all)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=generator)
+    y = (x[:, :1] > 0).float()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 1), nn.Sigmoid())
+    trainer = fit(net, loss=nn.BCELoss(), train_data=(x, y), val_data=(x, y), epochs=3,
+                  lr=0.1, metrics=["binary_accuracy"])
+    with torch.no_grad():
+        expected = ((net(x) > 0.5).float() == y).float().mean().item()
+    assert trainer.metrics["val_binary_accuracy"] == pytest.approx(expected)
+    by_default = fit(nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()), loss="bce",
+                     train_data=(x, y), val_data=(x, y), epochs=1)
+    with torch.no_grad():
+        expected = ((by_default.model(x) > 0.5).float() == y).float().mean().item()
+    assert by_default.metrics["val_accuracy"] == pytest.approx(expected)
+
+
 def test_accuracy_keeps_its_rule_with_other_losses_and_loss_callables():
     from hookline.metrics import accuracy, resolve_loss, resolve_metrics
     for loss in ["cross_entropy", "mse", nn.BCELoss(), nn.functional.binary_cross_entropy,

@@ -11,7 +11,9 @@ the binary accuracy: each output is thresholded, at 0.5 for ``"binary_crossentro
 ``"bce"``, which takes probabilities) and at 0 for ``"bce_with_logits"``, and compared with its
 target element-wise, so each label of a multi-label target (N, C) counts. With any other loss,
 a loss given as a callable included, it is the arg-max class, or for one output the logit
-thresholded at 0.
+thresholded at 0. ``"binary_accuracy"`` is Keras' binary accuracy (threshold 0.5) with any
+loss, for a loss module such as ``nn.BCELoss()``; ``metrics="auto"`` is the accuracy of a
+classification loss, the binary one for a binary cross entropy by name.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def is_classification(loss: Any) -> bool:
 
 _METRICS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "accuracy": accuracy,
+    "binary_accuracy": _binary_accuracy(0.5),  # Keras' name and threshold, for any loss
     "mean_absolute_error": mean_absolute_error,
     "mean_squared_error": mean_squared_error,
 }
@@ -189,7 +192,9 @@ def resolve_metrics(metrics: Sequence[Any] | str | None, loss: Any) -> list[tupl
         return []
     if isinstance(metrics, str):
         if metrics == "auto":
-            return [("accuracy", accuracy)] if is_classification(loss) else []
+            binary = _named_metrics(loss)["accuracy"]
+            return [("accuracy", binary)] if binary is not accuracy else (
+                [("accuracy", accuracy)] if is_classification(loss) else [])
         metrics = [metrics]
     named = _named_metrics(loss)
     resolved: list[tuple[str, Any]] = []
