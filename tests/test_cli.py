@@ -15,7 +15,7 @@ import pytest
 
 from hookline.cli import main, usage
 from hookline.cli.help import task_help, type_name
-from hookline.cli.tasks import OPTION_HELP, TASKS
+from hookline.cli.tasks import TASKS, option_help
 from hookline.events import EVENTS
 from hookline.testing import Crash
 
@@ -73,8 +73,9 @@ def test_train_val_predict_export_round(tmp_path, npz, capsys):
     assert onnx_file.is_file()
 
 
-def test_console_script_runs(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "hookline.cli", "trian"], capture_output=True,
+@pytest.mark.parametrize("module", ["hookline.cli", "hookline"])
+def test_console_script_runs(tmp_path, module):
+    result = subprocess.run([sys.executable, "-m", module, "trian"], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 2 and "Did you mean train?" in result.stderr
 
@@ -241,8 +242,30 @@ def test_help_lists_every_option_with_its_type_default_and_help(task, capsys):
         line = _option_line(shown, parameter.name)
         assert line is not None, f"{task} --help does not list {parameter.name}"
         assert type_name(hints[parameter.name]) in line and str(parameter.default) in line
-        assert OPTION_HELP[parameter.name] in line
+        assert option_help(task, parameter.name) in line
     assert task_help(task) in usage()  # hookline --help shows every task's options too
+
+
+def test_each_tasks_help_names_the_folder_it_writes_to(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "--help"]) == 0
+    line = _option_line(capsys.readouterr().out, "save_dir")
+    assert "default runs/predict, then runs/predict2" in line and "runs/train" not in line
+    assert main(["predict", "batch_size=512"]) == 0  # an untrained digits_cnn: quick
+    capsys.readouterr()
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["predict"]
+    assert main(["train", "--help"]) == 0
+    assert "default runs/train, then runs/train2" in _option_line(capsys.readouterr().out,
+                                                                   "save_dir")
+
+
+def test_a_resume_from_a_missing_checkpoint_makes_no_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "resume=maybe", "epochs=1", "verbose=0"]) == 2
+    err = capsys.readouterr().err
+    assert "resume='maybe': no such checkpoint file or folder" in err
+    assert "resume=True for the newest run" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no runs/train/args.yaml: the next run is runs/train
 
 
 def test_top_level_help_through_the_console_script():

@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any
 
-from hookline.cli.tasks import OPTION_HELP, TASKS, check_task
+from hookline.cli.tasks import TASKS, check_task, option_help
 
 __all__ = ["HELP_WORDS", "task_help", "type_name"]
 
@@ -42,7 +42,7 @@ def task_help(task: str) -> str:
     function = TASKS[task]
     hints = typing.get_type_hints(function)
     rows = [(parameter.name, type_name(hints.get(parameter.name, Any)),
-             _default_text(parameter.default), OPTION_HELP.get(parameter.name, ""))
+             _default_text(parameter.default), option_help(task, parameter.name))
             for parameter in inspect.signature(function).parameters.values()]
     rows.append(("cfg", "path", "None", "a YAML file of these options; words override it"))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]

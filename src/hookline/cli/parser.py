@@ -116,6 +116,10 @@ def _resumed_args(parsed: Any) -> Path | None:
     if resume is True:
         return recorded_args(resumed_run_dir(parsed.get("save_dir"), "runs/train"))
     if isinstance(resume, str) and resume:
+        if not Path(resume).exists():  # refused here, before a run folder is made for it
+            raise UsageError(f"resume={resume!r}: no such checkpoint file or folder; give a "
+                             f"checkpoint (e.g. runs/train/backup/latest.ckpt), a folder of "
+                             f"them, or resume=True for the newest run")
         run = run_of_checkpoint(Path(resume))
         return recorded_args(run) if run is not None else None
     return None

@@ -1,7 +1,8 @@
 """The tasks of the ``hookline`` command: their signatures are the options' types and defaults.
 
 Each task is a plain function; the parser (``hookline.cli.parser``) derives the typed
-``key=value`` options from its signature and their one-line help from ``OPTION_HELP``.
+``key=value`` options from its signature and their one-line help from ``OPTION_HELP`` (a
+task's own wording of an option in ``TASK_OPTION_HELP``).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from hookline.cli.loading import (
 from hookline.cli.run_args import ArgsWriter
 from hookline.cli.run_dir import latest_run_dir, next_run_dir
 
-__all__ = ["OPTION_HELP", "TASKS", "check_task", "demo", "events", "export", "predict", "train",
-           "val"]
+__all__ = ["OPTION_HELP", "TASKS", "TASK_OPTION_HELP", "check_task", "demo", "events", "export",
+           "option_help", "predict", "train", "val"]
 
 Optimizer = Literal["adam", "adamw", "sgd", "rmsprop", "adagrad"]
 Precision = Literal["32", "bf16", "fp16"]
@@ -73,6 +74,17 @@ OPTION_HELP = {
     "file": "the exported file (default: model.<format> in the current folder)",
     "markdown": "print the catalogue as the Markdown table of docs/events.md",
 }
+# where an option means something else in one task (its own default folder)
+TASK_OPTION_HELP = {
+    "predict": {"save_dir": "the folder of predictions.csv; default runs/predict, then "
+                            "runs/predict2, ... (new each run)"},
+    "demo": {"save_dir": "the demo's run folder (written into as it is)"},
+}
+
+
+def option_help(task: str, name: str) -> str:
+    """The one-line help of ``task``'s option ``name``: the task's own, else the shared one."""
+    return TASK_OPTION_HELP.get(task, {}).get(name) or OPTION_HELP.get(name, "")
 
 
 def _format(metrics: dict[str, Any]) -> str:
