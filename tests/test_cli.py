@@ -332,7 +332,10 @@ def logged_val_loss(run):
 
 
 def printed_loss(capsys):
-    out = capsys.readouterr().out
+    return printed_loss_of(capsys.readouterr().out)
+
+
+def printed_loss_of(out):
     return float(out.split("loss: ")[1].split()[0])
 
 
@@ -431,6 +434,45 @@ def test_a_val_split_or_seed_that_cannot_apply_is_an_error(tmp_path, npz, npz_wi
         assert main([*words, *extra] if words[0] == "train" else words) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (words, err)
+
+
+# --- the loss and the inputs training recorded: reused by val and export ---------------------
+REGRESSION = """
+from torch import nn
+
+
+def build():
+    return nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 1))
+"""
+
+
+def test_val_scores_with_the_loss_training_recorded(tmp_path, monkeypatch, capsys):
+    """Trained with loss=mse, val must report the run's val_loss, not cross-entropy (which
+    gives -0.0 and an accuracy of 0 on one regression output)."""
+    import torch
+
+    from hookline.checkpoint import load_weights
+    from hookline.cli.loading import BUILD_KEY
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reg.py").write_text(REGRESSION)
+    x = np.random.default_rng(0).normal(size=(120, 3)).astype(np.float32)
+    np.savez(tmp_path / "reg.npz", x=x, y=2 * x.sum(axis=1, keepdims=True))
+    run = tmp_path / "run"
+    assert train("reg.npz", run, "model=reg:build", "loss=mse", "epochs=2") == 0
+    capsys.readouterr()
+    weights = run / "weights" / "last.pt"
+    assert main(["val", f"weights={weights}"]) == 0
+    out = capsys.readouterr().out
+    assert printed_loss_of(out) == pytest.approx(logged_val_loss(run), abs=1e-4)
+    assert "accuracy" not in out
+    assert main(["val", f"weights={weights}", "loss=l1"]) == 0  # the user's loss= wins
+    assert printed_loss_of(capsys.readouterr().out) != pytest.approx(logged_val_loss(run),
+                                                                     abs=1e-4)
+    state = load_weights(weights)
+    del state[BUILD_KEY]["loss"]  # as weights written before the loss was recorded
+    torch.save(state, tmp_path / "old.pt")
+    assert main(["val", f"weights={tmp_path / 'old.pt'}"]) == 0
+    assert "accuracy:" in capsys.readouterr().out  # today's default: cross_entropy
 
 
 # --- run folders ----------------------------------------------------------------------------

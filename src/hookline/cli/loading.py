@@ -3,9 +3,9 @@
 A spec ``module:attribute`` is imported with the current folder on the import path (so
 ``model=mymodel:build`` finds ``./mymodel.py`` as ``python -m`` would); ``path/file.py:attribute``
 loads that file. ``hookline train`` records in every weights file how to rebuild the model, the
-shape of one input and the data it held out for validation (``build_info``), so ``val``,
-``predict`` and ``export`` need only ``weights=``, and ``val`` validates on the rows training
-held out, not on rows it trained on.
+shape of one input, the data it held out for validation and the loss it trained with
+(``build_info``), so ``val``, ``predict`` and ``export`` need only ``weights=``, and ``val``
+validates on the rows training held out, with the training's loss, not on rows it trained on.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from typing import Any
 
 from hookline.cli.errors import UsageError
 
-__all__ = ["BUILD_KEY", "DEFAULT_VAL_SPLIT", "MODELS", "build_info", "build_model", "data_for",
-           "example_input", "held_out", "load_data", "load_object", "load_source", "read_weights",
-           "recorded_split"]
+__all__ = ["BUILD_KEY", "DEFAULT_LOSS", "DEFAULT_VAL_SPLIT", "MODELS", "build_info",
+           "build_model", "data_for", "example_input", "held_out", "load_data", "load_object",
+           "load_source", "own_step", "read_weights", "recorded_loss", "recorded_split"]
 
 # built-in model names -> (module, factory)
 MODELS = {"digits_cnn": ("hookline.demo", "digits_cnn"),
@@ -34,6 +34,8 @@ BUILD_KEY = "hookline_build"
 _SPLIT_DATA = ("digits", "shapes")
 # the fraction held out when val_split= is not given
 DEFAULT_VAL_SPLIT = 0.2
+# the loss of train and val when loss= is not given (and weights= records none)
+DEFAULT_LOSS = "cross_entropy"
 
 
 def _import_file(path: Path) -> ModuleType:
@@ -268,11 +270,13 @@ def load_source(source: str, val_split: float | None = None, seed: int = 0) -> A
 
 
 def build_info(model_spec: str, train_data: Any, data: str | None = None,
-               val_split: float | None = None, seed: int | None = None) -> dict[str, Any]:
+               val_split: float | None = None, seed: int | None = None, *,
+               loss: str | None = DEFAULT_LOSS) -> dict[str, Any]:
     """What a weights file records so val/predict/export can rebuild the model and an input,
-    and val/predict can split ``data`` as training did (``val_split``: the fraction held out,
-    None where the data brought its own validation part; ``seed``: the split's seed)."""
-    info: dict[str, Any] = {"model": model_spec}
+    val/predict can split ``data`` as training did (``val_split``: the fraction held out,
+    None where the data brought its own validation part; ``seed``: the split's seed) and val
+    can score with the training's loss (``loss``: None where the model computes its own)."""
+    info: dict[str, Any] = {"model": model_spec, "loss": loss}
     file_spec = _file_spec(model_spec) if model_spec not in MODELS else None
     if file_spec:
         info["model_file"] = file_spec
@@ -315,6 +319,24 @@ def model_for(spec: str | None, state: dict[str, Any] | None) -> Any:
         from hookline.checkpoint import check_model_state
         model.load_state_dict(check_model_state(model, state.get("model", state)))
     return model
+
+
+def own_step(model: Any, kind: str) -> bool:
+    """Whether ``model`` declares its own ``training_step`` / ``validation_step`` (the
+    detector), which computes its loss and unpacks its batches itself."""
+    return callable(getattr(model, kind, None))
+
+
+def recorded_loss(loss: str | None, state: dict[str, Any] | None, model: Any) -> str | None:
+    """The loss val scores with: ``loss=`` as given, else the one training recorded (None: the
+    model's own), else none for a model with its own validation step, else cross_entropy
+    (weights written before the loss was recorded)."""
+    if loss is not None:
+        return loss
+    info = _info(state)
+    if "loss" in info:
+        return info["loss"]
+    return None if own_step(model, "validation_step") else DEFAULT_LOSS
 
 
 def example_input(data: str | None, state: dict[str, Any] | None, seed: int = 0) -> Any:

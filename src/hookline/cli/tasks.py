@@ -25,6 +25,7 @@ from hookline.cli.loading import (
     load_source,
     model_for,
     read_weights,
+    recorded_loss,
     recorded_split,
 )
 from hookline.cli.run_args import ArgsWriter
@@ -79,6 +80,8 @@ TASK_OPTION_HELP = {
     "predict": {"save_dir": "the folder of predictions.csv; default runs/predict, then "
                             "runs/predict2, ... (new each run)"},
     "demo": {"save_dir": "the demo's run folder (written into as it is)"},
+    "val": {"loss": "the loss, by name; default: the one recorded in weights= (the model's own "
+                    "for a model with its own validation_step), else cross_entropy"},
 }
 
 
@@ -165,13 +168,14 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
                       callbacks=[*_train_callbacks(run_dir, resume=resume, patience=patience,
                                                    plots=plots, tensorboard=tensorboard),
                                  *(callbacks or []), *(loggers or []), ArgsWriter(run_dir)])
-    trainer.weights_meta = {BUILD_KEY: build_info(model, train_data, data, split, seed or 0)}
+    trainer.weights_meta = {BUILD_KEY: build_info(model, train_data, data, split, seed or 0,
+                                                  loss=None if own_loss else loss)}
     metrics = trainer.fit()
     print(f"done: {_format(metrics)}; weights in {run_dir / 'weights'}")
 
 
 def val(model: str | None = None, weights: str | None = None, data: str | None = None,
-        loss: str = "cross_entropy", batch_size: int = 64, device: str = "auto",
+        loss: str | None = None, batch_size: int = 64, device: str = "auto",
         val_split: float | None = None, seed: int | None = None) -> None:
     """Validate weights on the validation part of data= and print the metrics."""
     from hookline import Validator
@@ -181,7 +185,9 @@ def val(model: str | None = None, weights: str | None = None, data: str | None =
     if val_data is None:
         named = f"data={data!r}" if data else "the data recorded in weights="
         raise UsageError(f"{named} has no validation part (x_val, y_val) to validate on")
-    metrics = Validator(net, data=val_data, loss=loss, device=device,
+    # the training's loss and metrics: a model with its own validation_step (the detector)
+    # scores itself, as it did in training
+    metrics = Validator(net, data=val_data, loss=recorded_loss(loss, state, net), device=device,
                         batch_size=batch_size).validate()
     print(_format(metrics))
 
