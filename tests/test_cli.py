@@ -475,6 +475,60 @@ def test_val_scores_with_the_loss_training_recorded(tmp_path, monkeypatch, capsy
     assert "accuracy:" in capsys.readouterr().out  # today's default: cross_entropy
 
 
+def tiny_shapes():
+    """The shapes data set, small enough for a one-epoch run in a few seconds."""
+    from hookline.detection import load_shapes_data
+    return load_shapes_data(count=40, batch_size=8)
+
+
+def test_val_and_export_of_the_detector_train_trains(tmp_path, monkeypatch, capsys):
+    """The detector scores itself (its validation_step: loss, box, cls, obj), and its export
+    traces the 3x32x32 image best.pt records, not a digits-shaped input."""
+    import onnxruntime
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert train("test_cli:tiny_shapes", run, "model=shapes_detector", "epochs=1") == 0
+    capsys.readouterr()
+    header, *rows = (run / "results.csv").read_text().strip().splitlines()
+    logged = dict(zip(header.split(","), rows[-1].split(",")))
+    weights = f"weights={run / 'weights' / 'best.pt'}"
+    assert main(["val", weights]) == 0
+    shown = dict(part.split(": ") for part in capsys.readouterr().out.strip().split(" - "))
+    assert sorted(shown) == ["box", "cls", "loss", "obj"]
+    for key, value in shown.items():
+        assert float(value) == pytest.approx(float(logged[f"val_{key}" if key == "loss" else
+                                                          f"val/{key}"]), abs=1e-4)
+    onnx_file = tmp_path / "detector.onnx"
+    assert main(["export", weights, "format=onnx", f"file={onnx_file}"]) == 0
+    session = onnxruntime.InferenceSession(str(onnx_file))
+    image = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    outputs = session.run(None, {session.get_inputs()[0].name: image})
+    assert [output.shape[0] for output in outputs] == [1, 1, 1]
+    # data= batches the detector's own training_step unpacks: a one-line refusal, not a crash
+    assert main(["export", weights, "format=onnx", "data=test_cli:tiny_shapes"]) == 2
+    assert "drop data= to export with the input recorded in weights=" in capsys.readouterr().err
+
+
+def digit_loaders():
+    """Digits-shaped batches from DataLoaders: data= a function may return loaders."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 1, 8, 8, generator=generator), torch.randint(0, 10, (48,))
+    return (DataLoader(TensorDataset(x[:32], y[:32]), batch_size=8),
+            DataLoader(TensorDataset(x[32:], y[32:]), batch_size=8))
+
+
+def test_export_takes_its_input_from_the_first_batch_of_a_loader(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train("test_cli:digit_loaders", run, "epochs=1") == 0
+    onnx_file = tmp_path / "m.onnx"
+    assert main(["export", f"weights={run / 'weights' / 'best.pt'}",
+                 "data=test_cli:digit_loaders", f"file={onnx_file}"]) == 0
+    assert onnx_file.is_file()
+
+
 # --- run folders ----------------------------------------------------------------------------
 def test_each_run_gets_a_new_folder_unless_exist_ok_or_resume(tmp_path, npz, monkeypatch):
     monkeypatch.chdir(tmp_path)

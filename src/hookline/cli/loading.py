@@ -339,13 +339,40 @@ def recorded_loss(loss: str | None, state: dict[str, Any] | None, model: Any) ->
     return None if own_step(model, "validation_step") else DEFAULT_LOSS
 
 
-def example_input(data: str | None, state: dict[str, Any] | None, seed: int = 0) -> Any:
-    """One input batch to trace an export with: from ``data=``, else the recorded shape."""
+def example_input(data: str | None, state: dict[str, Any] | None, seed: int = 0,
+                  model: Any = None) -> Any:
+    """One input batch to trace an export with: from ``data=`` (its first rows, or the first
+    batch of its loader), else the recorded shape; ``model`` is the model exported."""
     import torch
 
     info = _info(state)
     if data is None and "input_shape" in info:
         dtype = getattr(torch, info.get("input_dtype", "float32"), torch.float32)
         return torch.zeros((1, *info["input_shape"]), dtype=dtype)
-    x = load_data(data or "digits", seed=seed)[0][0][:1]
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    spec = data or "digits"
+    train = load_data(spec, seed=seed)[0]
+    if isinstance(train, (tuple, list)):
+        x = train[0][:1]
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    return _first_inputs(spec, train, model)
+
+
+def _first_inputs(spec: str, batches: Any, model: Any) -> Any:
+    """The model's inputs in the first batch of ``batches`` (a DataLoader), by the batch rules
+    training uses; refused for a model whose own training step unpacks its batches."""
+    if own_step(model, "training_step"):
+        raise UsageError(f"data={spec!r}: the model's own training_step decides what it is "
+                         f"called with, so its inputs cannot be read from a batch; drop data= "
+                         f"to export with the input recorded in weights=")
+    from hookline.structure import unpack_batch
+    try:
+        first = next(iter(batches))
+    except StopIteration:
+        raise UsageError(f"data={spec!r} has no training batch to take an input from") from None
+    args, kwargs, _, _ = unpack_batch(first)
+    if args and kwargs:
+        raise UsageError(f"data={spec!r}: its batches call the model with positional and named "
+                         f"inputs together, which export takes only from weights=; drop data=")
+    if kwargs:
+        return kwargs
+    return args[0] if len(args) == 1 else args

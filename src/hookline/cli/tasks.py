@@ -218,8 +218,13 @@ def export(model: str | None = None, weights: str | None = None, data: str | Non
     from hookline import Exporter
     state = read_weights(weights)
     net = model_for(model, state)
-    example = example_input(data, state, seed) if format in ("onnx", "torchscript") else None
-    print(f"exported {Exporter(net, format=format, file=file, example_input=example).export()}")
+    traced = format in ("onnx", "torchscript")
+    # the inputs fit recorded (every input's shape and dtype), unless data= names others
+    signature = (state or {}).get("input_signature") if traced and data is None else None
+    example = example_input(data, state, seed, net) if traced and signature is None else None
+    exporter = Exporter(net, format=format, file=file, example_input=example,
+                        signature=signature)
+    print(f"exported {exporter.export()}")
 
 
 def demo(save_dir: str = "runs/demo", epochs: int = 20, patience: int = 5, seed: int = 0,
