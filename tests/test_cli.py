@@ -227,6 +227,25 @@ def test_resume_true_continues_after_a_crash_and_a_plain_rerun_starts_anew(tmp_p
     assert read_checkpoint_info(run / "backup" / "latest.ckpt")["epoch"] == 0
 
 
+def test_a_resume_with_another_lr_is_refused_before_anything_is_written(tmp_path, npz, capsys):
+    """The backup restores the optimizer's state, rate included: lr=0.5 would be written into
+    args.yaml and not used."""
+    run = tmp_path / "run"
+    assert train(npz, run, "epochs=2", "lr=0.01") == 0
+    recorded, backup = (run / "args.yaml").read_bytes(), (run / "backup/latest.ckpt").read_bytes()
+    assert main(["train", f"save_dir={run}", "resume=True", "epochs=3", "lr=0.5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"lr=0.5 but the run being resumed ({run}) trained with lr=0.01" \
+        in err[0]
+    assert f"resume without lr=, or start a new run from its weights with that rate: " \
+           f"hookline train weights={run / 'weights' / 'last.pt'} lr=0.5" in err[0]
+    assert (run / "args.yaml").read_bytes() == recorded and csv_epochs(run) == [0, 1]
+    assert (run / "backup/latest.ckpt").read_bytes() == backup
+    # the run's own rate, repeated, is no conflict
+    assert main(["train", f"save_dir={run}", "resume=True", "epochs=3", "lr=0.01"]) == 0
+    assert csv_epochs(run) == [0, 1, 2]
+
+
 # --- help, typed options, callbacks from YAML ----------------------------------------------
 def _option_line(text, name):
     return next((line for line in text.splitlines() if line.split()[:1] == [name]), None)

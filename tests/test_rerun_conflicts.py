@@ -38,6 +38,9 @@ def interrupted(folder: Path, **options: Any) -> Path:
     ({"accumulate": 2}, r"accumulate=2 but the checkpoint's run used accumulate=1"),
     ({"steps_per_epoch": 5}, (r"steps_per_epoch=5 but the checkpoint's run used "
                               r"steps_per_epoch=None")),
+    # the restored optimizer state would keep 1e-3: lr=0.5 would be silently unused
+    ({"lr": 0.5}, (r"lr=0.5 but the checkpoint's run used lr=0.001 \(a resume restores the "
+                   r"optimizer's state, its rate included")),
 ])
 def test_a_conflicting_rerun_names_the_argument_and_deletes_nothing(
         tmp_path: Path, rerun: dict, message: str) -> None:
@@ -117,6 +120,25 @@ def test_a_checkpoint_that_does_not_record_its_optimizer_class_still_resumes(
     expected.fit()
     state, reference = resumed.model.state_dict(), expected.model.state_dict()
     assert [key for key in reference if not torch.equal(state[key], reference[key])] == []
+
+
+def test_lr_is_compared_only_where_it_built_the_optimizer(tmp_path: Path) -> None:
+    """An optimizer the user built takes no rate from lr=, so its run records none and a
+    rerun's lr= is not compared; nor is it against a file written before lr was kept."""
+    def sgd(params: Any) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=0.05)
+
+    backup = interrupted(tmp_path, optimizer=sgd)
+    assert load_checkpoint(backup)["run"]["args"]["lr"] is None
+    resumed = make(tmp_path, optimizer=sgd, lr=0.5)
+    resumed.fit()
+    assert resumed.resumed_from == backup and resumed.optimizer.param_groups[0]["lr"] == 0.05
+    payload = load_checkpoint(interrupted(tmp_path / "named"))
+    assert payload["run"]["args"].pop("lr") == 0.001
+    write_checkpoint(payload, tmp_path / "older.ckpt")  # as an earlier version wrote it
+    older = make(tmp_path / "older", resume=tmp_path / "older.ckpt", lr=0.5)
+    older.fit()
+    assert older.resumed_from == tmp_path / "older.ckpt"
 
 
 def test_every_checkpoint_carries_its_run_id_and_a_resume_keeps_it(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from hookline.checkpoint import (
 )
 from hookline.files.checkpoint_format import wrapper_renames
 from hookline.rng import set_rng_state
-from hookline.run_state import Phase, RunState
+from hookline.run_state import Phase, RunState, optimizer_lr
 from hookline.step_losses import restored
 from hookline.user_warning import warn
 
@@ -303,6 +303,11 @@ def _check_rerun(trainer: Any, run: RunState, start_epoch: int, ended_by_stop: b
         if getattr(saved, key) != getattr(now, key):
             conflicts.append(f"{key}={getattr(now, key)!r} but the checkpoint's run used "
                              f"{key}={getattr(saved, key)!r}")
+    lr = optimizer_lr(trainer)
+    if saved.lr is not None and lr is not None and lr != saved.lr:
+        conflicts.append(f"lr={lr!r} but the checkpoint's run used lr={saved.lr!r} (a resume "
+                         f"restores the optimizer's state, its rate included; resume without "
+                         f"changing lr, or start a new run from the weights)")
     finished = (run.stop if run.mid_epoch else ended_by_stop) or (
         run.phase is Phase.EPOCH_DONE and run.epoch + 1 >= run.epochs)
     if start_epoch >= trainer.epochs and not finished:

@@ -24,7 +24,7 @@ from hookline.files.errors import CorruptCheckpointError
 from hookline.plain_number import as_python
 from hookline.step_losses import stacked
 
-__all__ = ["Phase", "RunArgs", "RunState"]
+__all__ = ["Phase", "RunArgs", "RunState", "optimizer_lr"]
 
 
 class Phase(str, Enum):
@@ -50,11 +50,24 @@ class RunArgs:
     accumulate: int
     steps_per_epoch: int | None
     world_size: int
+    # Trainer(lr=) when an optimizer was built from its name with it; None when the user
+    # built every optimizer (lr= then set no rate) or in a file written before it was kept
+    lr: float | None
+
+
+def optimizer_lr(trainer: Any) -> float | None:
+    """The rate ``Trainer(lr=)`` gave the optimizers it built by name; None when it built none
+    (an optimizer instance or factory: lr= was not used)."""
+    lr = trainer.args.lr
+    if not trainer.optimizer_set.uses_lr or not isinstance(lr, numbers.Real):
+        return None
+    return float(lr)
 
 
 # Fields added after the first checkpoints were written, with what a file lacking one
 # recorded: nothing. Every other field a file lacks is an error (see RunState.from_dict).
 ADDED_LATER: dict[str, Any] = {"epoch_data_rng": None, "data_rng": None}
+ARGS_ADDED_LATER: dict[str, Any] = {"lr": None}
 
 
 @dataclass
@@ -120,7 +133,7 @@ class RunState:
             rank=int(trainer.rank),
             args=RunArgs(seed=args.seed, seeded=bool(args.seeded), accumulate=args.accumulate,
                          steps_per_epoch=args.steps_per_epoch,
-                         world_size=int(trainer.world_size)))
+                         world_size=int(trainer.world_size), lr=optimizer_lr(trainer)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (strings, numbers, tensors), so weights-only loading reads it."""
@@ -138,8 +151,9 @@ class RunState:
             raise CorruptCheckpointError(source, f"{where} has no run state (found "
                                                  f"{type(data).__name__})")
         values = {**ADDED_LATER, **data}
-        values["args"] = _fields_of(RunArgs, values.get("args"), f"{where}'s run args",
-                                    source)
+        args = values.get("args")
+        values["args"] = _fields_of(RunArgs, {**ARGS_ADDED_LATER, **args} if isinstance(
+            args, dict) else args, f"{where}'s run args", source)
         values = _fields_of(cls, values, f"{where}'s run state", source)
         try:
             values["phase"] = Phase(values["phase"])

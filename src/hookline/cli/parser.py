@@ -101,6 +101,7 @@ def parse_recorded(task: str, words: Sequence[str]) -> tuple[dict[str, Any], dic
                 "with the options given")
             raise UsageError(f"{str(error).rstrip('.')} (reading {recorded}, the options "
                              f"of the run being resumed: {fix})") from None
+        _check_resumed_lr(task, recorded, parsed, parser)
     record = parsed.clone()
     del record["cfg"]
     import yaml
@@ -123,6 +124,20 @@ def _resumed_args(parsed: Any) -> Path | None:
         run = run_of_checkpoint(Path(resume))
         return recorded_args(run) if run is not None else None
     return None
+
+
+def _check_resumed_lr(task: str, recorded: Path, parsed: Any, parser: Any) -> None:
+    """A resume restores the optimizer's state exactly, its rate included: an ``lr=`` other
+    than the run's would be written into args.yaml and not used, so it is refused here,
+    before anything is written or trained (the engine refuses it too, naming both rates)."""
+    saved = _parse(task, [f"cfg={recorded}"], parser).get("lr")
+    if parsed.get("lr") == saved:
+        return
+    weights = recorded.parent / "weights" / "last.pt"
+    raise UsageError(f"lr={parsed.get('lr')} but the run being resumed ({recorded.parent}) "
+                     f"trained with lr={saved}, and a resume restores its optimizer's state, "
+                     f"rate included; resume without lr=, or start a new run from its weights "
+                     f"with that rate: hookline train weights={weights} lr={parsed.get('lr')}")
 
 
 def _parse(task: str, words: Sequence[str], parser: Any) -> Any:

@@ -29,8 +29,10 @@ Optimizer = torch.optim.Optimizer
 class OptimizerSet:
     """The trainer's optimizers by name, in order, with their step frequencies."""
 
-    def __init__(self, optimizers: dict[str, Optimizer], frequencies: Sequence[int]) -> None:
+    def __init__(self, optimizers: dict[str, Optimizer], frequencies: Sequence[int], *,
+                 uses_lr: bool = False) -> None:
         self.by_name = optimizers
+        self.uses_lr = uses_lr  # one was built from its name with Trainer(lr=)
         self.names = list(optimizers)
         self.frequencies = list(frequencies)
         self._others = {name: _other_params(optimizer, optimizers.values())
@@ -40,6 +42,9 @@ class OptimizerSet:
     def build(cls, spec: Any, build_one: Callable[[Any], Optimizer],
               frequencies: Sequence[int] | Mapping[str, int] | None) -> OptimizerSet:
         """From ``Trainer(optimizer=...)``: one optimizer spec, a list or a dict of them."""
+        specs = list(spec.values()) if isinstance(spec, Mapping) else list(spec) if \
+            isinstance(spec, (list, tuple)) else [spec]
+        uses_lr = any(isinstance(one, str) for one in specs)
         if isinstance(spec, Mapping):
             if not spec or not all(isinstance(key, str) and key for key in spec):
                 raise ValueError("optimizer={...} maps names to optimizers, e.g. "
@@ -52,7 +57,7 @@ class OptimizerSet:
                      for i, value in enumerate(spec)}
         else:
             named = {"optimizer": build_one(spec)}
-        return cls(named, _frequencies(frequencies, list(named)))
+        return cls(named, _frequencies(frequencies, list(named)), uses_lr=uses_lr)
 
     def __len__(self) -> int:
         return len(self.names)
