@@ -176,8 +176,8 @@ class Predictor(Engine):
                 # a postprocess's list says how many samples it read (preds may be a dict)
                 index += len(self.results) if isinstance(self.results, list) else _count(preds)
                 fire("on_predict_postprocess_end", self)
-                if self.args.save:
-                    self._save(self.results)
+                if self.args.save and self.args.save_dir is not None:
+                    self._save(self.results)  # a callback may turn save on for any predict
                 fire("on_predict_batch_end", self)
                 yield from self.results
         finally:
@@ -191,8 +191,6 @@ class Predictor(Engine):
         return self.model(*args, **kwargs)
 
     def _save(self, results: Any) -> None:
-        if self.args.save_dir is None:  # a callback turned args.save on
-            raise ValueError(_NO_SAVE_DIR)
         path = self.args.save_dir / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         new = not path.exists()
