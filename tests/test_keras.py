@@ -379,3 +379,24 @@ def test_model_add_callback_checks_filters_when_registered():
     with pytest.raises(ValueError, match="every"):
         model.add_callback("on_train_epoch_end", lambda trainer: None, every=0)
     assert model._functions == []  # nothing half-registered
+
+
+def test_a_keras_callback_that_evaluates_or_predicts_during_fit_can_still_stop_it():
+    """self.model.evaluate/predict inside on_epoch_end (a common Keras pattern) hands the fit
+    back when it returns: stop_training set afterwards stops the fit (before, the model had
+    let go of the fit's trainer and training ran all 6 epochs)."""
+    x, y = tiny_data(64)
+
+    class PeekThenStop(hookline.keras.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.predict(x[:4], verbose=0)
+            self.model.evaluate(x[:8], y[:8], verbose=0)
+            if epoch == 1:
+                self.model.stop_training = True
+
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu",
+                           metrics=["accuracy"])
+    history = model.fit(x, y, epochs=6, verbose=0, callbacks=[PeekThenStop()])
+    assert history.epoch == [0, 1]
+    loss, accuracy = model.evaluate(x, y, verbose=0)  # standalone again: a run of its own
+    assert loss > 0 and 0 <= accuracy <= 1

@@ -9,8 +9,9 @@ callback that does not listen per batch costs nothing per batch.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -440,6 +441,23 @@ class Model:
             return trainer.validator.metric_set
         return trainer.train_metric_set
 
+    @contextlib.contextmanager
+    def _running(self, engine: Any) -> Iterator[None]:
+        """``engine`` (evaluate's Validator, predict's Predictor) is the run in progress. One
+        started inside a fit (a Keras callback's ``self.model.evaluate(...)``) hands the fit
+        back when it ends, so ``stop_training``, ``optimizer`` and the metrics still reach
+        the fit's trainer; outside a fit, the last fit's trainer is let go."""
+        trainer, previous = self._trainer, self._engine
+        nested = trainer is not None and trainer.callbacks.fits_running > 0
+        self._engine = engine
+        if not nested:
+            self._trainer = None
+        try:
+            yield
+        finally:
+            if nested:
+                self._engine = previous
+
     def _overrides(self, name: str) -> bool:
         return getattr(type(self), name) is not getattr(Model, name)
 
@@ -635,9 +653,8 @@ class Model:
                               callbacks=self._callback_list(callbacks), step=step,
                               limit_batches=steps)
         place_model(validator.model, validator.device)
-        self._engine = validator
-        self._trainer = None
-        metrics = validator.validate()
+        with self._running(validator):
+            metrics = validator.validate()
         if verbose:
             print(" - ".join(f"{name}: {value:.4f}" for name, value in metrics.items()))
         if return_dict:
@@ -661,12 +678,11 @@ class Model:
         predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
                               device=self.device, precision=self.precision,
                               batch_size=batch_size, step=step, limit_batches=steps)
-        self._engine = predictor
-        self._trainer = None
         structured: list[Any] = []  # Keras returns every output of a several-output model
         predictor.callbacks.add_function(
             "on_predict_batch_end", lambda engine: _keep_structured(engine.outputs, structured))
-        results = predictor(_inputs_only(x))
+        with self._running(predictor):
+            results = predictor(_inputs_only(x))
         # a callback may have paired each result with extra data (zip(results, frames))
         firsts = [item[0] if isinstance(item, tuple) else item for item in results]
         with_boxes = sum(getattr(item, "boxes", None) is not None for item in firsts)
