@@ -24,6 +24,7 @@ from hookline.cli.loading import (
     load_data,
     load_source,
     model_for,
+    own_step,
     read_weights,
     recorded_loss,
     recorded_split,
@@ -158,7 +159,7 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
     train_data, val_data = load_data(data, val_split, seed or 0)
     split = held_out(data, val_split)  # recorded, so that val validates on the same rows
     # a model that declares its training step (the detector) computes its own loss
-    own_loss = callable(getattr(net, "training_step", None))
+    own_loss = own_step(net, "training_step")
     trainer = Trainer(net, optimizer=optimizer, lr=lr, loss=None if own_loss else loss,
                       train_data=train_data,
                       val_data=val_data, epochs=epochs, batch_size=batch_size, seed=seed,
