@@ -125,6 +125,15 @@ def test_a_frequency_steps_an_optimizer_every_n_batches() -> None:
     assert trainer.metrics["train/generator"] == trainer.metrics["train/generator"]  # not NaN
     with pytest.raises(ValueError, match="optimizer_frequencies must give each of the 2"):
         make(GAN(), optimizer_frequencies=[1, 0])
+
+
+def test_frequencies_that_leave_a_batch_with_no_optimizer_are_refused_before_training() -> None:
+    gan = GAN()
+    before = {key: value.clone() for key, value in gan.state_dict().items()}
+    with pytest.raises(ValueError, match=r"optimizer_frequencies=\[2, 3\] leaves batches on "
+                                         r"which no optimizer steps.*frequency 1"):
+        make(gan, optimizer_frequencies=[2, 3])
+    assert all(torch.equal(before[key], value) for key, value in gan.state_dict().items())
     with pytest.raises(ValueError, match=r"no optimizer 'critic'"):
         make(GAN(), training_step=lambda t, b: t.step_optimizer("critic"),
              automatic_optimization=False).fit()

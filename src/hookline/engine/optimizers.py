@@ -124,4 +124,11 @@ def _frequencies(given: Sequence[int] | Mapping[str, int] | None,
             isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
         raise ValueError(f"optimizer_frequencies must give each of the {len(names)} "
                          f"optimizers a step every n >= 1 batches, got {given!r}")
+    if 1 not in values:  # batch 1 (and every batch no frequency divides) would step nothing
+        raise ValueError(f"optimizer_frequencies={given!r} leaves batches on which no "
+                         f"optimizer steps (batch 1 first: no frequency divides it), so "
+                         f"they would train nothing; give at least one optimizer frequency 1 "
+                         f"(e.g. [1, {max(values)}]: the first steps every batch, the second "
+                         f"every {max(values)}th), or accumulate=n to step every optimizer "
+                         f"every n batches over all of them")
     return values
