@@ -227,6 +227,14 @@ def test_accumulate_with_a_manual_step_is_an_error():
         trainer(training_step=constant_loss(1.0), automatic_optimization=False, accumulate=4)
 
 
+def test_manual_optimization_without_a_step_of_ones_own_is_refused_when_built():
+    # the default step computes the loss and nothing more: no backward, no optimizer step
+    with pytest.raises(ValueError, match=r"automatic_optimization=False needs a training "
+                                         r"step of your own.*Pass training_step=fn"):
+        trainer(automatic_optimization=False)
+    trainer(automatic_optimization=False, training_step=constant_loss(1.0))  # a step: fine
+
+
 @pytest.mark.parametrize("automatic, advice", [
     (False, r"with automatic_optimization=False the step still returns the loss.*'return loss'"),
     (True, r"return its loss .* for the engine's backward.*filter it from the data"),

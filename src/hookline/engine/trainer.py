@@ -252,6 +252,14 @@ class Trainer(Engine):
                              f"a manual step, the step decides when to call "
                              f"trainer.step_optimizer(); accumulate there (e.g. every "
                              f"{accumulate}th batch) and leave accumulate=1")
+        if not automatic_optimization and not resolve_step(
+                self, "training_step", training_step, Trainer)[1]:
+            raise ValueError("automatic_optimization=False needs a training step of your own "
+                             "that calls trainer.backward(loss) and trainer.step_optimizer(): "
+                             "the default step only computes the loss, so nothing would "
+                             "train. Pass training_step=fn (fn(trainer, batch)), give the "
+                             "model a training_step method, or leave automatic_optimization "
+                             "at True")
         if accumulate > 1 and max(self.optimizer_set.frequencies) > 1:
             raise ValueError("optimizer_frequencies and accumulate > 1 do not combine: an "
                              "optimizer that skips batches has nothing to accumulate over them")
