@@ -324,6 +324,37 @@ def test_one_cycle_spans_the_run():
     assert steps[-1] == pytest.approx(1.0 / 25 / 1e4, rel=1e-6)
 
 
+def test_one_cycle_ends_where_max_steps_ends_the_run():
+    # 100 epochs of 2 steps, stopped by max_steps=8: the cycle spans the 8 steps that run,
+    # as in a 4-epoch run (before: it was built for 200 steps and ended in its warm-up)
+    rates = Rates()
+    trainer = fit([one_cycle(max_lr=1.0, pct_start=0.25), rates], epochs=100, samples=32,
+                  lr=0.1, max_steps=8)
+    steps = rates.steps
+    assert trainer.step == 8 and len(steps) == 8 and steps.index(max(steps)) == 1
+    assert steps[-1] == pytest.approx(1.0 / 25 / 1e4, rel=1e-6)
+
+
+def test_a_schedule_counts_max_steps_when_the_data_has_no_length():
+    totals = []
+
+    def factory(optimizer, total):
+        totals.append(total)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    x, y = tiny_data(samples=32)
+    batches = (pair for pair in [(x[:16], y[:16]), (x[16:], y[16:])])  # no len()
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=batches,
+                               epochs=1, max_steps=2, default_callbacks=False, verbose=0,
+                               callbacks=[LRSchedulerCallback(factory, interval="step")])
+    trainer.fit()
+    assert totals == [2]
+    epoch_totals = []
+    by_epoch = LRSchedulerCallback(lambda opt, total: epoch_totals.append(total) or
+                                   torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0))
+    fit([by_epoch], epochs=50, samples=32, max_steps=5)  # 2 steps an epoch: 3 epochs begin
+    assert epoch_totals == [3]
+
+
 def test_one_cycle_defaults_to_the_current_rate_and_rebuilds_per_fit():
     cycle = one_cycle()
     model = tiny_model()

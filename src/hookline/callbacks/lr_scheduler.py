@@ -139,8 +139,8 @@ class LRSchedulerCallback(Callback):
     Args:
         scheduler: a scheduler built on the trainer's optimizer, or a factory called at
             ``on_train_start`` as ``f(optimizer)`` or ``f(optimizer, total)``, where ``total``
-            is how many times the scheduler will step in this run (useful for one-cycle and
-            cosine schedules; a resumed run gets the total of the run it continues, saved in
+            is how many times the scheduler will step in this run, ``max_steps`` counted
+            (useful for one-cycle and cosine schedules; a resumed run gets the total of the run it continues, saved in
             the checkpoint, and a resume that would step it more often, with more epochs, is
             refused: such a schedule cannot be extended). A factory gives a fresh scheduler
             for every fit.
@@ -253,22 +253,32 @@ class LRSchedulerCallback(Callback):
         return self._steps(trainer, max(trainer.epochs - trainer.start_epoch, 0))
 
     def _steps(self, trainer: Any, epochs: int) -> int:
-        """How many times this callback steps the scheduler in ``epochs`` epochs."""
-        if self.interval == "epoch":
-            return max(epochs // self.frequency, 1)
+        """How many times this callback steps the scheduler in ``epochs`` epochs, or fewer
+        when the Trainer's ``max_steps`` ends the run first (Lightning's
+        ``estimated_stepping_batches`` takes the smaller too)."""
         try:
-            batches = len(trainer.train_data)
+            batches: int | None = len(trainer.train_data)
         except TypeError:
             batches = None
         limit = trainer.args.steps_per_epoch
-        if batches is None and limit is None:
+        if batches is not None or limit is not None:
+            batches = limit if batches is None else (batches if limit is None else
+                                                     min(batches, limit))
+        per_epoch = None if batches is None else math.ceil(batches / trainer.args.accumulate)
+        max_steps = trainer.schedule.max_steps
+        left = None if max_steps is None else max(max_steps - trainer.step, 0)
+        if self.interval == "epoch":
+            if left is not None and per_epoch:  # the epochs max_steps lets begin
+                epochs = min(epochs, math.ceil(left / per_epoch))
+            return max(epochs // self.frequency, 1)
+        if per_epoch is None and left is None:
             raise ValueError("LRSchedulerCallback: the number of steps in this run is unknown "
                              "(train_data has no length); pass the total to your schedule "
-                             "yourself, or set the Trainer's steps_per_epoch=")
-        batches = limit if batches is None else (batches if limit is None else min(batches,
-                                                                                    limit))
-        per_epoch = math.ceil(batches / trainer.args.accumulate)
-        return max(per_epoch * epochs // self.frequency, 1)
+                             "yourself, or set the Trainer's steps_per_epoch= or max_steps=")
+        steps = left if per_epoch is None else per_epoch * epochs
+        if left is not None:
+            steps = min(steps, left)
+        return max(steps // self.frequency, 1)
 
     def on_params_update(self, trainer: Any) -> None:
         if self.optimizer_choice is not None and \
