@@ -301,6 +301,24 @@ def test_bf16_autocast_runs_on_cpu():
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
 
 
+def test_fp16_gradients_at_optimizer_step_are_unscaled_as_lightning_shows_them():
+    """A gradient-norm callback ported from Lightning's on_before_optimizer_step reads the
+    same gradients under fp16 as in full precision (before: 65536 times larger, scaled)."""
+    x, y = torch.randn(8, 4) * 0.01, torch.randn(8, 1) * 0.01
+    norms: dict[str, list[float]] = {}
+    for precision in ("32", "fp16"):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        trainer = hookline.Trainer(model, loss="mse", optimizer="sgd", lr=0.0,
+                                   train_data=(x, y), batch_size=8, epochs=2, verbose=0,
+                                   precision=precision, device="cpu")
+        trainer.add_callback("optimizer_step", lambda t, p=precision: norms.setdefault(
+            p, []).append(float(t.model.weight.grad.norm())))
+        trainer.fit()
+    assert trainer.scaler is not None and trainer.scaler.get_scale() > 1
+    assert norms["fp16"] == pytest.approx(norms["32"], rel=1e-2)
+
+
 def test_freeze_first_children():
     model = tiny_model()
     before = copy.deepcopy(model)

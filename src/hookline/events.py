@@ -55,8 +55,8 @@ EVENTS: tuple[Event, ...] = (
           "model gradients (scaled under fp16)", per_batch=True),
     Event("optimizer_step", "train",
           "each optimizer step (every `accumulate` batches), right before optimizer.step(); "
-          "gradients are final (clipped; under fp16 still scaled unless clipping unscaled "
-          "them)",
+          "gradients are final (clipped, and unscaled under fp16, as Lightning's "
+          "on_before_optimizer_step sees them)",
           "model gradients, optimizer", per_batch=True),
     Event("on_params_update", "train", "each optimizer step, right after optimizer.step()",
           "updated parameters, step", per_batch=True),

@@ -907,8 +907,9 @@ class Trainer(Engine):
     def _step_one(self, optimizer: torch.optim.Optimizer, name: str, several: bool) -> None:
         scaler, args = self.scaler, self.args
         fire, handlers = self.callbacks.fire, self.callbacks.handlers
-        if scaler is not None and (args.clip_grad_norm or args.clip_grad_value):
-            scaler.unscale_(optimizer)
+        if scaler is not None and (args.clip_grad_norm or args.clip_grad_value or
+                                   handlers["optimizer_step"]):
+            scaler.unscale_(optimizer)  # scaler.step would unscale anyway: no extra work
         if args.clip_grad_norm or args.clip_grad_value:
             params = self.optimizer_set.params_of(name)  # Lightning's: the stepped ones
             if args.clip_grad_norm:
