@@ -265,6 +265,16 @@ def test_help_lists_every_option_with_its_type_default_and_help(task, capsys):
     assert task_help(task) in usage()  # hookline --help shows every task's options too
 
 
+@pytest.mark.parametrize("task", list(TASKS))
+def test_help_offers_none_only_where_the_option_takes_it(task):
+    # demo's patience and seed, export's seed are plain ints: "(None: never)" was refused
+    hints = typing.get_type_hints(TASKS[task])
+    for name in inspect.signature(TASKS[task]).parameters:
+        if "None" in option_help(task, name):
+            assert type(None) in typing.get_args(hints[name]), (
+                f"{task} --help offers None for {name}, whose type is {hints[name]}")
+
+
 def test_each_tasks_help_names_the_folder_it_writes_to(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["predict", "--help"]) == 0

@@ -80,7 +80,11 @@ OPTION_HELP = {
 TASK_OPTION_HELP = {
     "predict": {"save_dir": "the folder of predictions.csv; default runs/predict, then "
                             "runs/predict2, ... (new each run)"},
-    "demo": {"save_dir": "the demo's run folder (written into as it is)"},
+    "demo": {"save_dir": "the demo's run folder (written into as it is)",
+             "patience": "stop after this many epochs without a better val_loss",
+             "seed": "seeds python, numpy and torch, and the validation split"},
+    "export": {"seed": "seeds the split of data= whose first training row traces the model "
+                       "(used only when weights= records no input signature)"},
     "val": {"loss": "the loss, by name; default: the one recorded in weights= (the model's own "
                     "for a model with its own validation_step), else cross_entropy"},
 }
