@@ -58,6 +58,35 @@ def test_fit_calls_every_keras_method_with_keras_log_keys():
     assert set(history.history) == set(val)
 
 
+@pytest.mark.parametrize("options, epochs, steps", [
+    ({"limit_train_batches": 2}, 3, 2),
+    ({"fast_dev_run": True}, 1, 1),
+    ({"steps_per_epoch": 10}, 3, 6),  # the data holds 6 batches: fit runs 6
+])
+def test_params_say_what_fit_runs(options, epochs, steps):
+    class Params(keras.Callback):
+        def on_train_begin(self, logs=None):
+            self.seen, self.batches = dict(self.params), 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+    x, y = tiny_data(samples=48)
+    callback = Params()
+    make_model().fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[callback], **options)
+    assert callback.seen == {"epochs": epochs, "verbose": 0, "steps": steps}
+    assert callback.batches == epochs * steps
+
+
+def test_the_sanity_pass_calls_no_keras_test_method():
+    x, y = tiny_data(samples=16)
+    callback = LogKeys()
+    make_model().fit(x, y, batch_size=4, epochs=1, verbose=0, validation_split=0.5,
+                     num_sanity_val_steps=1, callbacks=[callback])
+    names = [entry[0] for entry in callback.seen]
+    assert names[0] == "train_begin"  # before: test_begin/vb_*/test_end of the sanity pass
+    assert names.count("test_begin") == names.count("test_end") == 1
+
+
 def test_evaluate_and_predict_with_callbacks():
     x, y = tiny_data(samples=8)
     model = make_model()

@@ -74,8 +74,7 @@ def test_auto_flavour_falls_back_to_lines_when_neither_library_is_installed(monk
 def test_the_per_batch_handler_never_reads_the_loss():
     class NoValues:
         epoch, epochs, step, batch_i = 0, 1, 0, 0
-        args = SimpleNamespace(steps_per_epoch=None)
-        train_data = [None] * 3
+        batches_per_epoch = 3
 
         @property
         def loss(self):
@@ -93,8 +92,8 @@ def test_the_per_batch_handler_never_reads_the_loss():
 
 @pytest.mark.parametrize("flavour", ["tqdm", "rich"])
 def test_a_resumed_epoch_starts_its_bar_at_the_batches_already_done(flavour):
-    trainer = SimpleNamespace(epoch=2, epochs=5, resume_batch=3, train_data=[None] * 5,
-                              args=SimpleNamespace(steps_per_epoch=None), metrics={})
+    trainer = SimpleNamespace(epoch=2, epochs=5, resume_batch=3, batches_per_epoch=5,
+                              metrics={})
     stream = Terminal()
     bar = ProgressBar(verbose=1, file=stream, flavour=flavour)
     handlers = bar.hookline_handlers()

@@ -188,12 +188,19 @@ class Callback:
         for name, (event, kind) in _KERAS_HOOKS.items():
             method = self._keras_method(name)
             if method is not None:
-                grouped.setdefault(event, []).append(self._adapter(kind, method))
+                grouped.setdefault(event, []).append(
+                    self._adapter(kind, method, skips_sanity=event.startswith("on_val")))
         return {event: calls[0] if len(calls) == 1 else _chain(calls)
                 for event, calls in grouped.items()}
 
-    def _adapter(self, kind: str, method: Callable[..., Any]) -> Callable[[Any], None]:
+    def _adapter(self, kind: str, method: Callable[..., Any], *,
+                 skips_sanity: bool = False) -> Callable[[Any], None]:
+        """``skips_sanity``: Keras has no sanity pass, so its ``on_test_*`` methods are not
+        called for one (its metrics are thrown away; a logger would record them)."""
         def call(engine: Any) -> None:
+            if skips_sanity and getattr(getattr(engine, "trainer", None), "sanity_checking",
+                                        False):
+                return
             if self.model is None or not self.model._serves(engine):
                 self.set_model(Model._for_engine(engine))
             _call_with_logs(kind, method, engine)
@@ -625,8 +632,9 @@ class Model:
         self._trainer, self._engine = trainer, trainer
         self._fit_data = trainer.train_data  # summary() shapes, after evaluate/predict too
         self._stop_training = False
-        params = {"epochs": epochs, "verbose": verbose, "steps": steps_per_epoch or (
-            len(trainer.train_data) if hasattr(trainer.train_data, "__len__") else None)}
+        # what fit will run (fast_dev_run and limit_train_batches included), as Keras' are
+        params = {"epochs": trainer.epochs, "verbose": verbose,
+                  "steps": trainer.batches_per_epoch}
         for callback in trainer.callbacks:
             if isinstance(callback, Callback):
                 callback.set_params(params)

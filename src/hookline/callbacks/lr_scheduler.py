@@ -256,14 +256,7 @@ class LRSchedulerCallback(Callback):
         """How many times this callback steps the scheduler in ``epochs`` epochs, or fewer
         when the Trainer's ``max_steps`` ends the run first (Lightning's
         ``estimated_stepping_batches`` takes the smaller too)."""
-        try:
-            batches: int | None = len(trainer.train_data)
-        except TypeError:
-            batches = None
-        limit = trainer.args.steps_per_epoch
-        if batches is not None or limit is not None:
-            batches = limit if batches is None else (batches if limit is None else
-                                                     min(batches, limit))
+        batches = trainer.batches_per_epoch
         per_epoch = None if batches is None else math.ceil(batches / trainer.args.accumulate)
         max_steps = trainer.schedule.max_steps
         left = None if max_steps is None else max(max_steps - trainer.step, 0)

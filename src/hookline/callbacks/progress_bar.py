@@ -116,7 +116,7 @@ class ProgressBar(Callback):
         self._close(trainer)
         self._started = time.perf_counter()
         if self.uses_bar():
-            total = _batch_total(trainer)
+            total = trainer.batches_per_epoch
             title = f"Epoch {trainer.epoch + 1}/{trainer.epochs}"
             make = _TqdmBar if self.flavour == "tqdm" else _RichBar
             done = getattr(trainer, "resume_batch", 0)  # a resumed epoch starts part-way
@@ -178,17 +178,6 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.close("")
             self._bar = None
-
-
-def _batch_total(trainer: Any) -> int | None:
-    try:
-        total = len(trainer.train_data)
-    except TypeError:
-        total = None
-    limit = getattr(trainer.args, "steps_per_epoch", None)
-    if limit is not None:
-        total = limit if total is None else min(total, limit)
-    return total
 
 
 def running_losses(trainer: Any) -> str:

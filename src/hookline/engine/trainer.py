@@ -382,6 +382,19 @@ class Trainer(Engine):
         losses = self.epoch_losses
         return self._running_means.of(losses, self.epoch_sizes) if losses else None
 
+    @property
+    def batches_per_epoch(self) -> int | None:
+        """The training batches an epoch runs: the data's length, cut by ``steps_per_epoch``
+        and ``limit_train_batches``; None when the data has no length and nothing cuts it."""
+        try:
+            total: int | None = len(self.train_data)
+        except TypeError:
+            total = None
+        limit = self.args.steps_per_epoch
+        if limit is not None:
+            total = limit if total is None else min(total, limit)
+        return total
+
     def state_dict(self, *, rng: dict[str, Any] | None = None, keep_grads: bool = True,
                    exact: bool = True, note: str = "") -> dict[str, Any]:
         """Everything needed to continue this fit exactly where it is: model, optimizers,
