@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import torch
 import hookline
 from hookline.checkpoint import build_checkpoint, load_checkpoint, write_checkpoint
 from hookline.step_losses import RunningMeans, restored, stacked
+from hookline.structure import sample_count
 from hookline.testing import tiny_data, tiny_model
 
 
@@ -179,3 +181,23 @@ def test_the_epoch_loss_is_the_datasets_mean_loss_like_val_loss() -> None:
         true_mean = float(torch.nn.functional.cross_entropy(frozen.model(x), y))
     assert metrics["loss"] == pytest.approx(true_mean, rel=1e-6)  # batches of 4, 4 and 2
     assert metrics["val_loss"] == pytest.approx(true_mean, rel=1e-6)
+
+
+def test_a_batch_of_per_sample_lists_counts_its_samples_not_an_images_channels() -> None:
+    """torchvision's detection collate gives (a list of N images, a list of N target dicts):
+    a short last batch of 2 weighs 2 (before: 3, the first image's channels, so the epoch's
+    loss was the plain mean of batch means)."""
+    images = [torch.randn(3, 8, 8) for _ in range(10)]
+    targets = [{"value": torch.tensor(float(i))} for i in range(10)]
+    batches = [(images[i:i + 4], targets[i:i + 4]) for i in range(0, 10, 4)]  # 4, 4, 2
+
+    def step(trainer: hookline.Trainer, batch: Any) -> torch.Tensor:
+        _, tgts = batch  # the loss is the mean of the batch's target values
+        return torch.stack([t["value"] for t in tgts]).mean() + 0 * trainer.model.weight.sum()
+    trainer = hookline.Trainer(torch.nn.Linear(1, 1), optimizer="sgd", lr=0.0,
+                               training_step=step, train_data=batches, verbose=0)
+    trainer.fit()
+    assert trainer.epoch_sizes == [4, 4, 2]
+    assert trainer.metrics["loss"] == pytest.approx(sum(range(10)) / 10)
+    several_inputs = ((torch.randn(5, 2), torch.randn(5, 7)), torch.randn(5))
+    assert sample_count(several_inputs) == 5

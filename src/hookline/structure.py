@@ -47,12 +47,29 @@ Unpacked = tuple[tuple[Any, ...], dict[str, Any], Any, Any]
 def sample_count(batch: Any) -> int:
     """The samples in ``batch``: the first dimension of its first tensor (Keras' rule), 1
     when it holds none. An epoch's loss and ``val_loss`` are means over samples, so a short
-    last batch weighs what it holds."""
+    last batch weighs what it holds. Inputs given as a list count by their target: a list of N
+    images (torchvision's detection collate, with a list of N target dicts) holds N."""
     if type(batch) in (tuple, list) and batch:
         first = batch[0]
         if type(first) is Tensor and first.ndim:
             return int(first.shape[0])  # (x, y): the common case, without the search
+        if isinstance(first, (tuple, list)) and first:
+            per_sample = _per_sample_count(first, batch[1] if len(batch) > 1 else None)
+            if per_sample:
+                return per_sample
     return _first_size(batch) or 1
+
+
+def _per_sample_count(inputs: tuple[Any, ...] | list[Any], target: Any) -> int:
+    """The samples of ``(inputs, target)`` when ``inputs`` is a list or tuple: the target's
+    first dimension (several inputs share it, and a list of N images has N targets), or N for
+    a list of N target dicts; 0 when the target says nothing."""
+    if type(target) is Tensor and target.ndim:
+        return int(target.shape[0])
+    if isinstance(target, (tuple, list)) and len(target) == len(inputs) and all(
+            isinstance(item, Mapping) for item in target):
+        return len(inputs)
+    return 0
 
 
 def _first_size(value: Any) -> int:
