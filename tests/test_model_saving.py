@@ -171,7 +171,9 @@ def test_compile_false_and_unrecorded_settings(tmp_path):
                                    weight_decay=5e-4),
     lambda params: torch.optim.Adam(params, lr=0.01, betas=(0.8, 0.95), weight_decay=1e-3,
                                     amsgrad=True),
-], ids=["sgd", "adam"])
+    lambda params: torch.optim.NAdam(params, lr=0.02, betas=(0.85, 0.99),
+                                     momentum_decay=3e-3),  # a class the Trainer has no name for
+], ids=["sgd", "adam", "nadam"])
 def test_an_optimizer_instance_is_rebuilt_with_its_hyperparameters(tmp_path, build):
     x, y = tiny_data(samples=32)
     module = make_mlp()

@@ -58,6 +58,7 @@ _OPTIMIZER_NAMES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "RMSprop": "
                     "Adagrad": "adagrad"}
 # constructor options that pick torch's implementation for a device, not what training does:
 # left to torch on load, where the device may differ (capturable=True fails on a CPU)
+_TORCH_PREFIX = "torch.optim."  # another torch.optim class, recorded by its class name
 _IMPLEMENTATION_OPTIONS = frozenset({"foreach", "fused", "capturable", "differentiable"})
 _PLAIN_OPTION_TYPES = (bool, int, float, str, type(None))
 
@@ -71,8 +72,8 @@ def compile_settings(model: Model) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if isinstance(spec, str):
         optimizer: str | None = spec.lower()
-    elif isinstance(spec, torch.optim.Optimizer) and type(spec).__name__ in _OPTIMIZER_NAMES:
-        optimizer = _OPTIMIZER_NAMES[type(spec).__name__]
+    elif isinstance(spec, torch.optim.Optimizer) and _torch_class_name(spec) is not None:
+        optimizer = _torch_class_name(spec)
         lr = float(spec.param_groups[0]["lr"])
         options = _optimizer_options(spec, missing)
     else:
@@ -89,6 +90,17 @@ def compile_settings(model: Model) -> dict[str, Any]:
             missing.append(f"metric {metric!r:.60}")
     return {"optimizer": optimizer, "lr": lr, "optimizer_options": options, "loss": loss,
             "metrics": metrics, "not_recorded": missing}
+
+
+def _torch_class_name(optimizer: torch.optim.Optimizer) -> str | None:
+    """How a file names a torch optimizer's class: the Trainer's name for it (``"sgd"``),
+    else ``"torch.optim.NAdam"``; None for a class torch.optim does not hold."""
+    name = type(optimizer).__name__
+    if name in _OPTIMIZER_NAMES and getattr(torch.optim, name) is type(optimizer):
+        return _OPTIMIZER_NAMES[name]
+    if getattr(torch.optim, name, None) is type(optimizer):
+        return f"{_TORCH_PREFIX}{name}"
+    return None
 
 
 def _optimizer_options(optimizer: torch.optim.Optimizer, missing: list[str]) -> dict[str, Any]:
@@ -210,9 +222,17 @@ def _recorded_optimizer(settings: dict[str, Any], module: torch.nn.Module,
     instance it was compiled with, that class built again with them over ``module``."""
     name = settings.get("optimizer") or "adam"
     options = dict(settings.get("optimizer_options") or {})
-    if not options:
+    if name.startswith(_TORCH_PREFIX):
+        cls = getattr(torch.optim, name[len(_TORCH_PREFIX):], None)
+        if cls is None:  # saved with a torch that had it
+            warn(f"model file {source} was compiled with {name}, which this torch "
+                 f"({torch.__version__}) does not have; it loads with adam: call "
+                 f"model.compile(optimizer=...) before fit", UserWarning)
+            return "adam"
+    elif not options:
         return name
-    cls = getattr(torch.optim, next(k for k, v in _OPTIMIZER_NAMES.items() if v == name))
+    else:
+        cls = getattr(torch.optim, next(k for k, v in _OPTIMIZER_NAMES.items() if v == name))
     known = inspect.signature(cls).parameters
     unknown = sorted(key for key in options if key not in known)
     if unknown:  # saved with another torch version

@@ -264,13 +264,15 @@ class LRSchedulerCallback(Callback):
             if left is not None and per_epoch:  # the epochs max_steps lets begin
                 epochs = min(epochs, math.ceil(left / per_epoch))
             return max(epochs // self.frequency, 1)
-        if per_epoch is None and left is None:
-            raise ValueError("LRSchedulerCallback: the number of steps in this run is unknown "
-                             "(train_data has no length); pass the total to your schedule "
-                             "yourself, or set the Trainer's steps_per_epoch= or max_steps=")
-        steps = left if per_epoch is None else per_epoch * epochs
-        if left is not None:
-            steps = min(steps, left)
+        if per_epoch is None:
+            if left is None:
+                raise ValueError("LRSchedulerCallback: the number of steps in this run is "
+                                 "unknown (train_data has no length); pass the total to your "
+                                 "schedule yourself, or set the Trainer's steps_per_epoch= or "
+                                 "max_steps=")
+            steps = left
+        else:
+            steps = per_epoch * epochs if left is None else min(per_epoch * epochs, left)
         return max(steps // self.frequency, 1)
 
     def on_params_update(self, trainer: Any) -> None:
