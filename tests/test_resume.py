@@ -375,6 +375,27 @@ def test_resuming_with_other_data_is_refused(tmp_path: Path) -> None:
         other.fit()
 
 
+def test_a_callback_that_cannot_load_its_state_is_named_and_nothing_else_loads(
+        tmp_path: Path) -> None:
+    class Renamed(hookline.Callback):  # its new version reads a key the old one never wrote
+        def state_dict(self) -> dict[str, Any]:
+            return {"count": 1}
+
+        def load_state_dict(self, state: dict[str, Any]) -> None:
+            self.total = state["total"]
+    trainer = make([Renamed()], epochs=1)
+    trainer.fit()
+    write_checkpoint(build_checkpoint(trainer), tmp_path / "run.ckpt")
+    resumed = make([Renamed()], epochs=2, resume=tmp_path / "run.ckpt")
+    fresh = {key: value.clone() for key, value in resumed.model.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"callback .*Renamed could not load the state it saved \(KeyError: "
+                             r"'total'\); the model, optimizers and counters were not loaded"):
+        resumed.fit()
+    assert all(torch.equal(fresh[key], value) for key, value in resumed.model.state_dict().items())
+    assert resumed.step == 0  # before: a bare KeyError, with the weights already loaded
+
+
 def test_an_unseeded_run_resumes_with_its_own_shuffle_order(tmp_path: Path) -> None:
     def unseeded(callbacks: list[Any], process: int) -> hookline.Trainer:
         model = net()

@@ -243,6 +243,8 @@ def _check(trainer: Any, payload: dict[str, Any], source: Any) -> _Checked:
 def _apply(trainer: Any, payload: dict[str, Any], checked: _Checked) -> None:
     """Load what ``_check`` accepted: components, callbacks, counters, random generators."""
     name, run, start_epoch = checked.name, checked.run, checked.start_epoch
+    states = payload.get("callbacks") or {}
+    _load_callbacks(trainer, states, name, checked.source)  # first: a refusal loads nothing else
     _adopt_data_seed(trainer, payload.get("data") or {})
     trainer.model.load_state_dict(checked.model_state)
     _load_optimizers(checked.optimizer_states, name, checked.source)
@@ -256,8 +258,6 @@ def _apply(trainer: Any, payload: dict[str, Any], checked: _Checked) -> None:
     for parameter_name, parameter in trainer.model.named_parameters():
         grad = grads.get(parameter_name)
         parameter.grad = grad.to(parameter.device) if grad is not None else None
-    states = payload.get("callbacks") or {}
-    trainer.callbacks.load_state_dict(states)
     trainer.callbacks.load_filter_counts(payload.get("filters") or {})
     unclaimed = set(states) - {key for key, _ in trainer.callbacks.keyed()}
     if unclaimed:
@@ -502,6 +502,24 @@ def _check_callbacks(trainer: Any, states: dict[str, Any], name: str, source: An
         trainer.callbacks.check_states(states, trainer)
     except CheckpointMismatchError as error:
         raise CheckpointMismatchError(source, f"{name}: {error}") from None
+
+
+def _load_callbacks(trainer: Any, states: dict[str, Any], name: str, source: Any) -> None:
+    """Give each callback its saved state; one whose ``load_state_dict`` fails (a state
+    written by an older version of it) is an error naming it, raised before the model,
+    the optimizers or the counters are loaded."""
+    for key, owner in trainer.callbacks.keyed():
+        if key not in states:
+            continue
+        try:
+            owner.load_state_dict(states[key])
+        except Exception as error:
+            raise CheckpointMismatchError(
+                source, f"{name}: callback {key} could not load the state it saved "
+                        f"({type(error).__name__}: {error}); the model, optimizers and "
+                        f"counters were not loaded. Make its load_state_dict read that state "
+                        f"(or check_state_dict refuse it), or resume without that "
+                        f"callback") from error
 
 
 def _restore_scaler(trainer: Any, state: dict[str, Any] | None, name: str) -> None:
