@@ -575,6 +575,19 @@ def test_each_run_gets_a_new_folder_unless_exist_ok_or_resume(tmp_path, npz, mon
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["train", "train2"]
 
 
+def test_a_new_run_in_an_existing_folder_replaces_its_tensorboard_events(tmp_path, npz):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    words = ["train", f"data={npz}", f"save_dir={tmp_path / 'run'}", "batch_size=16",
+             "verbose=0", "plots=False", "tensorboard=True"]
+    assert main([*words, "epochs=2", "lr=0.01"]) == 0
+    assert main([*words, "epochs=1", "exist_ok=True"]) == 0
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    # before: the first run's epochs 0 and 1 were still there, drawn with the new run's
+    assert [event.step for event in events.Scalars("epoch/loss")] == [0]
+    assert csv_epochs(tmp_path / "run") == [0]
+
+
 # --- the user's own model and data files ----------------------------------------------------
 MODEL_FILE = """
 from torch import nn

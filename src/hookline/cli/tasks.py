@@ -54,7 +54,8 @@ OPTION_HELP = {
     "loss": "the loss, by name (cross_entropy, mse, bce_with_logits, ...)",
     "patience": "stop after this many epochs without a better val_loss (None: never)",
     "save_dir": "the run folder; default runs/train, then runs/train2, ... (new each run)",
-    "exist_ok": "write into save_dir even when it exists (a new run replaces its files)",
+    "exist_ok": "write into save_dir even when it exists (a new run replaces its files, "
+                "TensorBoard events included)",
     "resume": "True: continue the newest run (or save_dir) from its backup; or a checkpoint",
     "val_split": "fraction of the data held out for validation (None: 0.2, or a .npz file's "
                  "x_val, y_val); val/predict default to the split recorded in weights=",
@@ -138,6 +139,13 @@ def _train_callbacks(save_dir: Path, *, resume: bool | str, patience: int | None
     return chosen
 
 
+def _clear_event_files(folder: Path) -> None:
+    """Remove an earlier run's TensorBoard event files (exist_ok=True reuses its folder), so
+    the new run's curves are not drawn over the old run's at the same steps."""
+    for path in folder.glob("events.out.tfevents.*"):
+        path.unlink()
+
+
 def train(model: str = "digits_cnn", data: str = "digits", weights: str | None = None,
           epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
           optimizer: Optimizer = "adam", loss: str = "cross_entropy",
@@ -175,6 +183,8 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
                                  *(callbacks or []), *(loggers or []), ArgsWriter(run_dir)])
     trainer.weights_meta = {BUILD_KEY: build_info(model, train_data, data, split, seed or 0,
                                                   loss=None if own_loss else loss)}
+    if tensorboard and not resume:  # a new run replaces its folder's files, events included
+        _clear_event_files(run_dir / "tensorboard")
     metrics = trainer.fit()
     print(f"done: {_format(metrics)}; weights in {run_dir / 'weights'}")
 
