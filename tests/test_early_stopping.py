@@ -400,3 +400,34 @@ def test_a_stop_that_min_epochs_held_back_and_never_renewed_is_reported_nowhere(
                   max_steps=5)
     assert trainer.epoch == 4 and trainer.stop_reason == "max_steps=5 reached"
     assert stopper.stopped_epoch == 0
+
+
+def test_each_validation_inside_the_epoch_is_a_check_and_a_stop_ends_the_epoch_there(
+        tmp_path):
+    """val_check_interval (Lightning's rule): every validation is a check, patience counts
+    checks, and a stop asked after a mid-epoch validation ends the epoch at that batch."""
+    scripted = [3.0, 2.0, 2.5] + [2.0] * 20  # one value per validation, in order
+    calls = []
+
+    def validation_step(trainer, batch):
+        calls.append(trainer.step)
+        return torch.tensor(scripted[len(calls) - 1])
+
+    stopper = EarlyStopping(patience=1)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s{step}", monitor="val_loss")
+    x, y = tiny_data(samples=64)  # four batches an epoch: three validations inside it
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               val_data=tiny_data(samples=16, seed=1), batch_size=16,
+                               epochs=3, val_check_interval=1, metrics=[],
+                               validation_step=validation_step,
+                               callbacks=[stopper, checkpoint],
+                               default_callbacks=False, verbose=0, device="cpu", seed=0)
+    trainer.fit()
+    # checks at steps 1 (best 3.0), 2 (best 2.0) and 3 (2.5: one without improvement)
+    assert stopper.stopping_reason == "val_loss did not improve for 1 validations (best 2 at epoch 0)"
+    assert trainer.step == 3 and trainer.epoch == 0  # the epoch ended after its third batch
+    assert calls == [1, 2, 3, 3]  # and validated once more at its end, as every epoch does
+    assert (stopper.best, stopper.best_epoch, stopper.stopped_epoch) == (2.0, 0, 0)
+    # the epoch's end saw the weights of the last check again: not counted or saved twice
+    assert stopper.evaluated == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s1.pt", "s2.pt", "s3.pt"]

@@ -26,13 +26,22 @@ from hookline.loggers import MLflowLogger, PlotResults, WandbLogger
 from hookline.testing import tiny_data, tiny_model
 
 
-def _fit(callbacks, *, epochs=3, initial_epoch=0, save_dir=None):
+def _fit(callbacks, *, epochs=3, initial_epoch=0, save_dir=None, **options):
     trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(32),
                       val_data=tiny_data(16, seed=1), epochs=epochs, batch_size=16, seed=7,
                       verbose=0, initial_epoch=initial_epoch, save_dir=save_dir,
-                      callbacks=callbacks)
+                      callbacks=callbacks, **options)
     trainer.fit()
     return trainer
+
+
+def _fit_validating_each_batch(logger):
+    """Two epochs of two batches, validated after each: (step, val metrics) of each."""
+    validated = []
+    record = LambdaCallback(on_val_end=lambda v: validated.append((v.trainer.step, v.metrics)))
+    trainer = _fit([record, logger], epochs=2, val_check_interval=1)
+    assert [step for step, _ in validated] == [1, 2, 3, 4]  # 1 and 3 inside the epochs
+    return trainer, validated
 
 
 # --- MLflow ---------------------------------------------------------------------------------
@@ -111,6 +120,24 @@ def _fit_with_run_files(logger, save_dir, epochs=3):
     return _fit([LambdaCallback(on_fit_epoch_end=_add_loss_parts), logger,
                  CSVLogger(save_dir / "results.csv"), PlotResults()],
                 epochs=epochs, save_dir=save_dir)
+
+
+def test_mlflow_logs_every_validation_of_a_val_check_interval_at_its_step(tracking_uri):
+    """Lightning's global step: step/val_* at trainer.step for every validation, mid-epoch
+    ones included; val_* stays one point an epoch, at the epoch."""
+    logger = MLflowLogger("exp-val-steps", tracking_uri=tracking_uri)
+    trainer, validated = _fit_validating_each_batch(logger)
+    client = _client(tracking_uri)
+    for name in ("loss", "accuracy"):
+        points = sorted(client.get_metric_history(logger.run_id, f"step/val_{name}"),
+                        key=lambda m: m.step)
+        assert [m.step for m in points] == [step for step, _ in validated]
+        assert [m.value for m in points] == \
+            pytest.approx([metrics[name] for _, metrics in validated])
+    points = sorted(client.get_metric_history(logger.run_id, "val_loss"), key=lambda m: m.step)
+    assert [m.step for m in points] == [0, 1]
+    assert [m.value for m in points] == \
+        pytest.approx(trainer.callbacks.find(History)[0].history["val_loss"])
 
 
 @pytest.mark.parametrize("store", ["sqlite", "file", "http"])
@@ -291,6 +318,29 @@ def test_wandb_offline_run_holds_config_history_and_run_files(tmp_path, monkeypa
             digest = base64.b64encode(hashlib.md5(data).digest()).decode()
             assert contents[entry_name].digest == digest
             assert contents[entry_name].size == len(data)
+
+
+def test_wandb_logs_a_val_check_interval_run_at_the_global_step(tmp_path, monkeypatch):
+    """W&B's steps only go up: such a run is logged at trainer.step (Lightning's), each
+    validation inside an epoch as its own row, the epoch's values at the epoch's last step."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = WandbLogger("hookline-tests", dir=tmp_path / "run", log_artifacts=False)
+    trainer, validated = _fit_validating_each_batch(logger)
+    [run_file] = (tmp_path / "run" / "wandb").glob(f"offline-run-*-{logger.run_id}/run-*.wandb")
+    rows = sorted((
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json)
+         for item in record.history.item}
+        for record in _finished_records(run_file)
+        if record.WhichOneof("record_type") == "history"), key=lambda row: row["_step"])
+    assert [row["_step"] for row in rows] == [step for step, _ in validated]
+    assert [row["epoch"] for row in rows] == [0, 0, 1, 1]
+    assert [row["val_loss"] for row in rows] == \
+        pytest.approx([metrics["loss"] for _, metrics in validated])
+    assert ["loss" in row for row in rows] == [False, True, False, True]  # the epoch rows
+    assert [row["loss"] for row in rows[1::2]] == \
+        pytest.approx(trainer.callbacks.find(History)[0].history["loss"])
 
 
 def test_one_wandb_logger_gives_each_new_fit_its_own_run(tmp_path, monkeypatch):

@@ -396,10 +396,10 @@ def crash_at_batch(n):
     return crash_at("on_train_batch_end", n)
 
 
-def run(callbacks, **options):
+def run(callbacks, epochs=4, **options):
     """Four epochs of three shuffled batches, with validation and History."""
     trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(48),
-                               val_data=tiny_data(16, seed=1), batch_size=16, epochs=4,
+                               val_data=tiny_data(16, seed=1), batch_size=16, epochs=epochs,
                                callbacks=callbacks, verbose=0, device="cpu", seed=0, **options)
     trainer.fit()
     return trainer
@@ -429,19 +429,41 @@ def test_numpy_values_in_the_metrics_are_saved_as_numbers_that_load_safely(tmp_p
         [float(np.float32(loss / 2)) for loss in history(trainer).history["loss"]]
 
 
-@pytest.mark.parametrize("options, resume_from, first_epoch", [
-    ({"filename": "m-{epoch}"}, "m-1.pt", 2),  # after epoch 1's end
-    ({"filename": "s-{step}", "every_n_train_steps": 2}, "s-4.pt", 1),  # mid-epoch 1
-], ids=["epoch", "mid-epoch"])
-def test_resume_from_a_checkpoint_file_is_exact(tmp_path, options, resume_from, first_epoch):
-    expected = run([])
+def test_a_val_monitor_saves_after_every_validation_inside_the_epoch(tmp_path):
+    """Lightning's val_check_interval: each validation ranks a save, named by its step."""
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="s{step}", monitor="val_loss")
+    validated = []
+    record = LambdaCallback(on_val_end=lambda v: validated.append((v.trainer.step,
+                                                                   v.metrics["loss"])))
+    run([checkpoint, record], val_check_interval=1, epochs=2)  # 3 batches: 2 inside each
+    assert [step for step, _ in validated] == [1, 2, 3, 4, 5, 6]
+    assert files(tmp_path) == [f"s{step}.pt" for step in range(1, 7)]
+    assert checkpoint.best_k_models == {str(tmp_path / f"s{step}.pt"): loss
+                                        for step, loss in validated}
+    best_step, best = min(validated, key=lambda pair: pair[1])
+    assert checkpoint.best_model_path == str(tmp_path / f"s{best_step}.pt")
+    assert checkpoint.best_model_score == best
+    mid = load_checkpoint(tmp_path / "s4.pt")["run"]
+    assert (mid["phase"], mid["batches_done"]) == ("train", 1)  # a mid-epoch checkpoint
+
+
+@pytest.mark.parametrize("options, resume_from, first_epoch, extra", [
+    ({"filename": "m-{epoch}"}, "m-1.pt", 2, {}),  # after epoch 1's end
+    ({"filename": "s-{step}", "every_n_train_steps": 2}, "s-4.pt", 1, {}),  # mid-epoch 1
+    # saved after the validation of epoch 1's first batch (val_check_interval)
+    ({"filename": "s-{step}", "monitor": "val_loss"}, "s-4.pt", 1, {"val_check_interval": 1}),
+], ids=["epoch", "mid-epoch", "mid-epoch-validation"])
+def test_resume_from_a_checkpoint_file_is_exact(tmp_path, options, resume_from, first_epoch,
+                                                extra):
+    expected = run([], **extra)
     with pytest.raises(Crash):
-        run([ModelCheckpoint(dirpath=tmp_path, **options), crash_at_batch(8)])  # in epoch 2
+        run([ModelCheckpoint(dirpath=tmp_path, **options), crash_at_batch(8)],  # in epoch 2
+            **extra)
     epochs = RecordingCallback(capture=("epoch",), events=("on_train_epoch_start",))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # exact, and every callback's state is claimed
         resumed = run([ModelCheckpoint(dirpath=tmp_path, **options), epochs],
-                      resume=tmp_path / resume_from)
+                      resume=tmp_path / resume_from, **extra)
     assert [snapshot["epoch"] for _, snapshot in epochs.records] == list(range(first_epoch, 4))
     for name, tensor in expected.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name

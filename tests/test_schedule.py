@@ -67,6 +67,29 @@ def test_val_check_interval_validates_inside_the_epoch() -> None:
         assert seen == [(0, b) for b in starts] + [(0, 5)]
 
 
+def test_a_mid_epoch_validation_reaches_the_metrics_and_its_event_history_stays_per_epoch(
+        ) -> None:
+    """Each val_check_interval validation puts its val_* into trainer.metrics and fires
+    on_mid_epoch_val_end after its batch's on_train_batch_end; History keeps one row an epoch."""
+    trainer = make(val_check_interval=2, epochs=2)  # 6 batches an epoch
+    validated: list[tuple[int, float]] = []
+    trainer.add_callback("on_val_end", lambda v: validated.append((v.trainer.step,
+                                                                   v.metrics["loss"])))
+    events: list[tuple[str, int]] = []
+    trainer.add_callback("on_train_batch_end", lambda t: events.append(("batch_end", t.step)))
+    trainer.add_callback("on_mid_epoch_val_end", lambda t: events.append(
+        ("mid_val", t.step, t.metrics["val_loss"], t.val_metrics["loss"])))
+    trainer.fit()
+    mid = [(step, loss) for step, loss in validated if step % 6]
+    assert [step for step, _ in mid] == [2, 4, 8, 10]
+    assert [event for event in events if event[0] == "mid_val"] == \
+        [("mid_val", step, loss, loss) for step, loss in mid]
+    for step, _ in mid:  # right after that batch's end
+        assert events[events.index(("batch_end", step)) + 1][:2] == ("mid_val", step)
+    history = trainer.callbacks.find(hookline.History)[0].history
+    assert history["val_loss"] == [loss for step, loss in validated if step % 6 == 0]
+
+
 def test_min_epochs_holds_an_early_stop_and_max_steps_ends_training() -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=0)
     trainer = make([ScriptedMetrics({"val_loss": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}), stopper],

@@ -21,13 +21,14 @@ def _read(folder):
     return accumulator
 
 
-def _fit(callbacks, *, epochs=3, save_dir=None):
+def _fit(callbacks, *, epochs=3, save_dir=None, **options):
     add_lr = LambdaCallback(on_fit_epoch_end=lambda t: t.metrics.update(
         lr=t.optimizer.param_groups[0]["lr"]))
     add_lr.order = -10  # an LR monitor's place: before the loggers
     trainer = Trainer(tiny_model(), loss="cross_entropy", train_data=tiny_data(64),
                       val_data=tiny_data(16, seed=1), epochs=epochs, batch_size=16, seed=0,
-                      verbose=0, lr=0.01, save_dir=save_dir, callbacks=[add_lr, *callbacks])
+                      verbose=0, lr=0.01, save_dir=save_dir, callbacks=[add_lr, *callbacks],
+                      **options)
     trainer.fit()
     return trainer
 
@@ -46,6 +47,31 @@ def test_epoch_and_step_scalars_read_back_equal_the_history(tmp_path):
     assert [event.step for event in events.Scalars("step/loss")] == [5, 10]
     assert [event.value for event in events.Scalars("step/lr")] == pytest.approx([0.01] * 2)
     assert not events.Tags()["histograms"] and not events.Tags()["graph"]
+
+
+def test_each_validation_of_a_val_check_interval_is_written_at_its_step(tmp_path):
+    """Lightning's global step: every validation, mid-epoch ones included, is step/val_* at
+    trainer.step; epoch/val_* stays one value an epoch."""
+    validated = []
+    record = LambdaCallback(on_val_end=lambda v: validated.append((v.trainer.step, v.metrics)))
+    trainer = _fit([record, TensorBoard(tmp_path / "tb", log_every_n_steps=0)], epochs=2,
+                   val_check_interval=1)  # 4 batches: 3 validations inside each epoch
+    events = _read(tmp_path / "tb")
+    for name in ("loss", "accuracy"):
+        logged = events.Scalars(f"step/val_{name}")
+        assert [event.step for event in logged] == [step for step, _ in validated]
+        assert [event.value for event in logged] == \
+            pytest.approx([metrics[name] for _, metrics in validated], rel=1e-6)
+    assert [event.step for event in events.Scalars("epoch/val_loss")] == [0, 1]
+    assert [event.value for event in events.Scalars("epoch/val_loss")] == \
+        pytest.approx(trainer.callbacks.find(History)[0].history["val_loss"])
+    assert [step for step, _ in validated] == list(range(1, 9))
+
+
+def test_a_run_without_val_check_interval_writes_no_step_validation(tmp_path):
+    _fit([TensorBoard(tmp_path / "tb", log_every_n_steps=1)], epochs=1)
+    assert not [tag for tag in _read(tmp_path / "tb").Tags()["scalars"]
+                if tag.startswith("step/val")]
 
 
 def test_a_numpy_scalar_or_0d_tensor_metric_is_written_as_a_number(tmp_path):

@@ -100,6 +100,10 @@ class Callback:
     def on_train_batch_end(self, trainer: Trainer) -> None:
         """Each training batch, after backward (and the step, when one was due)."""
 
+    def on_mid_epoch_val_end(self, trainer: Trainer) -> None:
+        """After a validation inside the epoch (``val_check_interval``), once that batch's
+        ``on_train_batch_end`` is done; its ``val_*`` are in ``trainer.metrics``."""
+
     def on_train_epoch_end(self, trainer: Trainer) -> None:
         """Each epoch, after its last batch and before validation."""
 

@@ -67,6 +67,12 @@ EVENTS: tuple[Event, ...] = (
           "each training batch, after backward (and the step, when one was due)",
           "loss, loss_items (detached parts), tloss (running mean per part), step",
           per_batch=True),
+    Event("on_mid_epoch_val_end", "train",
+          "after a validation inside the epoch (val_check_interval), right after that "
+          "batch's on_train_batch_end; not after the epoch-end validation (that is "
+          "on_fit_epoch_end)",
+          "val_metrics; metrics holds its val_* (the rest are the last epoch's), step, "
+          "batch_i"),
     Event("on_train_epoch_end", "train",
           "each epoch, after its last batch and before validation",
           "tloss, loss_names; metrics['loss'] and metrics['train/<part>'] (validation "
@@ -279,7 +285,10 @@ for each epoch:
             optimizer_step
             on_params_update
             on_before_zero_grad
+        every val_check_interval batches (not at the epoch's last batch):
+            on_val_start ... on_val_end (a validation, as below)
         on_train_batch_end
+        after that validation: on_mid_epoch_val_end
     on_train_epoch_end
     if there is validation data:
         on_val_start

@@ -25,6 +25,8 @@ class EarlyStopping(Callback):
         min_delta: an improvement must beat the best by more than this (absolute, >= 0).
         patience: epochs without improvement before stopping; the stop happens at the
             ``patience``-th consecutive epoch that did not improve (Keras and Lightning agree).
+            With ``val_check_interval`` and a ``val_*`` monitor every validation is a check,
+            mid-epoch ones included, and patience counts checks (Lightning's rule).
         mode: "min", "max" or "auto" (min for loss/error names, max for accuracy-like names).
         baseline: a value the metric must beat; until it does, no epoch counts as an
             improvement, so the run stops ``patience`` epochs after ``start_from_epoch``.
@@ -106,6 +108,8 @@ class EarlyStopping(Callback):
         self.stopping_reason = ""
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.best_weights_epoch = 0
+        self._checked_at: tuple[int, int] | None = None  # (epoch, step) of a mid-epoch check
+        self._unit = "epochs"
 
     # --- events ---------------------------------------------------------------------------
     def on_train_start(self, trainer: Any) -> None:
@@ -118,6 +122,14 @@ class EarlyStopping(Callback):
         self._loaded = False
         self._active = True
 
+    def on_mid_epoch_val_end(self, trainer: Any) -> None:
+        """A ``val_check_interval`` validation is a check like an epoch's (Lightning's rule);
+        a monitor that is not ``val_*`` still holds the last epoch's value there: skipped."""
+        if self.monitor.name.startswith(("val_", "val/")):
+            self._unit = "validations"  # patience counts checks, not epochs, from here on
+            self.on_fit_epoch_end(trainer)
+            self._checked_at = (int(trainer.epoch), int(trainer.step))
+
     def on_fit_epoch_end(self, trainer: Any) -> None:
         epoch = trainer.epoch
         if self.stopped_epoch and not trainer.stop:
@@ -125,6 +137,8 @@ class EarlyStopping(Callback):
             self.stopped_epoch, self.stopping_reason = 0, ""
         if epoch < self.start_from_epoch:
             return
+        if self._checked_at is not None and self._checked_at == (epoch, trainer.step):
+            return  # the epoch ended right after a mid-epoch check (a stop): the same weights
         current = self.monitor.read(trainer)
         if current is None:
             return
@@ -162,9 +176,9 @@ class EarlyStopping(Callback):
                     f"divergence_threshold={self.divergence_threshold}")
         if self.wait >= max(self.patience, 1):
             if self.baseline is not None and not monitor.is_better(self.best, self.baseline):
-                return (f"{name} did not beat baseline={self.baseline} in {self.wait} epochs "
-                        f"(best {self.best:.6g})")
-            return (f"{name} did not improve for {self.wait} epochs "
+                return (f"{name} did not beat baseline={self.baseline} in {self.wait} "
+                        f"{self._unit} (best {self.best:.6g})")
+            return (f"{name} did not improve for {self.wait} {self._unit} "
                     f"(best {self.best:.6g} at epoch {self.best_epoch})")
         return ""
 
@@ -200,7 +214,8 @@ class EarlyStopping(Callback):
         state: dict[str, Any] = {
             "wait": self.wait, "evaluated": self.evaluated, "best": self.best,
             "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
-            "stopping_reason": self.stopping_reason}
+            "stopping_reason": self.stopping_reason,
+            "checked_at": list(self._checked_at) if self._checked_at else None}
         if self.restore_best_weights and self.best_weights is not None:
             state["best_weights"] = self.best_weights
             state["best_weights_epoch"] = self.best_weights_epoch
@@ -215,4 +230,6 @@ class EarlyStopping(Callback):
         self.stopping_reason = str(state["stopping_reason"])
         self.best_weights = state.get("best_weights")
         self.best_weights_epoch = int(state.get("best_weights_epoch", self.best_epoch))
+        checked = state.get("checked_at")  # absent from files written before it was
+        self._checked_at = (int(checked[0]), int(checked[1])) if checked else None
         self._loaded = True

@@ -52,6 +52,9 @@ class ModelCheckpoint(Callback):
             verified format, which ``Trainer(resume=path)`` continues exactly.
         every_n_epochs / every_n_train_steps / train_time_interval: when to save (one of
             them; default every epoch). ``train_time_interval`` is a timedelta or seconds.
+            With ``every_n_epochs`` and a ``val_*`` monitor, the validations a
+            ``val_check_interval`` runs inside those epochs save too (as in Lightning);
+            ``{step}`` in the name tells them apart.
         initial_value_threshold: a checkpoint is only kept if it beats this value.
         auto_insert_metric_name: Lightning's "epoch=3-val_loss=0.12" spelling of fields.
         save_freq: Keras' trigger: "epoch", or an integer n for ``every_n_train_steps=n``.
@@ -220,6 +223,7 @@ class ModelCheckpoint(Callback):
         self._stored: tuple[dict[str, float], str, str | None] | None = None
         self._saves = 0
         self._last_step_saved = -1
+        self._validation_saved: tuple[int, int] | None = None  # (epoch, step), mid-epoch
         self._last_time = time.monotonic()
 
     # --- events: only the per-batch hook the configuration needs is subscribed -----------
@@ -229,6 +233,9 @@ class ModelCheckpoint(Callback):
                                     "on_train_end": self.wait, "teardown": self.close}
         if self.every_n_epochs is not None:
             handlers["on_fit_epoch_end"] = self.on_fit_epoch_end
+            if self.monitor is not None and self.monitor.name.startswith(("val_", "val/")):
+                # Lightning's: with val_check_interval, a save after every validation
+                handlers["on_mid_epoch_val_end"] = self.on_mid_epoch_val_end
         else:
             handlers["on_train_batch_end"] = self.on_train_batch_end
         return handlers
@@ -263,8 +270,18 @@ class ModelCheckpoint(Callback):
         return self.dirpath
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
+        if self._validation_saved is not None and \
+                self._validation_saved == (trainer.epoch, trainer.step):
+            return  # the epoch ended right after a mid-epoch save (a stop): the same weights
         if (trainer.epoch + 1) % self.every_n_epochs == 0:
             self.save(trainer, at_epoch_end=True)
+
+    def on_mid_epoch_val_end(self, trainer: Any) -> None:
+        """A validation inside the epoch ranks a save as an epoch's does (a val_* monitor
+        only); the file is a mid-epoch checkpoint, which a resume continues exactly."""
+        if (trainer.epoch + 1) % self.every_n_epochs == 0:
+            self._validation_saved = (int(trainer.epoch), int(trainer.step))  # in the file too
+            self.save(trainer, at_epoch_end=False)
 
     def on_train_batch_end(self, trainer: Any) -> None:
         step = trainer.step
@@ -432,6 +449,8 @@ class ModelCheckpoint(Callback):
                 self.best_model_path, "best_model_score": self.best_model_score,
                 "last_model_path": self.last_model_path, "saves": self._saves,
                 "last_step_saved": self._last_step_saved,
+                "validation_saved": list(self._validation_saved) if self._validation_saved
+                else None,
                 "dirpath": str(self.dirpath) if self.dirpath is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -443,6 +462,8 @@ class ModelCheckpoint(Callback):
                         str(state["dirpath"]) if state.get("dirpath") else None)
         self._saves = int(state["saves"])
         self._last_step_saved = int(state["last_step_saved"])
+        saved = state.get("validation_saved")  # absent from files written before it was
+        self._validation_saved = (int(saved[0]), int(saved[1])) if saved else None
         self._loaded = True
         if self.dirpath is not None and not self._default_dir:
             self._adopt_stored_paths()  # else once on_train_start knows this run's folder

@@ -102,7 +102,8 @@ class Trainer(Engine):
             1-based epochs (Keras' ``validation_freq``); the next options, with Lightning's
             names, are explained in ``hookline.engine.schedule``.
         val_check_interval: also validate every n training batches, or every such fraction
-            of an epoch.
+            of an epoch; each such validation puts its ``val_*`` into ``metrics`` and fires
+            ``on_mid_epoch_val_end`` after that batch's ``on_train_batch_end``.
         min_epochs: a stop asked for earlier waits until this many epochs are done.
         min_steps: likewise, in optimizer steps.
         max_steps: stop after this many optimizer steps.
@@ -684,6 +685,7 @@ class Trainer(Engine):
         on_after_loss = handlers["on_after_loss"]
         on_after_backward = handlers["on_after_backward"]
         on_batch_end = handlers["on_train_batch_end"]
+        on_mid_val_end = handlers["on_mid_epoch_val_end"]
         step, custom = self._training_step, self._custom_training_step
         automatic = self.args.automatic_optimization
         device = self.device
@@ -794,12 +796,17 @@ class Trainer(Engine):
             sizes.append(sample_count(batch))
             if metric_set is not None:
                 metric_set.update(self.preds, self.target, None, self.sample_weight)
-            if interval is not None and seen % interval == 0 and seen != last:
-                self.val_metrics = self.validator.run()  # val_check_interval
+            # val_check_interval: validated before on_train_batch_end, so a backup taken
+            # there holds it; its event fires after, where a checkpoint resumes exactly
+            validated = interval is not None and seen % interval == 0 and seen != last
+            if validated:
+                self._validate_mid_epoch()
             if max_steps is not None and self.step >= max_steps:
                 self.request_stop(f"max_steps={max_steps} reached")
             if on_batch_end:
                 fire("on_train_batch_end", self)
+            if validated and on_mid_val_end:
+                fire("on_mid_epoch_val_end", self)
             if signals.pending:
                 signals.raise_pending()  # a SIGTERM that came during the optimizer step
             # max_steps is reached at the same step on every rank: no rank waits for another
@@ -961,11 +968,8 @@ class Trainer(Engine):
         self.validation_skipped = has_validation and not self.schedule.validates_after(
             self.epoch)
         if has_validation and not self.validation_skipped:
-            values = self.val_metrics = self.validator.run()
-            parts = set(self.validator.loss_names) if self.validator.loss_names != ["loss"] \
-                else set()
-            metrics.update({f"val/{name}" if name in parts else f"val_{name}": value
-                            for name, value in values.items()})
+            self.val_metrics = self.validator.run()
+            metrics.update(self._prefixed(self.val_metrics))
         # an epoch that skipped validation has no fitness: train loss is no stand-in for it
         self.fitness = None if self.validation_skipped else self._fitness(metrics)
         # NaN is never the best: a NaN first epoch would otherwise be a best nothing beats
@@ -980,6 +984,22 @@ class Trainer(Engine):
         fire("on_fit_epoch_end", self)
         if self.world_size > 1 and distributed.any_rank(self.stop) and not self.stop:
             self.request_stop("another rank asked to stop")
+
+    def _validate_mid_epoch(self) -> None:
+        """A ``val_check_interval`` validation. Its ``val_*`` replace the last epoch's in
+        ``trainer.metrics`` (the rest stay until this epoch ends), so what listens to
+        ``on_mid_epoch_val_end`` reads it where it reads an epoch's."""
+        self.val_metrics = self.validator.run()
+        self.metrics = {**self.metrics, **self._prefixed(self.val_metrics)}
+        self.validation_skipped = False  # the val_* there are this validation's
+
+    def _prefixed(self, values: dict[str, float]) -> dict[str, float]:
+        """A validation's metrics as ``trainer.metrics`` names them: ``val/<part>`` for a
+        named loss part (Ultralytics' columns), ``val_<name>`` for the rest (Keras')."""
+        loss_names = self.validator.loss_names
+        parts = set(loss_names) if loss_names != ["loss"] else set()
+        return {f"val/{name}" if name in parts else f"val_{name}": value
+                for name, value in values.items()}
 
     def _epoch_losses(self) -> dict[str, float]:
         """``loss`` (the epoch's mean total) and ``train/<part>`` for each named part, read

@@ -14,6 +14,7 @@ from hookline.callback import Callback
 from hookline.loggers._artifacts import run_files
 from hookline.loggers._optional import require
 from hookline.loggers._params import run_params
+from hookline.loggers._val_steps import at_step
 from hookline.plain_number import plain_number
 
 __all__ = ["MLflowLogger"]
@@ -56,7 +57,9 @@ class MLflowLogger(Callback):
     before the run is created on the server holds no ``run_id``.
 
     Every epoch, each numeric value of ``trainer.metrics`` is logged with ``step=epoch``
-    (0-based); names may contain ``/`` (``train/box_loss``). The files are uploaded at
+    (0-based); names may contain ``/`` (``train/box_loss``). With
+    ``Trainer(val_check_interval=...)`` every validation (inside the epoch and at its end) is
+    also logged as ``step/val_*`` with ``step=trainer.step``. The files are uploaded at
     ``teardown``, after every ``on_train_end`` (PlotResults draws results.png there), and
     also after a failed fit (what exists by then). The run then ends ``FINISHED``, or
     ``FAILED`` when an exception ended the fit (``KILLED`` on Ctrl-C). ``run_id`` is part of
@@ -160,8 +163,23 @@ class MLflowLogger(Callback):
         numbers = {name: plain_number(value) for name, value in trainer.metrics.items()}
         metrics = [Metric(name, float(number), now, trainer.epoch)
                    for name, number in numbers.items() if number is not None]
+        metrics += self._at_step(trainer, now)
         if metrics:
             self._sender.submit(lambda: self._log_metrics(metrics))
+
+    def on_mid_epoch_val_end(self, trainer: Any) -> None:
+        """A ``val_check_interval`` validation, as ``step/val_*`` at ``trainer.step``."""
+        if not self._active:
+            return
+        metrics = self._at_step(trainer, int(time.time() * 1000))
+        if metrics:
+            self._sender.submit(lambda: self._log_metrics(metrics))
+
+    @staticmethod
+    def _at_step(trainer: Any, now: int) -> list[Any]:
+        from mlflow.entities import Metric
+        return [Metric(name, value, now, trainer.step)
+                for name, value in at_step(trainer).items()]
 
     def _log_metrics(self, metrics: list[Any]) -> None:  # in the sender's thread
         if self.run_id is not None:  # else the run could not be created: that error is raised

@@ -12,6 +12,7 @@ import torch
 
 from hookline.callback import Callback
 from hookline.loggers._optional import require
+from hookline.loggers._val_steps import at_step
 from hookline.plain_number import plain_number
 from hookline.user_warning import warn
 
@@ -37,7 +38,9 @@ class TensorBoard(Callback):
 
     Every epoch, each numeric value of ``trainer.metrics`` is written as ``epoch/<name>`` at
     step ``trainer.epoch`` (0-based): the loss, train metrics, ``val_*``, and ``lr`` or any
-    value other callbacks add. The writer is flushed at each epoch's end and closed when
+    value other callbacks add. With ``Trainer(val_check_interval=...)`` every validation
+    (inside the epoch, at ``on_mid_epoch_val_end``, and at its end) is also written as
+    ``step/val_*`` at ``trainer.step``, Lightning's global step. The writer is flushed at each epoch's end and closed when
     training ends. ``on_error="warn"``: a failing logger never ends a run.
 
     A resumed run continues the same folder: the values the interrupted run logged after its
@@ -76,7 +79,8 @@ class TensorBoard(Callback):
     def hookline_handlers(self) -> dict[str, Callable[[Any], None]]:
         handlers: dict[str, Callable[[Any], None]] = {
             "on_train_start": self._open, "on_train_epoch_end": self._graph,
-            "on_fit_epoch_end": self._epoch, "on_train_end": self._close,
+            "on_fit_epoch_end": self._epoch, "on_mid_epoch_val_end": self._val_step,
+            "on_train_end": self._close,
             "teardown": self._close}
         if self.log_every_n_steps:
             handlers["on_train_batch_start"] = self._note_lr
@@ -127,6 +131,15 @@ class TensorBoard(Callback):
         self.writer.add_scalar("step/loss", loss, step)
         self.writer.add_scalar("step/lr", self._lr, step)
 
+    def _val_step(self, trainer: Any) -> None:
+        """With ``val_check_interval``: each validation's ``val_*`` as ``step/val_*`` at
+        ``trainer.step`` (the epoch-end one too), beside ``epoch/val_*`` at the epoch."""
+        if self.writer is None:
+            return
+        step = trainer.step
+        for name, value in at_step(trainer).items():
+            self.writer.add_scalar(name, value, step)
+
     def _graph(self, trainer: Any) -> None:
         if self._graph_done or self.writer is None or trainer.batch is None:
             return
@@ -158,6 +171,7 @@ class TensorBoard(Callback):
             number = plain_number(value)
             if number is not None:
                 self.writer.add_scalar(f"epoch/{name}", number, epoch)
+        self._val_step(trainer)
         if self.histogram_freq and epoch % self.histogram_freq == 0:
             for name, parameter in trainer.model.named_parameters():
                 self.writer.add_histogram(f"weights/{name}",

@@ -13,6 +13,7 @@ from hookline.callback import Callback
 from hookline.loggers._artifacts import run_files
 from hookline.loggers._optional import require
 from hookline.loggers._params import run_params
+from hookline.loggers._val_steps import val_values, validates_mid_epoch
 from hookline.plain_number import plain_number
 
 __all__ = ["WandbLogger"]
@@ -41,6 +42,9 @@ class WandbLogger(Callback):
 
     Every epoch, ``{"epoch": epoch, **numeric metrics}`` is logged at ``step=epoch``
     (0-based); names may contain ``/`` (``train/box_loss``; W&B groups them into sections).
+    With ``Trainer(val_check_interval=...)`` the run is logged at ``step=trainer.step``
+    instead (Lightning's global step; W&B drops a step lower than the last), and each
+    validation inside an epoch logs ``{"epoch", **val_*}`` there too.
     The artifacts are logged at ``teardown``, after every ``on_train_end`` (PlotResults draws
     results.png there), also after a failed fit; then the run is finished (exit code 1 when
     an exception ended the fit). The run id is part of ``state_dict()``, so a resumed fit
@@ -82,6 +86,7 @@ class WandbLogger(Callback):
         self.run_id = self._given_run_id = id
         self._loaded = False  # a resume's run id, for the fit that is starting
         self.run: Any = None
+        self._by_step = False  # this fit's x-axis: trainer.step (val_check_interval) or epoch
 
     @property
     def state_key(self) -> str:
@@ -111,13 +116,21 @@ class WandbLogger(Callback):
             config=run_params(trainer.args) if self.log_params else None,
             id=self.run_id, resume="allow" if self.run_id else None)
         self.run_id = self.run.id
+        self._by_step = validates_mid_epoch(trainer)
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         if self.run is None:
             return
         numbers = {name: plain_number(value) for name, value in trainer.metrics.items()}
         values = {name: number for name, number in numbers.items() if number is not None}
-        self.run.log({"epoch": trainer.epoch, **values}, step=trainer.epoch)
+        step = trainer.step if self._by_step else trainer.epoch
+        self.run.log({"epoch": trainer.epoch, **values}, step=step)
+
+    def on_mid_epoch_val_end(self, trainer: Any) -> None:
+        """A ``val_check_interval`` validation: its ``val_*`` at ``trainer.step``."""
+        if self.run is None:
+            return
+        self.run.log({"epoch": trainer.epoch, **val_values(trainer)}, step=trainer.step)
 
     def teardown(self, engine: Any) -> None:
         if self.run is None:
