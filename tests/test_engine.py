@@ -290,6 +290,28 @@ def test_accuracy_keeps_its_rule_with_other_losses_and_loss_callables():
                                                                ("acc", accuracy)]
 
 
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_accuracy_reads_one_hot_and_probability_targets_by_their_arg_max(batch_size):
+    """Keras' categorical accuracy: the arg-max class of each (N, C) float target row. The
+    predicted classes (N,) were compared with the rows by broadcasting: a wrong share when
+    the batch size equals the class count (3), a shape error otherwise (8)."""
+    x, labels = tiny_data(samples=24)
+    generator = torch.Generator().manual_seed(0)
+    soft = torch.softmax(3 * torch.randn(24, 3, generator=generator), 1)
+    soft[torch.arange(24), labels] += 2.0  # each row's arg-max is its label
+    weight = torch.rand(24, generator=generator)
+    for target in (nn.functional.one_hot(labels, 3).float(), soft / soft.sum(1, keepdim=True)):
+        net = tiny_model()
+        trainer = fit(net, loss="categorical_crossentropy", train_data=(x, target),
+                      val_data=(x, target, weight), batch_size=batch_size, epochs=1,
+                      metrics=["accuracy"], weighted_metrics=["accuracy"])
+        with torch.no_grad():
+            hits = (net(x).argmax(1) == labels).float()
+        assert trainer.metrics["val_accuracy"] == pytest.approx(hits.mean().item())
+        assert trainer.metrics["val_weighted_accuracy"] == pytest.approx(
+            ((hits * weight).sum() / weight.sum()).item())
+
+
 def test_bf16_autocast_runs_on_cpu():
     seen = []
     x, y = tiny_data(samples=16)

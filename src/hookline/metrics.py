@@ -11,7 +11,8 @@ the binary accuracy: each output is thresholded, at 0.5 for ``"binary_crossentro
 ``"bce"``, which takes probabilities) and at 0 for ``"bce_with_logits"``, and compared with its
 target element-wise, so each label of a multi-label target (N, C) counts. With any other loss,
 a loss given as a callable included, it is the arg-max class, or for one output the logit
-thresholded at 0. ``"binary_accuracy"`` is Keras' binary accuracy (threshold 0.5) with any
+thresholded at 0; a one-hot or probability target (floats shaped as the predictions, as
+``"categorical_crossentropy"`` takes) counts by its arg-max class, Keras' categorical accuracy. ``"binary_accuracy"`` is Keras' binary accuracy (threshold 0.5) with any
 loss, for a loss module such as ``nn.BCELoss()``; ``metrics="auto"`` is the accuracy of a
 classification loss, the binary one for a binary cross entropy by name.
 """
@@ -34,24 +35,31 @@ __all__ = ["MetricSet", "accuracy", "mean_absolute_error", "mean_squared_error",
 
 
 def accuracy(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Share of samples whose arg-max class (or thresholded logit, for one output) is right.
+    """Share of samples whose arg-max class (or thresholded logit, for one output) is right;
+    one-hot or probability targets are read by their arg-max (Keras' categorical accuracy).
 
     ``metrics=["accuracy"]`` with a binary cross entropy given by name is the binary accuracy
     instead (see ``resolve_metrics``)."""
-    if preds.dim() > 1 and preds.shape[-1] > 1:
-        predicted = preds.argmax(dim=-1)
-    else:
-        predicted = (preds.reshape(targets.shape) > 0).to(targets.dtype)
-    return (predicted == targets).float().mean()
+    return _class_hits(preds, targets).mean()
 
 
 def _accuracy_per_sample(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    hits = _class_hits(preds, targets)
+    return hits.flatten(1).mean(1) if hits.dim() > 1 else hits
+
+
+def _class_hits(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 where the predicted class is the target's, else 0. A float target shaped as the
+    predictions holds a row of class probabilities (one-hot, as with
+    ``"categorical_crossentropy"``): its arg-max is the class, as cross entropy reads it;
+    compared row by row with the class indices it broadcast to a wrong share, or failed."""
     if preds.dim() > 1 and preds.shape[-1] > 1:
+        if targets.shape == preds.shape and targets.is_floating_point():
+            targets = targets.argmax(dim=-1)
         predicted = preds.argmax(dim=-1)
     else:
         predicted = (preds.reshape(targets.shape) > 0).to(targets.dtype)
-    hits = (predicted == targets).float()
-    return hits.flatten(1).mean(1) if hits.dim() > 1 else hits
+    return (predicted == targets).float()
 
 
 def _binary_hits(preds: torch.Tensor, targets: torch.Tensor, threshold: float) -> torch.Tensor:
