@@ -146,6 +146,51 @@ def test_sample_weight_weighs_the_loss_and_weighted_metrics_as_keras_does() -> N
     assert metrics["val_loss"] == pytest.approx(float(expected_loss))
 
 
+class Tagger(nn.Module):
+    """Logits (N, C, T) for each position of a sequence (N, T, 8), as a tagger gives them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x).transpose(1, 2)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"weight": torch.tensor([0.5, 2.0, 1.0])},
+    {"weight": torch.tensor([0.5, 2.0, 1.0]), "label_smoothing": 0.1}])
+def test_sample_weights_divide_by_the_positions_the_loss_counts(options: dict) -> None:
+    """A padded position (ignore_index) counted as a zero loss in each sample's mean, so
+    weights of ones shrank the loss of padded sequences; torch's mean divides by the class
+    weights of the positions it keeps, and a weighted loss divides by the same."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 6, 8, generator=generator)
+    y = torch.randint(0, 3, (16, 6), generator=generator)
+    lengths = torch.randint(1, 7, (16,), generator=generator)
+    y[torch.arange(6) >= lengths[:, None]] = -100  # padding of varying lengths
+    w = torch.rand(16, generator=generator) * 2
+    loss = nn.CrossEntropyLoss(ignore_index=-100, **options)
+    plain, ones, weighted = Tagger(), Tagger(), Tagger()
+    unweighted = fit(plain, (x, y), loss=loss, val_data=(x, y), metrics=None)
+    by_ones = fit(ones, (x, y, torch.ones(16)), loss=loss, val_data=(x, y, torch.ones(16)),
+                  metrics=None)
+    assert by_ones.metrics["val_loss"] == pytest.approx(unweighted.metrics["val_loss"], rel=1e-6)
+    for left, right in zip(plain.parameters(), ones.parameters()):
+        torch.testing.assert_close(left, right)
+    trainer = fit(weighted, (x, y, w), loss=loss, val_data=(x, y, w), metrics=None)
+    class_weight = options.get("weight", torch.ones(3))
+    expected = []
+    with torch.no_grad():
+        for xb, yb, wb in batches_of(x, y, w, size=8):
+            per_position = nn.functional.cross_entropy(
+                weighted(xb), yb, reduction="none", ignore_index=-100, **options)
+            counted = class_weight[yb.clamp(min=0)] * (yb != -100)
+            expected.append((per_position * wb[:, None]).sum() / counted.sum())
+    assert trainer.metrics["val_loss"] == pytest.approx(float(torch.stack(expected).mean()))
+
+
 def test_a_loss_that_cannot_weigh_samples_is_an_error_not_ignored() -> None:
     x, y = tiny_data(8)
     def mean_only(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,11 +1,14 @@
 """The loss a default step computes: a loss function on the output, weighted by
 ``sample_weight`` with Keras' meaning, or the loss the model returned itself.
 
-With sample weights each sample's loss (averaged over its non-batch dimensions) is multiplied by
-its weight and the sum is divided by the batch size (Keras' ``sum_over_batch_size``). Per-sample
-losses come from the loss itself: a loss name, a torch loss module (its ``reduction`` set to
-``"none"`` on a copy), a function taking ``reduction=``, or a function taking
-``sample_weight=`` that weighs the samples itself.
+With sample weights each value of the unreduced loss is multiplied by its sample's weight and
+the sum is divided by the batch's size as the loss's own mean counts it (Keras'
+``sum_over_batch_size``): the samples, times their positions for a per-position loss; for torch's
+cross entropy and NLL with class indices, the positions they do not ignore (``ignore_index``),
+each counting its class weight (``weight=``). Weights of ones thus give the unweighted loss.
+Per-sample losses come from the loss itself: a loss name, a torch loss module (its
+``reduction`` set to ``"none"`` on a copy), a function taking ``reduction=``, or a function
+taking ``sample_weight=`` that weighs the samples itself.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Objective:
         self.takes_prediction = by_name
         self.prediction = prediction
         self._per_sample: Callable[..., Any] | None = None
+        self._counted: Callable[[Any], torch.Tensor | None] = _every_position
         self._takes_weight = loss is not None and _accepts(loss, "sample_weight")
         # what a tensor output and an unweighted batch need: the loss function itself
         self.direct = loss
@@ -60,7 +64,8 @@ class Objective:
                 return loss(preds, target)
             if self._takes_weight:
                 return loss(preds, target, sample_weight=weight)
-            return weighted_mean(self._per_sample_loss()(preds, target), weight)
+            values = self._per_sample_loss()(preds, target)
+            return weighted_mean(values, weight, self._counted(target))
         except (RuntimeError, ValueError, IndexError) as error:
             explain_loss_error(error, preds, target)
             raise
@@ -68,6 +73,7 @@ class Objective:
     def _per_sample_loss(self) -> Callable[..., Any]:
         if self._per_sample is None:
             self._per_sample = _per_sample(self.loss)
+            self._counted = _positions_counted(self._per_sample)
         return self._per_sample
 
 
@@ -84,18 +90,48 @@ _NO_TARGET = ("give batches with targets ((x, y), or a dict with target_key's en
               "drop loss= so the model's own loss is used")
 
 
-def weighted_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``sum(value_i * weight_i) / N`` with each sample's value averaged over its other dims."""
+def weighted_mean(values: torch.Tensor, weight: torch.Tensor,
+                  counted: torch.Tensor | None = None) -> torch.Tensor:
+    """``sum(weight_i * value_i,t) / sum(counted_i,t)``: each sample's values weighed by its
+    weight, over the batch's size as the loss's mean counts it. ``counted`` (shaped as
+    ``values``) is what each position counts, 1 each when None, so weights of ones give the
+    loss's own mean: positions a loss ignores count 0, a class-weighted one its class weight."""
     if values.dim() == 0:
         raise ValueError("sample_weight needs one loss value per sample, but the loss "
                          "returned a scalar; use a loss name, a torch loss module or a "
                          "function accepting reduction='none' or sample_weight=")
-    if values.dim() > 1:
-        values = values.flatten(1).mean(1)
     if len(values) != len(weight):
         raise ValueError(f"sample_weight has {len(weight)} weights for {len(values)} "
                          f"samples; give one weight per sample")
-    return (values * weight.to(values.dtype)).sum() / len(values)
+    if counted is None:
+        if values.dim() > 1:
+            values = values.flatten(1).mean(1)
+        return (values * weight.to(values.dtype)).sum() / len(values)
+    if values.dim() > 1:
+        values = values.flatten(1).sum(1)
+    return (values * weight.to(values.dtype)).sum() / counted.sum().to(values.dtype)
+
+
+def _every_position(target: Any) -> None:
+    """Every position counts 1 (the mean over all of them): most losses' mean."""
+
+
+def _positions_counted(loss: Any) -> Callable[[Any], torch.Tensor | None]:
+    """What each position counts in ``loss``'s own mean. Torch's cross entropy and NLL with
+    class indices divide by the class weights of the positions they do not ignore, so a
+    padded position (``ignore_index``) counts 0 and a class-weighted one its weight; averaged
+    as ones, padding diluted the loss. Probability targets count every position, as there."""
+    if not isinstance(loss, (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)):
+        return _every_position
+
+    def counted(target: Any) -> torch.Tensor | None:
+        if not isinstance(target, torch.Tensor) or target.is_floating_point():
+            return None
+        valid = target != loss.ignore_index
+        if loss.weight is None:
+            return valid
+        return loss.weight[target.masked_fill(~valid, 0)] * valid
+    return counted
 
 
 def _per_sample(loss: Any) -> Callable[..., Any]:
