@@ -210,6 +210,60 @@ def test_torchmetrics_metric_is_accepted():
         plain.metrics["val_accuracy"])
 
 
+def test_a_per_class_metric_and_a_metric_collection_log_one_value_per_entry():
+    """A per-class tensor logs name_0, name_1, ...; a MetricCollection one value per key. Both
+    failed after a whole epoch trained, with a bare float() error."""
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassPrecision
+    x, y = tiny_data(samples=24)
+    collection = MetricCollection({"top1": MulticlassAccuracy(num_classes=3, average="micro"),
+                                   "precision": MulticlassPrecision(num_classes=3)},
+                                  prefix="c_")
+    trainer = fit(tiny_model(), val_data=(x, y), train_metrics=True, metrics=[
+        MulticlassAccuracy(num_classes=3, average=None), collection])
+    with torch.no_grad():
+        predicted = trainer.model(x).argmax(1)
+    hits = (predicted == y).float()
+    by_class = [hits[y == c].mean().item() for c in range(3)]
+    precision = np.mean([hits[predicted == c].mean().item() if (predicted == c).any() else 0.0
+                         for c in range(3)])
+    logged = trainer.metrics
+    assert [logged[f"val_multiclass_accuracy_{c}"] for c in range(3)] == pytest.approx(by_class)
+    assert logged["val_c_top1"] == pytest.approx(hits.mean().item())
+    assert logged["val_c_precision"] == pytest.approx(precision)
+    assert {"multiclass_accuracy_0", "c_top1", "c_precision"} <= set(logged)  # training's
+
+
+_UNLOGGABLE = [
+    ("confusion_matrix", TypeError,
+     (r"metric 'multiclass_confusion_matrix' computes a tensor of shape \(3, 3\), which "
+      r"cannot be logged; .* a 1-d tensor \(logged as multiclass_confusion_matrix_0, .*reduce "
+      r"it in a subclass's compute\(\)")),
+    ("collection_key_loss", ValueError,
+     r"metrics would log \['loss'\] twice \(or over the loss\)")]
+
+
+@pytest.mark.parametrize("train_metrics", [False, True])
+@pytest.mark.parametrize(("metric", "error", "message"), _UNLOGGABLE)
+def test_a_metric_result_that_cannot_be_logged_is_refused_at_the_first_batch(
+        metric, error, message, train_metrics):
+    """A matrix, or a collection key that takes the loss's name, is refused at the first
+    training batch, validation's metrics included, naming the metric and the fix."""
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+    metric = MulticlassConfusionMatrix(num_classes=3) if metric == "confusion_matrix" else \
+        MetricCollection({"loss": MulticlassAccuracy(num_classes=3)})
+    x, y = tiny_data(samples=24)
+    trained = []
+    trainer = hookline.Trainer(tiny_model(), loss="cross_entropy", train_data=(x, y),
+                               val_data=(x, y), metrics=[metric], train_metrics=train_metrics,
+                               batch_size=8, verbose=0, device="cpu", default_callbacks=False)
+    trainer.add_callback("on_train_batch_end", lambda t: trained.append(t.batch_i))
+    with pytest.raises(error, match=message):
+        trainer.fit()
+    assert trained == []
+
+
 def test_torchmetrics_objects_follow_the_model_to_its_device_with_a_copy_for_training():
     from torchmetrics.classification import MulticlassAccuracy
 

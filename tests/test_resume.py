@@ -206,10 +206,12 @@ def test_a_loader_with_persistent_workers_resumes_exactly_in_a_later_epoch(
                                         ("on_val_batch_end", 2)])
 def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: str,
                                                        n: int) -> None:
+    from torchmetrics import MetricCollection
     from torchmetrics.classification import (
         MulticlassAccuracy,
         MulticlassAUROC,
         MulticlassConfusionMatrix,
+        MulticlassRecall,
     )
 
     class Diagonal(MulticlassConfusionMatrix):  # a matrix state, reduced to one number
@@ -217,8 +219,13 @@ def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: st
             return super().compute().diagonal().sum()
 
     def build(callbacks: list[Any], **options: Any) -> hookline.Trainer:
+        # a collection's members of one compute group share their states
+        collection = MetricCollection({"recall": MulticlassRecall(num_classes=3),
+                                       "per_class": MulticlassAccuracy(num_classes=3,
+                                                                       average=None)})
         metrics = [MulticlassAccuracy(num_classes=3, average="micro"), Diagonal(num_classes=3),
-                   MulticlassAUROC(num_classes=3, thresholds=None)]  # list states: every batch
+                   MulticlassAUROC(num_classes=3, thresholds=None),  # list states: every batch
+                   collection]
         return make(callbacks, train_metrics=True, metrics=metrics, **options)
     expected = build([])
     expected.fit()
@@ -230,7 +237,8 @@ def test_a_torchmetrics_train_metric_resumes_mid_epoch(tmp_path: Path, event: st
     resumed.fit()
     assert_same_weights(resumed.model, expected.model)
     logged, reference_log = history(resumed), history(expected)
-    assert {"multiclass_accuracy", "diagonal", "multiclass_auroc"} <= set(logged)
+    assert {"multiclass_accuracy", "diagonal", "multiclass_auroc", "recall",
+            "per_class_2"} <= set(logged)
     assert logged == reference_log  # train metrics over the whole resumed epoch
 
 

@@ -4,7 +4,10 @@ A metric is any callable ``fn(preds, targets) -> scalar tensor`` (or a Python or
 as one written with numpy returns; named by its ``__name__``), a torchmetrics metric (anything
 with ``update``/``compute``/``reset``), or one of the names below.
 Batch values are averaged weighted by batch size; nothing is copied to the host until
-``compute()``, which runs once per epoch.
+``compute()``, which runs once per epoch. A torchmetrics result that is not one number is
+logged entry by entry: a ``MetricCollection``'s dict one value per key (named by its keys), a
+1-d tensor (a per-class metric, ``average=None``) as ``name_0``, ``name_1``, ...; any other
+result (a matrix, a curve's tuple) is refused at the first batch, naming the metric.
 
 ``"accuracy"`` follows the loss, as in Keras. With a binary cross entropy given by name it is
 the binary accuracy: each output is thresholded, at 0.5 for ``"binary_crossentropy"`` (alias
@@ -22,7 +25,7 @@ from __future__ import annotations
 import copy
 import numbers
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -255,6 +258,8 @@ class MetricSet:
         self.weighted = [(f"weighted_{name}" if name in plain else name,
                           _weighable(name, metric)) for name, metric in weighted or []]
         self._stateful = [hasattr(metric, "compute") for _, metric in metrics]
+        self._unchecked = any(self._stateful)  # results read once, at the first batch
+        self._probed = False
         self.reset()
 
     @property
@@ -312,8 +317,49 @@ class MetricSet:
                 self._sums[i] = _accumulate(self._sums[i], value, size)
             except AttributeError:  # not a tensor: checked here, off the tensor's path
                 self._sums[i] = _accumulate(self._sums[i], _number_tensor(name, value), size)
+        if self._unchecked:
+            self._check_results({name: metric.compute() for (name, metric), stateful
+                                 in zip(self.metrics, self._stateful) if stateful})
+            self._unchecked = False
         if self.weighted:
             self._update_weighted(preds, targets, weight, size)
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether ``probe`` has torchmetrics objects left to check."""
+        return self._unchecked and not self._probed and any(
+            stateful and isinstance(metric, nn.Module)
+            for (_, metric), stateful in zip(self.metrics, self._stateful))
+
+    def probe(self, preds: Any, targets: Any) -> None:
+        """Check the results of copies of the torchmetrics objects updated with one batch:
+        validation metrics first see a batch after a whole training epoch, so a result that
+        cannot be logged is refused at training's first batch instead."""
+        if not isinstance(preds, torch.Tensor) or targets is None:
+            return
+        self._probed = True
+        results: dict[str, Any] = {}
+        try:
+            for (name, metric), stateful in zip(self.metrics, self._stateful):
+                if stateful and isinstance(metric, nn.Module):
+                    probe: Any = copy.deepcopy(metric).to(preds.device)
+                    probe.update(preds.detach(), targets)
+                    results[name] = probe.compute()
+        except Exception:  # noqa: BLE001 - training's batch may not suit them: checked there
+            return
+        self._check_results(results)
+
+    def _check_results(self, results: dict[str, Any]) -> None:
+        """Check stateful metrics' results once: one that cannot be logged, or a name two
+        metrics (or a metric and the loss) would log, is an error now, not at the epoch's end."""
+        read = {name: list(_expanded(name, value)) for name, value in results.items()}
+        names = [entry for name, _ in self.metrics for entry in read.get(name, [name])]
+        names += [name for name, _ in self.weighted]
+        twice = sorted({name for name in names if names.count(name) > 1 or name == "loss"})
+        if twice:
+            raise ValueError(f"metrics would log {twice} twice (or over the loss) among "
+                             f"{names}; rename them (a MetricCollection's keys, prefix= or "
+                             f"postfix=, or a (name, metric) pair)")
 
     def _update_weighted(self, preds: torch.Tensor, targets: Any, weight: torch.Tensor | None,
                          size: int) -> None:
@@ -367,9 +413,7 @@ class MetricSet:
         saved = state.get("metric_states") or [None] * len(self.metrics)
         for (_, metric), states in zip(self.metrics, saved):
             if states is not None:
-                for name, value in states["states"].items():
-                    setattr(metric, name, moved(value))
-                metric._update_count = int(states["updates"])  # compute() checks it
+                _restore_states(metric, states, moved)
 
     def compute(self, with_loss: bool = True) -> dict[str, float]:
         """The epoch's values as numbers: ``loss`` (when a loss was seen), its parts, then the
@@ -396,7 +440,10 @@ class MetricSet:
         values: dict[str, torch.Tensor] = {}
         count = self.metric_count
         for (name, metric), stateful, total in zip(self.metrics, self._stateful, self._sums):
-            values[name] = metric.compute() if stateful else torch.as_tensor(total) / count
+            if stateful:
+                values.update(_expanded(name, metric.compute()))
+            else:
+                values[name] = torch.as_tensor(total) / count
         if self.weighted:
             weight = self._weight_total
             for (name, _), total in zip(self.weighted, self._weighted_sums):
@@ -448,13 +495,36 @@ def _number_tensor(name: str, value: Any) -> torch.Tensor:
                     f"device until the epoch's end), a Python float or a numpy scalar")
 
 
+def _expanded(name: str, value: Any) -> dict[str, Any]:
+    """A stateful metric's result as named numbers: a dict (a MetricCollection's) one per key,
+    a 1-d tensor (a per-class metric) one per entry, ``name_0``, ``name_1``, ...; a result that
+    is none of these nor one number is an error naming the metric."""
+    if isinstance(value, Mapping):
+        return {entry: number for key, item in value.items()
+                for entry, number in _expanded(str(key), item).items()}
+    if isinstance(value, torch.Tensor):
+        if value.numel() == 1:
+            return {name: value}
+        if value.dim() == 1 and value.numel():
+            return {f"{name}_{i}": item for i, item in enumerate(value)}
+        what = f"a tensor of shape {tuple(value.shape)}"
+    elif isinstance(as_python(value), numbers.Real):
+        return {name: value}
+    else:
+        what = f"a {type(value).__qualname__}"
+    raise TypeError(f"metric {name!r} computes {what}, which cannot be logged; a metric's "
+                    f"compute() returns one number, a 1-d tensor (logged as {name}_0, "
+                    f"{name}_1, ...) or a dict of them (a MetricCollection: one value per "
+                    f"key); reduce it in a subclass's compute() or leave it out of metrics=")
+
+
 def _torchmetrics_state(metric: Any) -> dict[str, Any] | None:
-    """A torchmetrics object's accumulated states (``metric_state``, copied) and update count;
-    None for other stateful objects. Its own ``state_dict()`` leaves the states out unless they
-    were registered persistent."""
+    """A torchmetrics object's accumulated states (``metric_state``, copied) and update count,
+    a MetricCollection's by member; None for other stateful objects. Its own ``state_dict()``
+    leaves the states out unless they were registered persistent."""
     states = getattr(metric, "metric_state", None)
     if not isinstance(states, dict) or not hasattr(metric, "_update_count"):
-        return None
+        return _collection_state(metric)
 
     def copied(value: Any) -> Any:
         if isinstance(value, list):
@@ -462,6 +532,29 @@ def _torchmetrics_state(metric: Any) -> dict[str, Any] | None:
         return value.detach().clone() if isinstance(value, torch.Tensor) else value
     return {"states": {str(name): copied(value) for name, value in states.items()},
             "updates": int(metric._update_count)}
+
+
+def _collection_state(metric: Any) -> dict[str, Any] | None:
+    """A MetricCollection's members' states by member name (None if one has none): members of
+    one compute group share their states, so each is saved whole."""
+    if not (isinstance(metric, nn.Module) and callable(getattr(metric, "keys", None))):
+        return None
+    members = {name: _torchmetrics_state(member) for name, member in metric.named_children()}
+    if not members or any(states is None for states in members.values()):
+        return None
+    return {"members": members}
+
+
+def _restore_states(metric: Any, states: dict[str, Any], moved: Callable[[Any], Any]) -> None:
+    """Put ``_torchmetrics_state``'s states back (a collection's into each member)."""
+    if "members" in states:
+        children = dict(metric.named_children())
+        for name, member_states in states["members"].items():
+            _restore_states(children[name], member_states, moved)
+        return
+    for name, value in states["states"].items():
+        setattr(metric, name, moved(value))
+    metric._update_count = int(states["updates"])  # compute() checks it
 
 
 def _snapshot(total: torch.Tensor | float) -> torch.Tensor | float:

@@ -118,7 +118,9 @@ class Trainer(Engine):
             torchmetrics metrics; computed on validation (and on training if ``train_metrics``,
             with a copy of each torchmetrics object, so the two never share a state).
             Logged under their ``name``, ``__name__`` or class name in snake case
-            (``MulticlassAUROC`` -> ``multiclass_auroc``, ``val_multiclass_auroc``).
+            (``MulticlassAUROC`` -> ``multiclass_auroc``, ``val_multiclass_auroc``); a
+            MetricCollection logs one value per key, a 1-d result (``average=None``) one per
+            entry (``name_0``, ...); another result is refused at the first batch.
         device: "auto" (CUDA when present), "cpu", "cuda", "cuda:N", "mps" or a torch.device.
         precision: "32", "bf16" or "fp16" (autocast; fp16 adds a gradient scaler).
         accumulate: batches per optimizer step (gradient accumulation).
@@ -731,6 +733,7 @@ class Trainer(Engine):
             if batches is None:
                 return  # the checkpoint was taken after this epoch's batches
         seen = skip
+        probe = self.validator.data is not None and self.validator.metric_set.needs_probe
         for batch_i, batch in enumerate(batches, start=skip):
             if limit is not None and batch_i >= limit:
                 break
@@ -796,6 +799,9 @@ class Trainer(Engine):
             sizes.append(sample_count(batch))
             if metric_set is not None:
                 metric_set.update(self.preds, self.target, None, self.sample_weight)
+            if probe:  # once: validation's metrics would first see a batch after the epoch
+                probe = False
+                self.validator.metric_set.probe(self.preds, self.target)
             # val_check_interval: validated before on_train_batch_end, so a backup taken
             # there holds it; its event fires after, where a checkpoint resumes exactly
             validated = interval is not None and seen % interval == 0 and seen != last
