@@ -733,7 +733,10 @@ class Trainer(Engine):
             if batches is None:
                 return  # the checkpoint was taken after this epoch's batches
         seen = skip
-        probe = self.validator.data is not None and self.validator.metric_set.needs_probe
+        # one rank alone: a probe's compute() is a collective under torchmetrics' DDP sync,
+        # and a probe that fails on one rank's batch only would leave the others waiting
+        probe = self.validator.data is not None and self.validator.metric_set.needs_probe \
+            and self.world_size == 1
         for batch_i, batch in enumerate(batches, start=skip):
             if limit is not None and batch_i >= limit:
                 break
