@@ -344,6 +344,30 @@ def test_accuracy_keeps_its_rule_with_other_losses_and_loss_callables():
                                                                ("acc", accuracy)]
 
 
+def test_accuracy_of_a_sequence_reads_the_class_dimension_cross_entropy_reads():
+    """torch's sequence layout (N, C, T) logits against (N, T) classes, as
+    loss="cross_entropy" takes them, and Hugging Face's (N, T, C): both count each position
+    (before: the (N, C, T) arg-max ran over T, a crash, or a wrong share where T == C)."""
+    from hookline.metrics import accuracy
+    torch.manual_seed(0)
+    logits, classes = torch.randn(4, 3, 5), torch.randint(0, 3, (4, 5))  # N=4, C=3, T=5
+    expected = (logits.argmax(1) == classes).float().mean()
+    assert accuracy(logits, classes) == expected
+    assert accuracy(logits.transpose(1, 2), classes) == expected
+    x, y = torch.randn(12, 5, 2), torch.randint(0, 3, (12, 5))
+    model = nn.Sequential(nn.Linear(2, 3), Transpose())  # (N, T, 2) -> (N, 3, T)
+    metrics = hookline.Validator(model, data=(x, y), loss="cross_entropy",
+                                 metrics=["accuracy"]).validate()
+    with torch.no_grad():
+        assert metrics["accuracy"] == pytest.approx(float((model(x).argmax(1) == y).float()
+                                                          .mean()))
+
+
+class Transpose(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2)
+
+
 @pytest.mark.parametrize("batch_size", [3, 8])
 def test_accuracy_reads_one_hot_and_probability_targets_by_their_arg_max(batch_size):
     """Keras' categorical accuracy: the arg-max class of each (N, C) float target row. The

@@ -59,10 +59,22 @@ def _class_hits(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if preds.dim() > 1 and preds.shape[-1] > 1:
         if targets.shape == preds.shape and targets.is_floating_point():
             targets = targets.argmax(dim=-1)
-        predicted = preds.argmax(dim=-1)
+        predicted = preds.argmax(dim=_class_dim(preds, targets))
     else:
         predicted = (preds.reshape(targets.shape) > 0).to(targets.dtype)
     return (predicted == targets).float()
+
+
+def _class_dim(preds: torch.Tensor, targets: torch.Tensor) -> int:
+    """The classes' dimension of ``preds``: the last (``(N, C)``, Hugging Face's ``(N, T,
+    C)``), or the second for torch's sequence layout ``(N, C, T)`` against ``(N, T)`` class
+    indices, which cross entropy reads that way (the last when both layouts fit)."""
+    if preds.dim() > 2 and targets.dim() == preds.dim() - 1:
+        fits_last = preds.shape[:-1] == targets.shape
+        fits_second = preds.shape[:1] + preds.shape[2:] == targets.shape
+        if fits_second and not fits_last:
+            return 1
+    return -1
 
 
 def _binary_hits(preds: torch.Tensor, targets: torch.Tensor, threshold: float) -> torch.Tensor:
