@@ -100,9 +100,36 @@ def test_min_epochs_holds_an_early_stop_and_max_steps_ends_training() -> None:
     trainer.fit()
     assert trainer.step == 9 and trainer.epoch == 1
     assert trainer.stop_reason == "max_steps=9 reached"
-    held = make(epochs=3, max_steps=2, min_steps=8)
+    always = hookline.LambdaCallback(on_train_batch_end=lambda t: t.request_stop("asked"))
+    held = make([always], epochs=3, min_steps=8)
     held.fit()
     assert held.step == 8
+
+
+def stop_at(epoch: int, batch_i: int) -> hookline.LambdaCallback:
+    """A callback asking for a stop after that training batch."""
+    def ask(trainer: hookline.Trainer) -> None:
+        if (trainer.epoch, trainer.batch_i) == (epoch, batch_i):
+            trainer.request_stop("asked")
+    return hookline.LambdaCallback(on_train_batch_end=ask)
+
+
+def test_min_epochs_counts_complete_epochs_and_max_steps_wins() -> None:
+    recorder = RecordingCallback(capture=("epoch",), events=("on_train_batch_end",))
+    # a stop asked in the 2nd epoch with min_epochs=2: that epoch is not complete yet
+    trainer = make([stop_at(1, 0), recorder], epochs=5, min_epochs=2)
+    trainer.fit()
+    assert [seen["epoch"] for _, seen in recorder.records] == [0] * 6 + [1] * 6
+    assert trainer.step == 12 and trainer.stop_reason == "asked"
+    # max_steps ends training before min_epochs or min_steps, as in Lightning
+    for held in ({"min_epochs": 3}, {"min_steps": 20}):
+        trainer = make(epochs=10, max_steps=8, **held)
+        trainer.fit()
+        assert (trainer.step, trainer.epoch) == (8, 1)
+        assert trainer.stop_reason == "max_steps=8 reached"
+    trainer = make(epochs=10, max_steps=12, min_epochs=3)  # reached at an epoch's end
+    trainer.fit()
+    assert (trainer.step, trainer.epoch) == (12, 1)
 
 
 def test_sanity_validation_runs_first_and_changes_nothing() -> None:

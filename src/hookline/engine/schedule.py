@@ -8,7 +8,9 @@ The options carry Lightning's names (Keras' ``validation_freq`` maps onto
 * ``val_check_interval``: also validate inside the epoch, every n training batches (an int)
   or every such fraction of the epoch (a float in (0, 1));
 * ``min_epochs`` / ``min_steps``: a stop asked for earlier (EarlyStopping) waits until both
-  are reached; ``max_steps``: stop after that many optimizer steps;
+  are reached (epochs count once complete: a stop asked inside an epoch that would complete
+  min_epochs trains that epoch to its end); ``max_steps``: stop after that many optimizer
+  steps, whatever min_epochs and min_steps say (Lightning's rule: the hard limit wins);
 * ``num_sanity_val_steps``: validate that many batches before training starts (results
   discarded), so a bug in validation shows in seconds, not after the first epoch;
 * ``limit_train_batches`` / ``limit_val_batches`` / ``limit_predict_batches``: a count, or a
@@ -105,7 +107,10 @@ class Schedule:
         return int(interval)
 
     def may_stop(self, epochs_done: int, steps: int) -> bool:
-        """Whether a requested stop may happen now (min_epochs and min_steps reached)."""
+        """Whether a requested stop may happen now: min_epochs and min_steps reached, or
+        max_steps, which ends training even before them (as in Lightning)."""
+        if self.max_steps is not None and steps >= self.max_steps:
+            return True
         return epochs_done >= self.min_epochs and steps >= self.min_steps
 
 

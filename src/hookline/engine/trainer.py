@@ -104,9 +104,11 @@ class Trainer(Engine):
         val_check_interval: also validate every n training batches, or every such fraction
             of an epoch; each such validation puts its ``val_*`` into ``metrics`` and fires
             ``on_mid_epoch_val_end`` after that batch's ``on_train_batch_end``.
-        min_epochs: a stop asked for earlier waits until this many epochs are done.
+        min_epochs: a stop asked for earlier waits until this many epochs are complete (a
+            stop asked inside the epoch that completes them ends after that epoch).
         min_steps: likewise, in optimizer steps.
-        max_steps: stop after this many optimizer steps.
+        max_steps: stop after this many optimizer steps; it wins over min_epochs and
+            min_steps, as in Lightning (a hard limit, like ``epochs``).
         num_sanity_val_steps: validate this many batches before training (discarded).
         limit_train_batches: batches per epoch: a count or a fraction.
         limit_val_batches: batches per validation: a count or a fraction.
@@ -818,8 +820,9 @@ class Trainer(Engine):
                 fire("on_mid_epoch_val_end", self)
             if signals.pending:
                 signals.raise_pending()  # a SIGTERM that came during the optimizer step
-            # max_steps is reached at the same step on every rank: no rank waits for another
-            if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(epoch + 1, self.step)
+            # max_steps is reached at the same step on every rank: no rank waits for another;
+            # inside the epoch, `epoch` epochs are complete (min_epochs counts those)
+            if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(epoch, self.step)
                     ) and (alone or max_steps is not None and self.step >= max_steps):
                 break
         if seen == skip and skip == 0:
