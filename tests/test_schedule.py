@@ -90,6 +90,26 @@ def test_a_mid_epoch_validation_reaches_the_metrics_and_its_event_history_stays_
     assert history["val_loss"] == [loss for step, loss in validated if step % 6 == 0]
 
 
+def test_val_check_interval_validates_only_in_epochs_that_validate() -> None:
+    trainer = make(check_val_every_n_epoch=2, val_check_interval=2)  # 6 batches per epoch
+    seen = validations(trainer)
+    trainer.fit()
+    assert seen == [(epoch, b) for epoch in (1, 3) for b in (1, 3, 5)]
+
+
+def test_val_check_interval_beyond_the_epoch_is_refused_before_training() -> None:
+    recorder = RecordingCallback(events=("on_train_batch_end",))
+    trainer = make([recorder], val_check_interval=10)  # 6 batches per epoch
+    with pytest.raises(ValueError, match=r"val_check_interval \(10\) must be less than or "
+                                         r"equal to .* per epoch \(6\).* at most 6"):
+        trainer.fit()
+    assert recorder.events == []
+    fitting = make(val_check_interval=6, epochs=1)  # the epoch's length: at its end only
+    seen = validations(fitting)
+    fitting.fit()
+    assert seen == [(0, 5)]
+
+
 def test_min_epochs_holds_an_early_stop_and_max_steps_ends_training() -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=0)
     trainer = make([ScriptedMetrics({"val_loss": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]}), stopper],

@@ -5,8 +5,9 @@ The options carry Lightning's names (Keras' ``validation_freq`` maps onto
 
 * ``check_val_every_n_epoch``: validate after every n-th epoch, or after the 1-based epochs
   listed (Keras' list form of ``validation_freq``);
-* ``val_check_interval``: also validate inside the epoch, every n training batches (an int)
-  or every such fraction of the epoch (a float in (0, 1));
+* ``val_check_interval``: also validate inside the epoch, every n training batches (an int,
+  at most the epoch's batches) or every such fraction of the epoch (a float in (0, 1)), in
+  the epochs that ``check_val_every_n_epoch`` validates (Lightning's rule);
 * ``min_epochs`` / ``min_steps``: a stop asked for earlier (EarlyStopping) waits until both
   are reached (epochs count once complete: a stop asked inside an epoch that would complete
   min_epochs trains that epoch to its end); ``max_steps``: stop after that many optimizer
@@ -95,7 +96,8 @@ class Schedule:
         return (epoch + 1) % every == 0
 
     def mid_epoch_interval(self, batches: int | None) -> int | None:
-        """Every how many training batches to validate inside an epoch (None: never)."""
+        """Every how many training batches to validate inside an epoch (None: never), for
+        epochs of ``batches`` training batches (None: unknown)."""
         interval = self.val_check_interval
         if interval is None:
             return None
@@ -104,6 +106,12 @@ class Schedule:
                 raise ValueError("val_check_interval as a fraction needs train_data with a "
                                  "length; give a number of batches instead")
             return max(1, int(batches * interval))
+        if batches is not None and interval > batches:
+            raise ValueError(f"val_check_interval ({interval}) must be less than or equal to "
+                             f"the number of training batches per epoch ({batches}), or it "
+                             f"never validates inside an epoch; give at most {batches}, a "
+                             f"fraction of the epoch (e.g. 0.5), or leave it out to validate "
+                             f"at each epoch's end")
         return int(interval)
 
     def may_stop(self, epochs_done: int, steps: int) -> bool:

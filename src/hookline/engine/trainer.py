@@ -101,9 +101,10 @@ class Trainer(Engine):
         check_val_every_n_epoch: validate after every n-th epoch, or after the listed
             1-based epochs (Keras' ``validation_freq``); the next options, with Lightning's
             names, are explained in ``hookline.engine.schedule``.
-        val_check_interval: also validate every n training batches, or every such fraction
-            of an epoch; each such validation puts its ``val_*`` into ``metrics`` and fires
-            ``on_mid_epoch_val_end`` after that batch's ``on_train_batch_end``.
+        val_check_interval: also validate every n training batches (at most an epoch's), or
+            every such fraction of an epoch, in the epochs that validate; each such validation
+            puts its ``val_*`` into ``metrics`` and fires ``on_mid_epoch_val_end`` after that
+            batch's ``on_train_batch_end``.
         min_epochs: a stop asked for earlier waits until this many epochs are complete (a
             stop asked inside the epoch that completes them ends after that epoch).
         min_steps: likewise, in optimizer steps.
@@ -522,6 +523,7 @@ class Trainer(Engine):
             _seed_everything(self.args.seed)
         fire("on_pretrain_routine_start", self)
         self._setup()
+        self._check_schedule()
         if self.schedule.num_sanity_val_steps and self.validator.data is not None:
             self._sanity_check()
         target, self._resume_request = self._resume_request or self.args.resume, None
@@ -543,6 +545,13 @@ class Trainer(Engine):
         fire("on_train_end", self)
         self.phase = Phase.DONE
         return self.metrics
+
+    def _check_schedule(self) -> None:
+        """Refuse, before anything trains, a schedule the data cannot follow (it would fail
+        or do nothing only at its first validation)."""
+        if self.validator.data is not None:
+            self.schedule.mid_epoch_interval(_batch_count(self.train_data,
+                                                          self.args.steps_per_epoch))
 
     def _sanity_check(self) -> None:
         """Lightning's sanity check: a few validation batches before training, discarded."""
@@ -709,8 +718,9 @@ class Trainer(Engine):
         signals, check_finite = SIGNALS, self.args.check_finite
         limit = self.args.steps_per_epoch
         last = _batch_count(self.train_data, limit)
+        # mid-epoch validation only in the epochs that validate (Lightning's rule)
         interval = self.schedule.mid_epoch_interval(last) if self.validator.data is not None \
-            else None
+            and self.schedule.validates_after(epoch) else None
         max_steps, schedule = self.schedule.max_steps, self.schedule
         losses: list[Any] = []
         sizes: list[int] = []
