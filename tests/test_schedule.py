@@ -167,6 +167,36 @@ def test_sanity_validation_runs_first_and_changes_nothing() -> None:
                                                  plain.model.state_dict().values()))
 
 
+def test_the_sanity_pass_draws_nothing_from_the_runs_generators() -> None:
+    """A shuffled val_data (sharing its generator with train_data) and steps drawing from
+    torch, random and numpy: the run with a sanity pass trains as the one without."""
+    import random
+
+    import numpy as np
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def noise() -> float:
+        return 1 + 0.01 * (float(torch.rand(())) + random.random() + float(np.random.rand()))
+
+    def run(sanity: int) -> hookline.Trainer:
+        shared = torch.Generator().manual_seed(1)
+        train = DataLoader(TensorDataset(*tiny_data(48)), batch_size=8, shuffle=True,
+                           generator=shared)
+        val = DataLoader(TensorDataset(*tiny_data(16, seed=1)), batch_size=4, shuffle=True,
+                         generator=shared)
+        trainer = make(train_data=train, val_data=val, epochs=2, num_sanity_val_steps=sanity,
+                       limit_val_batches=2,
+                       training_step=lambda t, batch: t.training_step(batch) * noise(),
+                       validation_step=lambda t, batch: t.validation_step(batch) * noise())
+        trainer.fit()
+        return trainer
+
+    plain, checked = run(0), run(2)
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(),
+                                                 checked.model.state_dict().values()))
+    assert checked.metrics == plain.metrics
+
+
 def test_batch_limits_and_fast_dev_run(tmp_path: Path) -> None:
     recorder = RecordingCallback(events=("on_train_batch_end", "on_val_batch_end"))
     trainer = make([recorder], epochs=1, limit_train_batches=0.5, limit_val_batches=1)

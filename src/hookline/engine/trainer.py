@@ -44,6 +44,7 @@ from hookline.metric_direction import direction
 from hookline.metrics import MetricSet, own_copies, resolve_loss, resolve_metrics
 from hookline.module_modes import frozen_in_eval
 from hookline.objective import Objective, explain_loss_error
+from hookline.rng import get_rng_state, set_rng_state
 from hookline.run_state import Phase
 from hookline.step_losses import RunningMeans, records_floats, stacked
 from hookline.structure import Prediction, prediction_of, sample_count, unpack_batch
@@ -525,7 +526,7 @@ class Trainer(Engine):
         self._setup()
         self._check_schedule()
         if self.schedule.num_sanity_val_steps and self.validator.data is not None:
-            self._sanity_check()
+            self._sanity_check(self.validator.data)
         target, self._resume_request = self._resume_request or self.args.resume, None
         if target:
             from hookline.resume import resume_trainer
@@ -553,13 +554,20 @@ class Trainer(Engine):
             self.schedule.mid_epoch_interval(_batch_count(self.train_data,
                                                           self.args.steps_per_epoch))
 
-    def _sanity_check(self) -> None:
-        """Lightning's sanity check: a few validation batches before training, discarded."""
+    def _sanity_check(self, val_data: Batches) -> None:
+        """Lightning's sanity check: a few validation batches before training, discarded.
+        Every generator it may draw from (a shuffled val_data, a random validation step) is
+        put back after it, so the run trains as it would without it."""
+        state = get_rng_state()
+        own = self.train_data.rng_states(), val_data.rng_states()
         self.sanity_checking = True
         try:
             self.validator.run(limit=self.schedule.num_sanity_val_steps)
         finally:
             self.sanity_checking = False
+            set_rng_state(state)
+            self.train_data.set_rng_states(own[0])
+            val_data.set_rng_states(own[1])
         self.validator.metrics = {}
 
     def _setup(self) -> None:
