@@ -210,6 +210,17 @@ def test_batch_limits_and_fast_dev_run(tmp_path: Path) -> None:
     assert not (tmp_path / "weights").exists()
 
 
+def test_fast_dev_run_after_initial_epoch_trains_one_epoch() -> None:
+    quick = make(epochs=5, initial_epoch=2, fast_dev_run=True)
+    quick.fit()
+    assert (quick.step, quick.epoch) == (1, 2)
+    x, y = tiny_data(48)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    history = model.fit(x, y, epochs=5, initial_epoch=2, batch_size=8, verbose=0,
+                        fast_dev_run=2)
+    assert history.epoch == [2] and len(history.history["loss"]) == 1
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"check_val_every_n_epoch": 0}, "check_val_every_n_epoch must be an integer >= 1"),
     ({"check_val_every_n_epoch": [0, 2]}, "names the 1-based epochs"),

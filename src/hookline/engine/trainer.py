@@ -115,7 +115,8 @@ class Trainer(Engine):
         limit_train_batches: batches per epoch: a count or a fraction.
         limit_val_batches: batches per validation: a count or a fraction.
         limit_predict_batches: batches per prediction: a count or a fraction.
-        fast_dev_run: one epoch of n batches (True: 1) of training and validation.
+        fast_dev_run: one epoch (the one at ``initial_epoch``) of n batches (True: 1) of
+            training and validation.
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
@@ -187,7 +188,7 @@ class Trainer(Engine):
             limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
             limit_predict_batches=limit_predict_batches, fast_dev_run=fast_dev_run)
         if fast_dev_run:
-            epochs, save_dir = 1, None  # Lightning's fast_dev_run writes no weights
+            save_dir = None  # Lightning's fast_dev_run writes no weights
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         # option checks (hookline.options): numbers checked, number strings converted
@@ -196,6 +197,8 @@ class Trainer(Engine):
             epochs=epochs, batch_size=batch_size, lr=lr, accumulate=accumulate,
             clip_grad_norm=clip_grad_norm, clip_grad_value=clip_grad_value,
             steps_per_epoch=steps_per_epoch, initial_epoch=initial_epoch, seed=seed).values()
+        if fast_dev_run:
+            epochs = initial_epoch + 1  # one epoch: `epochs` is the last index + 1 (Keras')
         options.check_save_dir(save_dir)
         if save_dir is not None:  # temp files of weights/*.pt writes a killed run left
             remove_stale_temps(Path(save_dir) / "weights")
