@@ -324,6 +324,12 @@ def test_typed_values_are_checked_with_a_one_line_hint(words, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_freeze_takes_block_indexes_and_names():
+    from hookline.cli.parser import parse_options
+    assert parse_options("train", ["freeze=[0, 2]"])["freeze"] == [0, 2]  # Ultralytics' form
+    assert parse_options("train", ["freeze=[0, conv1]"])["freeze"] == [0, "conv1"]
+
+
 def test_a_typo_in_the_yaml_file_gets_a_hint(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text("ephocs: 3\n")

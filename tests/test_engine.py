@@ -428,6 +428,44 @@ def test_freeze_first_children():
     assert trainer.args.freeze == 1
 
 
+class _Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.backbone = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def _changed(model, **options):
+    before = copy.deepcopy(model.state_dict())
+    fit(model, lr=0.5, optimizer="sgd", **options)
+    return sorted(name for name, value in model.state_dict().items()
+                  if not torch.equal(value, before[name]))
+
+
+def test_freeze_takes_child_indexes_and_name_prefixes():
+    # Ultralytics' list of layer indexes: the children at those positions, as freeze=n counts
+    assert _changed(tiny_model(), freeze=[0]) == ["2.bias", "2.weight"]
+    assert _changed(_Named(), freeze=[1]) == ["backbone.0.bias", "backbone.0.weight"]
+    assert _changed(_Named(), freeze=[0, "head.bias"]) == ["head.weight"]
+    assert _changed(_Named(), freeze="backbone") == ["head.bias", "head.weight"]
+
+
+@pytest.mark.parametrize(("freeze", "message"), [
+    (["backbon"], (r"freeze='backbon' matches no parameter or submodule of the model; did you "
+                   r"mean 'backbone'.*top-level children are backbone, head")),
+    (["head.wieght"], r"did you mean 'head.weight'"),
+    ([2], (r"freeze=2 is no index of the model's top-level children: it has 2 "
+           r"\(backbone, head\); give an index from 0 to 1")),
+])
+def test_a_freeze_entry_that_matches_nothing_names_the_valid_ones(freeze, message):
+    with pytest.raises(ValueError, match=message):
+        fit(_Named(), freeze=freeze)
+
+
 def test_save_dir_writes_last_and_best_and_fires_on_model_save(tmp_path):
     saves = []
     x, y = tiny_data(samples=24)

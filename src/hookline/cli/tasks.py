@@ -61,7 +61,8 @@ OPTION_HELP = {
                  "x_val, y_val); val/predict default to the split recorded in weights=",
     "accumulate": "batches per optimizer step (gradient accumulation)",
     "clip_grad_norm": "clip the gradients' norm to this before each step (None: no clipping)",
-    "freeze": "freeze the first N top-level blocks, or a list of parameter-name prefixes",
+    "freeze": "freeze the first N top-level blocks, or a list of block indexes and "
+              "parameter-name prefixes",
     "plots": "draw results.png when training ends",
     "tensorboard": "write TensorBoard events to <save_dir>/tensorboard",
     "device": "auto (CUDA when present), cpu, cuda, cuda:N or mps",
@@ -151,7 +152,7 @@ def train(model: str = "digits_cnn", data: str = "digits", weights: str | None =
           optimizer: Optimizer = "adam", loss: str = "cross_entropy",
           patience: int | None = None, save_dir: str | None = None, exist_ok: bool = False,
           resume: bool | str = False, val_split: float | None = None, accumulate: int = 1,
-          clip_grad_norm: float | None = None, freeze: int | list[str] | None = None,
+          clip_grad_norm: float | None = None, freeze: int | list[int | str] | None = None,
           plots: bool = True, tensorboard: bool = False, device: str = "auto",
           precision: Precision = "32", seed: int | None = 0, verbose: Verbose = 1,
           callbacks: list[Callback] | None = None,

@@ -7,6 +7,7 @@ callback; the loop below only trains, validates, keeps the run's state and fires
 from __future__ import annotations
 
 import contextlib
+import difflib
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -118,6 +119,10 @@ class Trainer(Engine):
         fast_dev_run: one epoch (the one at ``initial_epoch``) of n batches (True: 1) of
             training and validation.
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
+        freeze: parameters left untrained (Ultralytics' option): an int freezes the first n
+            top-level children; a list names parameter-name prefixes ("backbone",
+            "0.weight") and indexes of top-level children (``[0, 2]``); an entry that
+            matches nothing is an error naming the nearest names.
         callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
             torchmetrics metrics; computed on validation (and on training if ``train_metrics``,
@@ -160,7 +165,7 @@ class Trainer(Engine):
                  device: str | torch.device = "auto", precision: str = "32", accumulate: int = 1,
                  clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
                  seed: int | None = None, steps_per_epoch: int | None = None,
-                 initial_epoch: int = 0, freeze: int | Sequence[str] | None = None,
+                 initial_epoch: int = 0, freeze: int | Sequence[int | str] | None = None,
                  fitness: str | None = None, save_dir: str | Path | None = None,
                  verbose: int = 1, profile: bool = False, resume: Any = None,
                  training_step: Callable[..., Any] | None = None,
@@ -1125,17 +1130,44 @@ def _non_finite(value: Any, where: str = "batch") -> list[tuple[str, int, int]]:
     return []
 
 
-def _apply_freeze(model: nn.Module, freeze: int | Sequence[str] | None) -> None:
-    """Freeze the first ``freeze`` top-level children, or the parameters under given prefixes."""
+def _apply_freeze(model: nn.Module, freeze: int | Sequence[int | str] | None) -> None:
+    """Freeze the first ``freeze`` top-level children, or the parameters under the given
+    prefixes and top-level child indexes (Ultralytics' ``freeze=[0, 2]``)."""
     if freeze is None:
         return
+    children = [name for name, _ in model.named_children()]
     if isinstance(freeze, int):
-        names = [name for name, _ in model.named_children()][:freeze]
+        prefixes = children[:freeze]
+    elif isinstance(freeze, str):
+        prefixes = [_freeze_prefix(model, children, freeze)]  # one prefix, not its letters
     else:
-        names = list(freeze)
+        prefixes = [_freeze_prefix(model, children, item) for item in freeze]
     for name, parameter in model.named_parameters():
-        if any(name == prefix or name.startswith(prefix + ".") for prefix in names):
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes):
             parameter.requires_grad_(False)
+
+
+def _freeze_prefix(model: nn.Module, children: list[str], item: int | str) -> str:
+    """The name prefix one entry of a freeze list stands for; an error naming the valid ones
+    when it matches nothing (a typo would otherwise train what was meant to stay frozen)."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        if 0 <= item < len(children):
+            return children[item]
+        raise ValueError(f"freeze={item} is no index of the model's top-level children: it "
+                         f"has {len(children)} ({', '.join(children) or 'none'}); give an "
+                         f"index from 0 to {len(children) - 1} or a parameter-name prefix")
+    if not isinstance(item, str):
+        raise TypeError(f"freeze lists hold top-level child indexes (int) or parameter-name "
+                        f"prefixes (str), got {item!r}")
+    names = {module for module, _ in model.named_modules() if module} | {
+        parameter for parameter, _ in model.named_parameters()}
+    if item in names or any(name.startswith(item + ".") for name in names):
+        return item
+    close = difflib.get_close_matches(item, sorted(names), n=3)
+    nearest = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+    raise ValueError(f"freeze={item!r} matches no parameter or submodule of the model; "
+                     f"{nearest}its top-level children are {', '.join(children) or 'none'} "
+                     f"(names as in model.named_parameters(), or indexes of the children)")
 
 
 _PAIRS = (tuple, list)
