@@ -210,6 +210,14 @@ def test_batch_limits_and_fast_dev_run(tmp_path: Path) -> None:
     assert not (tmp_path / "weights").exists()
 
 
+def test_fast_dev_run_0_or_false_is_off(tmp_path: Path) -> None:
+    for off in (0, False):
+        trainer = make(epochs=2, fast_dev_run=off, save_dir=tmp_path / str(off))
+        trainer.fit()
+        assert trainer.step == 12  # 2 whole epochs of 6 batches, weights written
+        assert (tmp_path / str(off) / "weights" / "last.pt").is_file()
+
+
 def test_fast_dev_run_after_initial_epoch_trains_one_epoch() -> None:
     quick = make(epochs=5, initial_epoch=2, fast_dev_run=True)
     quick.fit()
@@ -228,7 +236,8 @@ def test_fast_dev_run_after_initial_epoch_trains_one_epoch() -> None:
     ({"min_epochs": -1}, "min_epochs must be an integer >= 0"),
     ({"max_steps": 0}, "max_steps must be an integer >= 1"),
     ({"limit_val_batches": 0}, "limit_val_batches must be a number of batches"),
-    ({"fast_dev_run": -2}, "fast_dev_run must be an integer >= 1"),
+    ({"fast_dev_run": -2}, "fast_dev_run must be an integer >= 0"),
+    ({"fast_dev_run": 1.5}, "fast_dev_run must be an integer >= 0"),
 ])
 def test_bad_options_name_the_option(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):

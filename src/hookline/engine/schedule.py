@@ -16,7 +16,7 @@ The options carry Lightning's names (Keras' ``validation_freq`` maps onto
   discarded), so a bug in validation shows in seconds, not after the first epoch;
 * ``limit_train_batches`` / ``limit_val_batches`` / ``limit_predict_batches``: a count, or a
   fraction of the data's batches; ``fast_dev_run``: one epoch of n batches (True: 1) of
-  training and validation, no sanity check, no weights written.
+  training and validation, no sanity check, no weights written (0 or False: off).
 
 Everything is decided from the epoch, batch and step counters, which a checkpoint holds, so a
 resumed run validates and stops where the uninterrupted one does.
@@ -79,9 +79,10 @@ class Schedule:
                               ("limit_predict_batches", limit_predict_batches)):
             if limit is not None:
                 _check_limit(option, limit)
-        if fast_dev_run is not False and fast_dev_run is not None:
-            runs = 1 if fast_dev_run is True else fast_dev_run
-            _check_int("fast_dev_run", runs, low=1)
+        if fast_dev_run is not None and not isinstance(fast_dev_run, bool):
+            _check_int("fast_dev_run", fast_dev_run, low=0)  # 0 or False: off (Lightning's)
+        if fast_dev_run:
+            runs = 1 if fast_dev_run is True else int(fast_dev_run)
             limit_train_batches = limit_val_batches = limit_predict_batches = runs
             num_sanity_val_steps, every, val_check_interval = 0, 1, None
         return cls(every, val_check_interval, int(min_epochs), int(min_steps),

@@ -117,7 +117,7 @@ class Trainer(Engine):
         limit_val_batches: batches per validation: a count or a fraction.
         limit_predict_batches: batches per prediction: a count or a fraction.
         fast_dev_run: one epoch (the one at ``initial_epoch``) of n batches (True: 1) of
-            training and validation.
+            training and validation; 0 or False: off.
         epochs: epochs to train; ``initial_epoch`` (Keras) starts the count later.
         freeze: parameters left untrained (Ultralytics' option): an int freezes the first n
             top-level children; a list names parameter-name prefixes ("backbone",
