@@ -229,6 +229,21 @@ def test_fast_dev_run_after_initial_epoch_trains_one_epoch() -> None:
     assert history.epoch == [2] and len(history.history["loss"]) == 1
 
 
+def test_a_fraction_of_val_data_without_a_length_is_refused_before_training() -> None:
+    x, y = tiny_data(16, seed=1)
+
+    class Unsized:
+        def __iter__(self) -> Any:
+            return iter([(x[:8], y[:8]), (x[8:], y[8:])])
+
+    recorder = RecordingCallback(events=("on_train_batch_end", "on_val_start"))
+    trainer = make([recorder], val_data=Unsized(), limit_val_batches=0.5,
+                   num_sanity_val_steps=1)
+    with pytest.raises(ValueError, match=r"limit_val_batches=0.5 is a fraction .* no length"):
+        trainer.fit()
+    assert recorder.events == []  # neither a training batch nor the sanity pass ran
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"check_val_every_n_epoch": 0}, "check_val_every_n_epoch must be an integer >= 1"),
     ({"check_val_every_n_epoch": [0, 2]}, "names the 1-based epochs"),

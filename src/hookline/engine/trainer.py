@@ -558,9 +558,12 @@ class Trainer(Engine):
     def _check_schedule(self) -> None:
         """Refuse, before anything trains, a schedule the data cannot follow (it would fail
         or do nothing only at its first validation)."""
-        if self.validator.data is not None:
+        val_data = self.validator.data
+        if val_data is not None:
             self.schedule.mid_epoch_interval(_batch_count(self.train_data,
                                                           self.args.steps_per_epoch))
+            # a fraction of val_data that has no length
+            batch_limit(self.validator.args.limit_batches, val_data, "limit_val_batches")
 
     def _sanity_check(self, val_data: Batches) -> None:
         """Lightning's sanity check: a few validation batches before training, discarded.
