@@ -276,6 +276,28 @@ def test_the_schedule_is_exact_under_resume(tmp_path: Path) -> None:
     assert resumed.metrics == expected.metrics
 
 
+@pytest.mark.parametrize(("options", "crash"), [
+    ({"min_epochs": 2, "callbacks": [stop_at(1, 0)]}, 9),  # a held stop: the epoch trains on
+    ({"min_epochs": 3, "max_steps": 8}, 8),  # max_steps mid-epoch: the epoch ends there
+])
+def test_a_stop_asked_mid_epoch_resumes_as_the_uninterrupted_run(
+        tmp_path: Path, options: dict[str, Any], crash: int) -> None:
+    options = {"epochs": 5, **options}
+    callbacks = options.pop("callbacks", [])
+    expected = make(callbacks, **options)
+    expected.fit()
+    first = make([*callbacks, OnExceptionCheckpoint(tmp_path, rng="all"),
+                  crash_at("on_train_batch_end", crash)], **options)
+    with pytest.raises(Crash):
+        first.fit()
+    assert first.stop  # the checkpoint records the stop asked
+    resumed = make(callbacks, resume=tmp_path / "on_exception.ckpt", **options)
+    resumed.fit()
+    assert resumed.step == expected.step
+    assert all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(),
+                                                 expected.model.state_dict().values()))
+
+
 def test_the_csv_log_has_validation_columns_when_the_first_epoch_does_not_validate(
         tmp_path: Path) -> None:
     import csv

@@ -274,7 +274,8 @@ def _apply(trainer: Any, payload: dict[str, Any], checked: _Checked) -> None:
     if run.mid_epoch:
         # mid-epoch: the rest of the epoch is positioned when it starts
         trainer._resume_point = ResumePoint(
-            batches_done=run.batches_done, batches_complete=run.batches_complete,
+            batches_done=run.batches_done,
+            batches_complete=run.batches_complete(trainer.schedule.ends_epoch),
             losses=run.epoch_losses, sizes=run.epoch_sizes, train_metrics=run.train_metrics,
             rng=payload["rng"], epoch_rng=run.epoch_rng, epoch_data_rng=run.epoch_data_rng)
     if start_epoch >= trainer.epochs and checked.ended_by_stop:

@@ -190,10 +190,15 @@ class RunState:
         """Whether the recorded position is inside an epoch (its end not yet done)."""
         return self.phase in (Phase.TRAIN, Phase.EPOCH_END)
 
-    @property
-    def batches_complete(self) -> bool:
-        """Whether the recorded epoch's batches were all done (or stopped for good)."""
-        return self.phase is not Phase.TRAIN or self.stop or self.skip_rest_of_epoch
+    def batches_complete(self, ends_epoch: Callable[..., bool]) -> bool:
+        """Whether the recorded epoch's batches were all done (or stopped for good).
+        ``ends_epoch`` is the resuming trainer's ``schedule.ends_epoch``: a stop that
+        min_epochs or min_steps held back (or one waiting for the epoch's end on several
+        ranks) left the run training the epoch on."""
+        if self.phase is not Phase.TRAIN:
+            return True
+        return ends_epoch(self.epoch, self.step, stop=self.stop, skip=self.skip_rest_of_epoch,
+                          alone=self.args.world_size == 1)
 
     def ended_by_stop(self, may_stop: Callable[[int, int], bool]) -> bool:
         """Whether a stop request (EarlyStopping, Timer, max_steps...) ended the run at the

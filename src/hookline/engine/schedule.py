@@ -122,6 +122,16 @@ class Schedule:
             return True
         return epochs_done >= self.min_epochs and steps >= self.min_steps
 
+    def ends_epoch(self, epoch: int, steps: int, *, stop: bool, skip: bool,
+                   alone: bool) -> bool:
+        """Whether 0-based ``epoch``'s batches end after the current one: a skip, or a stop
+        that min_epochs (``epoch`` epochs complete) and min_steps do not hold back. With
+        several ranks (not ``alone``) only at max_steps, which every rank reaches at the same
+        step; any other stop waits for the epoch's end, so no rank waits for another."""
+        if not (skip or stop and self.may_stop(epoch, steps)):
+            return False
+        return alone or self.max_steps is not None and steps >= self.max_steps
+
 
 def batch_limit(limit: Limit, data: Any, name: str) -> int | None:
     """A batch count from a limit (a count, or a fraction of ``len(data)``); None: no limit."""

@@ -849,10 +849,9 @@ class Trainer(Engine):
                 fire("on_mid_epoch_val_end", self)
             if signals.pending:
                 signals.raise_pending()  # a SIGTERM that came during the optimizer step
-            # max_steps is reached at the same step on every rank: no rank waits for another;
-            # inside the epoch, `epoch` epochs are complete (min_epochs counts those)
-            if (self.skip_rest_of_epoch or self.stop and schedule.may_stop(epoch, self.step)
-                    ) and (alone or max_steps is not None and self.step >= max_steps):
+            if (self.skip_rest_of_epoch or self.stop) and schedule.ends_epoch(
+                    epoch, self.step, stop=self.stop, skip=self.skip_rest_of_epoch,
+                    alone=alone):
                 break
         if seen == skip and skip == 0:
             raise ValueError(f"train_data yielded no batches in epoch {epoch}; pass at least "
