@@ -466,6 +466,18 @@ def test_a_freeze_entry_that_matches_nothing_names_the_valid_ones(freeze, messag
         fit(_Named(), freeze=freeze)
 
 
+@pytest.mark.parametrize(("freeze", "error", "message"), [
+    (-1, ValueError, r"freeze=-1 must count from 0 to 1"),  # was: all but the last child
+    (2, ValueError, r"freeze=2 must count from 0 to 1.*leaves nothing to train"),
+    (True, TypeError, r"freeze=True is not a number of blocks"),  # was: the first child
+    (["backbone", "head"], ValueError, r"freezes every trainable parameter"),  # torch's error
+])
+def test_a_freeze_that_counts_wrong_or_leaves_nothing_to_train_is_refused(freeze, error,
+                                                                         message):
+    with pytest.raises(error, match=message):
+        fit(_Named(), freeze=freeze)
+
+
 def test_save_dir_writes_last_and_best_and_fires_on_model_save(tmp_path):
     saves = []
     x, y = tiny_data(samples=24)

@@ -1138,15 +1138,31 @@ def _apply_freeze(model: nn.Module, freeze: int | Sequence[int | str] | None) ->
     if freeze is None:
         return
     children = [name for name, _ in model.named_children()]
+    if isinstance(freeze, bool):
+        raise TypeError(f"freeze={freeze} is not a number of blocks: give freeze=n (the first "
+                        f"n top-level children), a list of indexes or name prefixes, or None")
     if isinstance(freeze, int):
+        if not 0 <= freeze < len(children):
+            raise ValueError(f"freeze={freeze} must count from 0 to {len(children) - 1}: the "
+                             f"model has {len(children)} top-level children "
+                             f"({', '.join(children) or 'none'}), and freezing all of them "
+                             f"leaves nothing to train")
         prefixes = children[:freeze]
     elif isinstance(freeze, str):
         prefixes = [_freeze_prefix(model, children, freeze)]  # one prefix, not its letters
     else:
         prefixes = [_freeze_prefix(model, children, item) for item in freeze]
-    for name, parameter in model.named_parameters():
-        if any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes):
-            parameter.requires_grad_(False)
+    trainable = [name for name, parameter in model.named_parameters()
+                 if parameter.requires_grad]
+    frozen = [name for name in trainable
+              if any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)]
+    if trainable and len(frozen) == len(trainable):
+        raise ValueError(f"freeze={freeze!r} freezes every trainable parameter of the model, "
+                         f"so nothing would train; leave at least one block out (its "
+                         f"top-level children are {', '.join(children) or 'none'})")
+    parameters = dict(model.named_parameters())
+    for name in frozen:
+        parameters[name].requires_grad_(False)
 
 
 def _freeze_prefix(model: nn.Module, children: list[str], item: int | str) -> str:
