@@ -84,6 +84,22 @@ def test_a_save_dir_that_is_a_file_fails_at_construction(tmp_path: Path) -> None
         trainer(save_dir=taken / "run")
 
 
+def test_a_checkpoint_callbacks_folder_that_is_a_file_fails_when_it_is_built(
+        tmp_path: Path) -> None:
+    """Before: accepted, and OnExceptionCheckpoint's failed write at the crash it exists for
+    was only a note on the user's error; BackupAndRestore failed at its first backup."""
+    from hookline.callbacks import BackupAndRestore, OnExceptionCheckpoint
+    taken = tmp_path / "afile"
+    taken.write_text("a file")
+    with pytest.raises(NotADirectoryError, match=r"OnExceptionCheckpoint\(dirpath='.*afile'"
+                                                 r"\) is a file, not a folder"):
+        OnExceptionCheckpoint(taken)
+    with pytest.raises(NotADirectoryError, match=r"BackupAndRestore\(backup_dir='.*afile/b'"
+                                                 r"\) lies under .*afile, which is a file"):
+        BackupAndRestore(taken / "b")
+    assert taken.read_text() == "a file"
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 def test_an_unwritable_save_dir_fails_at_construction() -> None:
     # /proc refuses new files even to root, where permission bits would not

@@ -82,16 +82,18 @@ def check_trainer_numbers(*, epochs: Any, batch_size: Any, lr: Any, accumulate: 
     }
 
 
-def check_save_dir(save_dir: str | os.PathLike | None, owner: str = "Trainer") -> None:
+def check_save_dir(save_dir: str | os.PathLike | None, owner: str = "Trainer",
+                   option: str = "save_dir") -> None:
     """Raise when ``save_dir`` cannot hold the run's files: it is a file, lies under a file,
-    or is not writable. It need not exist: the nearest folder that does must be writable."""
+    or is not writable. It need not exist: the nearest folder that does must be writable.
+    ``owner(option=...)`` is how the error names it (a checkpoint callback's folder)."""
     if save_dir is None:
         return
     if not isinstance(save_dir, (str, os.PathLike)) or not str(save_dir):
-        raise TypeError(f"{owner}(save_dir={save_dir!r}) must be a folder path (str or Path), "
+        raise TypeError(f"{owner}({option}={save_dir!r}) must be a folder path (str or Path), "
                         f"or None to write nothing")
     folder = Path(save_dir)
-    where = f"{owner}(save_dir={str(save_dir)!r})"
+    where = f"{owner}({option}={str(save_dir)!r})"
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

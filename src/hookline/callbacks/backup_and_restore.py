@@ -10,6 +10,7 @@ from typing import Any, Literal
 from hookline import distributed, rank_backups
 from hookline.callback import Callback
 from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
+from hookline.options import check_save_dir
 
 __all__ = ["BackupAndRestore"]
 
@@ -70,6 +71,7 @@ class BackupAndRestore(Callback):
                 save_freq, int) or save_freq < 1):
             raise ValueError(f"BackupAndRestore(save_freq={save_freq!r}) is not allowed; use "
                              f"'epoch' or a number of training batches >= 1")
+        check_save_dir(backup_dir, "BackupAndRestore", "backup_dir")
         self.backup_dir = Path(backup_dir)
         self.save_freq = save_freq
         self.delete_checkpoint = bool(delete_checkpoint)

@@ -11,6 +11,7 @@ import torch
 
 from hookline.callback import Callback
 from hookline.checkpoint import build_checkpoint, remove_stale_temps, write_checkpoint
+from hookline.options import check_save_dir
 from hookline.rng import get_rng_state
 
 __all__ = ["OnExceptionCheckpoint"]
@@ -61,6 +62,8 @@ class OnExceptionCheckpoint(Callback):
                              f"file name such as 'on_exception'")
         if rng not in ("torch", "all"):
             raise ValueError(f"OnExceptionCheckpoint(rng={rng!r}) must be 'torch' or 'all'")
+        # now, not at the crash it exists for, where a write error could only be a note
+        check_save_dir(dirpath, "OnExceptionCheckpoint", "dirpath")
         self.rng = rng
         self.dirpath = Path(dirpath)
         self.filename = filename if Path(filename).suffix else f"{filename}.ckpt"
