@@ -3,6 +3,7 @@ and Keras' options), exact under resume."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,24 @@ def test_the_csv_log_has_validation_columns_when_the_first_epoch_does_not_valida
         rows = list(csv.DictReader(file))
     assert [bool(row["val_loss"]) for row in rows] == [False, True, False, True]
     assert [bool(row["val_accuracy"]) for row in rows] == [False, True, False, True]
+
+
+def test_the_csv_log_has_validation_only_metrics_when_the_first_epoch_does_not_validate(
+        tmp_path: Path) -> None:
+    """The default metrics ("auto": accuracy, computed by validation only) and a weighted
+    metric have columns from the first row, though training logs neither."""
+    import csv
+
+    from hookline.callbacks import CSVLogger, History
+    trainer = make([CSVLogger(tmp_path / "log.csv")], check_val_every_n_epoch=2,
+                   weighted_metrics=["accuracy"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "first appeared ... not logged" warning
+        trainer.fit()
+    with open(tmp_path / "log.csv") as file:
+        rows = list(csv.reader(file))
+    assert rows[0] == ["epoch", "loss", "val_loss", "val_accuracy", "val_weighted_accuracy"]
+    history = trainer.callbacks.find(History)[0].history
+    for column, name in enumerate(rows[0][2:], start=2):
+        assert [row[column] for row in rows[1:]][::2] == ["", ""]
+        assert [float(row[column]) for row in rows[2::2]] == history[name][1::2]

@@ -26,9 +26,11 @@ class CSVLogger(Callback):
             no second header is written.
 
     Columns: ``epoch`` (0-based, as Keras writes it) first, then the metrics in the order the
-    first logged epoch produced them. The header never changes: a metric that first appears in
-    a later epoch is not written (rewriting the header would break readers tailing the file)
-    and one warning names it; a metric missing from an epoch is written as an empty field.
+    first logged epoch produced them; a first epoch that did not validate also gets the
+    columns validation will fill (the ``val_`` twins and validation's metrics). The header
+    never changes: a metric that first appears in a later epoch is not written (rewriting the
+    header would break readers tailing the file) and one warning names it; a metric missing
+    from an epoch is written as an empty field.
     Every row is flushed, so the file is complete up to the last finished epoch.
 
     On resume (``load_state_dict``) the file is continued, and rows of epochs at or after the
@@ -108,7 +110,8 @@ class CSVLogger(Callback):
             if getattr(trainer, "validation_skipped", False):
                 # the first epoch did not validate (check_val_every_n_epoch): make room for
                 # the validation columns to come, as Keras' CSVLogger does
-                self.columns += [name for name in _validation_names(self.columns[1:])
+                names = _validation_names(self.columns[1:], _validation_metrics(trainer))
+                self.columns += [name for name in dict.fromkeys(names)
                                  if name not in self.columns]
             self._write(self.columns)
         new = [key for key in metrics if key not in self.columns and key not in self._ignored]
@@ -174,13 +177,21 @@ def _cell(value: Any) -> str:
     return str(value if number is None else number)
 
 
-def _validation_names(train_names: list[str]) -> list[str]:
-    """The validation twin of each training column: ``val_loss`` for ``loss``, ``val/kl`` for
-    a loss part's ``train/kl``."""
+def _validation_metrics(trainer: Any) -> list[str]:
+    """The metric names the trainer's validation computes (``accuracy`` for the default
+    metrics of a classification loss), known before the first pass runs."""
+    metric_set = getattr(getattr(trainer, "validator", None), "metric_set", None)
+    return list(getattr(metric_set, "names", None) or [])
+
+
+def _validation_names(train_names: list[str], val_metrics: list[str]) -> list[str]:
+    """The validation twin of each training column (``val_loss`` for ``loss``, ``val/kl`` for
+    a loss part's ``train/kl``), then ``val_<name>`` for each validation metric: validation
+    computes metrics training may not (``train_metrics`` is off by default)."""
     names = []
     for name in train_names:
         if name.startswith("train/"):
             names.append("val/" + name[len("train/"):])
         elif not name.startswith(("val_", "val/", "lr", "learning_rate")):
             names.append("val_" + name)
-    return names
+    return names + [f"val_{name}" for name in val_metrics]
