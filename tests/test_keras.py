@@ -103,6 +103,17 @@ def test_evaluate_and_predict_with_callbacks():
     assert model.evaluate(x, y, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
 
 
+def test_evaluate_prints_its_values_as_keras_progbar_does(capsys):
+    """Four decimals, and exponent form at or below 1e-3, where decimals would print 0."""
+    module = torch.nn.Linear(3, 1)
+    torch.nn.init.zeros_(module.weight), torch.nn.init.zeros_(module.bias)
+    model = hookline.Model(module, optimizer="sgd", loss="mse", metrics=["mae"],
+                           device="cpu")
+    x, y = torch.randn(8, 3), torch.full((8, 1), 1e-4)
+    model.evaluate(x, y, verbose=1)
+    assert capsys.readouterr().out.strip() == "loss: 1.0000e-08 - mae: 1.0000e-04"
+
+
 def test_accuracy_with_binary_crossentropy_thresholds_the_probabilities_at_a_half():
     """Keras maps "accuracy" with binary crossentropy to binary accuracy at 0.5; hookline
     thresholded the probabilities at 0 (a logit's rule) and reported the share of positives."""

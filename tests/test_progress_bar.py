@@ -38,8 +38,22 @@ def test_without_a_terminal_it_prints_one_line_per_epoch(verbose):
     trainer = _fit(bar, epochs=3)
     lines = stream.getvalue().splitlines()
     assert [line.split(" - ")[0] for line in lines] == ["Epoch 1/3", "Epoch 2/3", "Epoch 3/3"]
-    assert f"val_accuracy: {trainer.metrics['val_accuracy']:.4g}" in lines[-1]
+    assert f"val_accuracy: {trainer.metrics['val_accuracy']:.4f}" in lines[-1]
     assert "\r" not in stream.getvalue()
+
+
+def test_values_print_with_four_decimals_as_in_keras():
+    """Keras' Progbar: ``.4f``, and ``.4e`` at or below 1e-3 in size, where four decimals
+    would print 0; never rounded to four significant digits (12345.678 as 1.235e+04)."""
+    stream = io.StringIO()
+    scale = LambdaCallback(on_fit_epoch_end=lambda t: t.metrics.update(
+        {"mae": 12345.678, "val_mae": 0.4410, "tiny": 2.5e-5, "steps": 7}))
+    scale.order = 0
+    _fit(ProgressBar(verbose=2, file=stream), epochs=1, extra=[scale])
+    assert stream.getvalue().rstrip().endswith(
+        " - mae: 12345.6780 - val_mae: 0.4410 - tiny: 2.5000e-05 - steps: 7")
+    assert progress_module.format_metrics({"accuracy": 0.99994, "loss": -0.5, "zero": 0.0}) \
+        == "accuracy: 0.9999 - loss: -0.5000 - zero: 0.0000e+00"
 
 
 def test_verbose_0_prints_nothing_and_listens_to_nothing():

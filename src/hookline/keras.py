@@ -21,6 +21,7 @@ from torch import nn
 
 from hookline.boxes import padded_detections
 from hookline.callbacks.history import History
+from hookline.callbacks.progress_bar import format_metrics
 from hookline.data import ArrayBatches, as_batches, flatten_arrays
 from hookline.engine.base import place_model
 from hookline.engine.exporter import Exporter
@@ -664,7 +665,7 @@ class Model:
         with self._running(validator):
             metrics = validator.validate()
         if verbose:
-            print(" - ".join(f"{name}: {value:.4f}" for name, value in metrics.items()))
+            print(format_metrics(metrics))
         if return_dict:
             return metrics
         values = list(metrics.values())

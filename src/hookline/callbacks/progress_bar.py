@@ -16,11 +16,18 @@ _FLAVOURS = ("tqdm", "rich")
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """``loss: 0.1234 - val_loss: 0.2345`` in Keras' style."""
+    """``loss: 0.1234 - val_loss: 0.2345`` in Keras' style (see ``_keras_number``)."""
     parts = []
     for name, value in metrics.items():
-        parts.append(f"{name}: {value:.4g}" if isinstance(value, float) else f"{name}: {value}")
+        parts.append(f"{name}: {_keras_number(value)}" if isinstance(value, float)
+                     else f"{name}: {value}")
     return " - ".join(parts)
+
+
+def _keras_number(value: float) -> str:
+    """Keras' Progbar rule: four decimals (``12345.6780``, ``0.4410``); a value of at most
+    1e-3 in size, which four decimals would show as 0, in exponent form (``2.5000e-05``)."""
+    return f"{value:.4f}" if abs(value) > 1e-3 else f"{value:.4e}"
 
 
 def _installed(module: str) -> bool:
@@ -187,7 +194,7 @@ def running_losses(trainer: Any) -> str:
         return ""
     means = found.reshape(-1).tolist()
     names = ["loss"] if len(means) == 1 else ["loss", *trainer.loss_names]
-    return " ".join(f"{name}={value:.4g}" for name, value in zip(names, means))
+    return " ".join(f"{name}={_keras_number(value)}" for name, value in zip(names, means))
 
 
 class _Bar(Protocol):
