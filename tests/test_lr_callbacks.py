@@ -150,6 +150,22 @@ def test_reduce_lr_on_plateau_table(options, values, expected):
     assert plateau.num_reductions == len({*expected}) - 1
 
 
+def test_reduce_lr_on_plateau_logs_the_rate_each_epoch_trained_with(tmp_path):
+    """As Keras 3 puts ``logs["learning_rate"]``: the epoch's rate, before its reduction, in
+    History and in CSVLogger's file from the first row."""
+    import csv
+
+    from hookline.callbacks import CSVLogger
+    history, rates = hookline.History(), Rates()
+    fit([ScriptedMetrics({"val_loss": FLAT[:4]}), ReduceLROnPlateau(factor=0.5, patience=1),
+         history, CSVLogger(tmp_path / "log.csv"), rates], epochs=4, lr=8.0)
+    assert history.history["learning_rate"] == rates.during == [8.0, 8.0, 4.0, 2.0]
+    assert rates.after_epoch == [8.0, 4.0, 2.0, 1.0]  # reduced after epochs 1, 2, 3
+    with open(tmp_path / "log.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [float(row["learning_rate"]) for row in rows] == [8.0, 8.0, 4.0, 2.0]
+
+
 def test_reduce_lr_on_plateau_min_lr_per_group():
     model = tiny_model()
     optimizer = torch.optim.SGD([{"params": model[0].parameters(), "lr": 1.0},

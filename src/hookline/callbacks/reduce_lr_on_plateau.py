@@ -21,6 +21,10 @@ class ReduceLROnPlateau(Callback):
     It acts at ``on_fit_epoch_end`` (after validation), before checkpoints are written, so a
     checkpoint holds the reduced rate and this callback's counters.
 
+    As in Keras 3, the rate the epoch trained with (the first group's, before any reduction)
+    is put in the epoch's metrics as ``"learning_rate"`` at ``on_train_epoch_end``, so
+    History, CSVLogger and the loggers get it.
+
     Args:
         monitor: the metric in ``trainer.metrics`` to watch (default ``"val_loss"``).
         factor: the multiplier, 0 < factor < 1.
@@ -91,6 +95,10 @@ class ReduceLROnPlateau(Callback):
             raise ValueError(f"ReduceLROnPlateau(min_lr={self.min_lr!r}) gives "
                              f"{len(self.min_lr)} values but the optimizer has {len(groups)} "
                              f"param groups; pass one float or one value per group")
+
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        optimizer = chosen_optimizer(trainer, self.optimizer_choice, "ReduceLROnPlateau")
+        trainer.metrics["learning_rate"] = get_lr(optimizer.param_groups[0])
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
         current = self.monitor.read(trainer)
