@@ -483,6 +483,42 @@ def test_a_resume_before_the_epochs_first_batch_does_not_schedule_it_twice(tmp_p
         assert torch.equal(resumed.model.state_dict()[name], tensor), name
 
 
+STEP_SCHEDULE = RESUMED_SCHEDULES["a factory that spans the run's total"]
+
+
+def logged_rates():
+    """(epoch, metrics["lr"]) at each epoch's end."""
+    logged = []
+    return logged, LambdaCallback(on_fit_epoch_end=lambda t: logged.append(
+        (t.epoch, t.metrics["lr"])))
+
+
+@pytest.mark.parametrize("crash", [
+    "mid-epoch", "in on_train_epoch_end, after the monitor wrote"])
+def test_lr_monitor_logs_the_rate_each_epoch_started_with_also_when_resumed(tmp_path, crash):
+    """With a per-step schedule each epoch's lr is the rate of its first step, not the one its
+    last step left for the next epoch; a resumed epoch logs the same value."""
+    expected_log, expected = logged_rates()
+    _, rates = run_with(STEP_SCHEDULE, [LearningRateMonitor(), expected])
+    assert len(rates.steps) == 12 and len(set(rates.steps)) == 12  # a new rate every step
+    assert expected_log == list(enumerate(rates.steps[::3]))
+    if crash == "mid-epoch":  # backups after batches 2 and 4; resumed after 1 of epoch 1's 3
+        saving, resume = BackupAndRestore(tmp_path, save_freq=2), {}
+        crashing = crash_at("on_train_batch_end", 6)
+    else:  # the checkpoint's phase is epoch_end: a resume replays on_train_epoch_end
+        saving, resume = OnExceptionCheckpoint(tmp_path), {
+            "resume": tmp_path / "on_exception.ckpt"}
+        crashing = crash_at("on_train_epoch_end", 2)
+    with pytest.raises(Crash):
+        run_with(STEP_SCHEDULE, [LearningRateMonitor(), saving, crashing])
+    log, recorder = logged_rates()
+    monitor = [LearningRateMonitor(), recorder]
+    resumed, _ = run_with(STEP_SCHEDULE, [*monitor, BackupAndRestore(tmp_path, save_freq=2)]
+                          if not resume else monitor, **resume)
+    assert resumed.start_epoch == 1
+    assert log == expected_log[1:]
+
+
 # --- extending a finished run (callbacks.md, "Extending a finished run") -------------------
 def extendable(tmp_path, schedule, epochs, **options):
     """A trainer of 3 steps per epoch whose backup outlives it, as the recipe says."""
