@@ -137,3 +137,60 @@ def test_training_batch_that_is_not_a_pair():
     x, _ = tiny_data(samples=8)
     with pytest.raises(ValueError, match=r"loss= was given but the batch has no target"):
         trainer(train_data=[x[:2], x[2:4], x[4:6], x[6:]]).fit()  # batches of x only
+
+
+_NO_VAL_TARGET = r"loss= was given but the validation batch has no target.*val_data " \
+                 r"\(Model.fit's validation_data"
+
+
+def test_validation_batches_without_targets_are_refused_at_the_first_batch():
+    x, _ = tiny_data(samples=8)
+    seen = []
+    run = trainer(val_data=(x,))
+    run.add_callback("on_val_batch_end", lambda engine: seen.append(engine.batch_i))
+    with pytest.raises(ValueError, match=_NO_VAL_TARGET):
+        run.fit()
+    assert seen == []  # the first validation batch, not after a pass without val_loss
+    with pytest.raises(ValueError, match=_NO_VAL_TARGET):
+        hookline.Validator(tiny_model(), data=(x,), loss="cross_entropy", metrics=None,
+                           device="cpu").validate()
+
+
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]])
+def test_keras_validation_data_without_targets_is_refused(metrics):
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", metrics=metrics, device="cpu")
+    with pytest.raises(ValueError, match=_NO_VAL_TARGET):
+        model.fit(x, y, validation_data=x, batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=_NO_VAL_TARGET):
+        model.evaluate(x, verbose=0)
+
+
+class _OwnLoss(torch.nn.Module):
+    """A model that computes its own loss from labels in the batch (Hugging Face's way)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 2)
+
+    def forward(self, inputs, labels=None):
+        logits = self.linear(inputs)
+        loss = torch.nn.functional.cross_entropy(logits, labels) if labels is not None \
+            else logits.sum() * 0
+        return {"loss": loss, "logits": logits}
+
+
+def test_validation_without_targets_still_runs_what_needs_none():
+    x, y = tiny_data(samples=8)
+    own = hookline.Validator(_OwnLoss(), data={"inputs": x, "labels": y}, metrics=None,
+                             device="cpu").validate()
+    assert set(own) == {"loss"}
+    given_loss = hookline.Validator(_OwnLoss(), data={"inputs": x}, loss="cross_entropy",
+                                    metrics=None, device="cpu").validate()
+    assert set(given_loss) == {"loss"}  # the model's own loss, as training uses it
+    custom = hookline.Validator(tiny_model(), data=(x,), loss="cross_entropy", metrics=None,
+                                device="cpu",
+                                step=lambda engine, batch: engine.model(batch[0]).sum())
+    assert set(custom.validate()) == {"loss"}
+    assert hookline.Validator(tiny_model(), data=(x,), metrics=None, device="cpu"
+                              ).validate() == {}  # no loss asked for: nothing to compute

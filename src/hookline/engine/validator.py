@@ -15,7 +15,14 @@ from hookline.engine.steps import not_scalar, parts_changed, read_step_output, r
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
 from hookline.module_modes import ModuleModes
 from hookline.objective import Objective, explain_loss_error, unweighable_own_loss
-from hookline.structure import Prediction, loss_of, prediction_of, sample_count, unpack_batch
+from hookline.structure import (
+    Prediction,
+    describe,
+    loss_of,
+    prediction_of,
+    sample_count,
+    unpack_batch,
+)
 
 __all__ = ["Validator"]
 
@@ -104,7 +111,10 @@ class Validator(Engine):
                     explain_loss_error(error, output, target)
                     raise
             return self.objective(output, target, weight)
-        if weight is not None and not tensor and loss_of(output) is not None:
+        own_loss = None if tensor else loss_of(output)
+        if self.loss_fn is not None and own_loss is None:
+            raise _no_target(output)
+        if weight is not None and own_loss is not None:
             raise unweighable_own_loss(output)
         return None if tensor else output  # its own loss, if it has one
 
@@ -210,3 +220,14 @@ class Validator(Engine):
         if output.logs is not None:
             self.step_logs = dict(output.logs)
         return output.loss  # type: ignore[no-any-return]
+
+
+def _no_target(output: Any) -> ValueError:
+    """The error for loss= on validation batches without targets: training refuses such
+    batches, and validating them silently would log no val_loss (or fail later, in the
+    metrics, blaming the step)."""
+    return ValueError(f"loss= was given but the validation batch has no target (the model got "
+                      f"all of it and returned {describe(output)}); give val_data (Model.fit's "
+                      f"validation_data, Model.evaluate's y) with targets: (x, y) batches, "
+                      f"or dicts with target_key's entry; or drop loss= so the model's own "
+                      f"loss is used")
