@@ -23,6 +23,14 @@ def test_numbers_as_strings_are_converted():
     assert isinstance(model.evaluate(x, y, batch_size="4", verbose="0"), float)  # the loss
 
 
+@pytest.mark.parametrize("off", ["0", "No", "off"])
+def test_keras_switch_strings_follow_the_trainers_rule(off):
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    model.fit(x, y, epochs=1, verbose=0, shuffle=off)
+    assert model._trainer.args.shuffle is False
+
+
 def test_keras_verbose_auto_means_a_progress_bar():
     x, y = tiny_data(samples=8)
     model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -70,6 +72,52 @@ def test_strings_that_are_not_numbers_of_the_options_kind_are_refused(
         options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         trainer(**options)
+
+
+# --- switches: "False" never silently means True -------------------------------------------
+def first_batch_order(shuffle: Any) -> list[float]:
+    x, y = torch.arange(8.0).reshape(8, 1), torch.zeros(8, dtype=torch.long)
+    seen: list[list[float]] = []
+    hookline.Trainer(torch.nn.Linear(1, 2), loss="cross_entropy", train_data=(x, y),
+                     batch_size=8, shuffle=shuffle, seed=1, verbose=0, device="cpu",
+                     callbacks=[LambdaCallback(on_train_batch_start=lambda t: seen.append(
+                         t.batch[0].flatten().tolist()))]).fit()
+    return seen[0]
+
+
+@pytest.mark.parametrize("off", ["False", "false", " no ", "OFF", "0", 0])
+def test_switch_strings_that_say_off_turn_it_off(off: Any) -> None:
+    assert first_batch_order(off) == [float(i) for i in range(8)]
+    built = trainer(check_finite=off, train_metrics=off, default_callbacks=off,
+                    profile=off, detect_anomaly=off)
+    assert built.args.check_finite is False and built.args.detect_anomaly is False
+    assert built.train_metric_set is None and built.callbacks.profile is False
+    assert ModelCheckpoint(save_weights_only=off).save_weights_only is False
+
+
+@pytest.mark.parametrize("on", ["True", "yes", "On", "1", 1, np.True_])
+def test_switch_strings_that_say_on_turn_it_on(on: Any) -> None:
+    assert first_batch_order(on) != [float(i) for i in range(8)]
+    built = trainer(check_finite=on, train_metrics=on)
+    assert built.args.check_finite is True and built.train_metric_set is not None
+    assert ModelCheckpoint(save_weights_only=on).save_weights_only is True
+
+
+@pytest.mark.parametrize("name", ["shuffle", "train_metrics", "automatic_optimization",
+                                  "check_finite", "detect_anomaly", "default_callbacks",
+                                  "profile"])
+@pytest.mark.parametrize("value", ["maybe", "", None, 2, [True]])
+def test_switches_that_are_neither_on_nor_off_are_refused(name: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=rf"Trainer\({name}={re.escape(repr(value))}\) is not "
+                                         rf"allowed: {name} is a switch; pass True or False "
+                                         rf"\(or a string: 'true'/'false', 'yes'/'no'"):
+        trainer(**{name: value})
+
+
+def test_a_model_checkpoint_switch_that_is_neither_on_nor_off_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"ModelCheckpoint\(save_weights_only='maybe'\) is "
+                                         r"not allowed: save_weights_only is a switch"):
+        ModelCheckpoint(save_weights_only="maybe")
 
 
 # --- save_dir ---------------------------------------------------------------------------------

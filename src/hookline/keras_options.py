@@ -17,6 +17,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
+from hookline.options import SWITCH_WORDS
+
 __all__ = ["OPTION_KINDS", "convert_option", "numbers_from_strings", "reject_unknown"]
 
 P = ParamSpec("P")
@@ -29,7 +31,6 @@ OPTION_KINDS: dict[str, type] = {
     "validation_batch_size": int, "validation_freq": int, "steps": int,
     "validation_steps": int,
 }
-_TRUE, _FALSE = {"true", "yes", "on"}, {"false", "no", "off"}
 
 
 def convert_option(owner: str, name: str, value: str, kind: type) -> Any:
@@ -37,10 +38,9 @@ def convert_option(owner: str, name: str, value: str, kind: type) -> Any:
     text = value.strip()
     where = f"{owner}({name}={value!r})"
     if kind is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
+        switch = SWITCH_WORDS.get(text.lower())  # the Trainer's rule (hookline.options)
+        if switch is not None:
+            return switch
         raise ValueError(f"{where}: {name} is a switch; pass True or False (a string is "
                          f"accepted only as 'true' or 'false')")
     if kind is int and name == "verbose" and text.lower() == "auto":

@@ -6,6 +6,10 @@ Strings for numbers, one rule: a string is converted when it is exactly a litera
 option's kind (``"1e-3"`` for ``lr``, ``"5"`` for ``epochs``; spaces around it are allowed),
 and rejected otherwise (``"5.0"`` for an integer option, ``"fast"``, ``"nan"``). A config
 file or command line that hands over text then works, and nothing is guessed.
+
+Switches, one rule (the Keras door's too): True or False; a string is converted when it is one
+of ``SWITCH_WORDS`` (``"False"``, ``"no"``, ``"off"``, ``"0"``...), whatever its case, so
+``"False"`` never silently means True; any other value (``"maybe"``, None, a list) is an error.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["check_save_dir", "check_trainer_numbers", "to_float", "to_int"]
+import numpy as np
+
+__all__ = ["SWITCH_WORDS", "check_save_dir", "check_trainer_numbers", "check_trainer_switches",
+           "to_bool", "to_float", "to_int"]
 
 _INT = re.compile(r"^[+-]?\d+$")
+# the strings a switch takes (lower case), and what each means
+SWITCH_WORDS: dict[str, bool] = {"true": True, "yes": True, "on": True, "1": True,
+                                 "false": False, "no": False, "off": False, "0": False}
+_ACCEPTED_SWITCHES = "True or False (or a string: 'true'/'false', 'yes'/'no', 'on'/'off', '1'/'0')"
 
 
 def to_int(name: str, value: Any, *, low: int | None = None, owner: str = "Trainer",
@@ -53,6 +64,23 @@ def to_float(name: str, value: Any, *, positive: bool = False, owner: str = "Tra
         raise ValueError(f"{owner}({name}={given!r}) is not allowed: {name} must be {kind}"
                          f"{meaning}")
     return float(value)
+
+
+def to_bool(name: str, value: Any, *, owner: str = "Trainer") -> bool:
+    """``value`` as a bool: a bool (numpy's too), 0 or 1, or one of ``SWITCH_WORDS``."""
+    if isinstance(value, str):
+        word = SWITCH_WORDS.get(value.strip().lower())
+        if word is not None:
+            return word
+    elif isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{owner}({name}={value!r}) is not allowed: {name} is a switch; pass "
+                     f"{_ACCEPTED_SWITCHES}")
+
+
+def check_trainer_switches(**switches: Any) -> dict[str, bool]:
+    """The Trainer's on/off options as bools (module doc); returns them by name."""
+    return {name: to_bool(name, value) for name, value in switches.items()}
 
 
 def check_trainer_numbers(*, epochs: Any, batch_size: Any, lr: Any, accumulate: Any,

@@ -18,6 +18,7 @@ from hookline.callbacks.checkpoint_names import (
 from hookline.callbacks.checkpoint_paths import adopt_stored_path, fixed_root
 from hookline.callbacks.monitor import Monitor, config_key
 from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
+from hookline.options import to_bool
 from hookline.plain_number import as_python
 from hookline.user_warning import warn
 
@@ -181,7 +182,8 @@ class ModelCheckpoint(Callback):
         self.save_top_k = save_top_k
         self.save_best_only = bool(save_best_only)
         self.save_last = bool(save_last)
-        self.save_weights_only = bool(save_weights_only)
+        self.save_weights_only = to_bool("save_weights_only", save_weights_only,
+                                         owner="ModelCheckpoint")
         if every_n_epochs is None and every_n_train_steps is None and train_time_interval is None:
             every_n_epochs = 1
         self.every_n_epochs = every_n_epochs

@@ -183,6 +183,12 @@ class Trainer(Engine):
                  compile: bool | dict[str, Any] = False,
                  optimizer_frequencies: Sequence[int] | dict[str, int] | None = None,
                  check_finite: bool = False, detect_anomaly: bool = False) -> None:
+        # on/off options as bools, "False" from a config file too (hookline.options)
+        (shuffle, train_metrics, default_callbacks, profile, automatic_optimization,
+         check_finite, detect_anomaly) = options.check_trainer_switches(
+            shuffle=shuffle, train_metrics=train_metrics, default_callbacks=default_callbacks,
+            profile=profile, automatic_optimization=automatic_optimization,
+            check_finite=check_finite, detect_anomaly=detect_anomaly).values()
         super().__init__(callbacks, profile=profile)
         wrapped = unwrap(model) if isinstance(model, nn.Module) else None
         model = wrapped.plain if wrapped is not None else model
@@ -232,10 +238,9 @@ class Trainer(Engine):
                 "verbose": verbose, "resume": resume, "train_metrics": train_metrics,
                 "metrics": [name for name, _ in metric_list], "target_key": target_key,
                 "prediction": prediction,
-                "automatic_optimization": bool(automatic_optimization),
+                "automatic_optimization": automatic_optimization,
                 "fast_dev_run": fast_dev_run, "compile": compile,
-                "check_finite": bool(check_finite),
-                "detect_anomaly": bool(detect_anomaly)}.items():
+                "check_finite": check_finite, "detect_anomaly": detect_anomaly}.items():
             setattr(self.args, key, value)
         batches = as_batches(train_data, name="train_data", batch_size=batch_size,
                              shuffle=shuffle, seed=seed)
