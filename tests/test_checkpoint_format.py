@@ -4,6 +4,7 @@ atomic writes that survive a full disk, and the background writer."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import threading
@@ -186,6 +187,39 @@ def test_a_weights_file_is_told_apart_from_a_full_checkpoint(tmp_path: Path) -> 
     with pytest.raises(CorruptCheckpointError, match="plain torch.save file.*load_weights"):
         load_checkpoint(path)
     assert set(load_weights(path)) == {"model"}
+
+
+def _truncated_torch_save(legacy: bool) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"model": tiny_model().state_dict()}, buffer,
+               _use_new_zipfile_serialization=not legacy)
+    return buffer.getvalue()[:30]
+
+
+@pytest.mark.parametrize("content", [
+    b"hello world\n", b"just some notes\n", b"0123\n", b"", b"{\"lr\": 0.1}\n",
+    _truncated_torch_save(legacy=False), _truncated_torch_save(legacy=True),
+    b"\x80\x02hello world"])
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_file_that_is_not_a_weights_file_is_reported_as_such(
+        tmp_path: Path, content: bytes, trusted: bool) -> None:
+    """A text file named .pt reached torch's unpickler and came back as a raw KeyError, or as
+    an 'unsafe objects' refusal advising trusted=True."""
+    path = tmp_path / "best.pt"
+    path.write_bytes(content)
+    with pytest.raises(CorruptCheckpointError, match=rf"{path} could not be read as a weights "
+                                                     rf"file \(.*\); it is truncated or not a "
+                                                     rf"torch.save file"):
+        load_weights(path, trusted=trusted)
+
+
+def test_a_model_file_given_as_weights_names_load_model(tmp_path: Path) -> None:
+    model = hookline.Model(torch.nn.Linear(8, 3), loss="mse")
+    path = model.save(tmp_path / "net.pt", config={"in_features": 8, "out_features": 3})
+    with pytest.raises(CorruptCheckpointError, match=rf"{path} is a model file \(Model.save\), "
+                                                     rf"not a weights file; load it with "
+                                                     rf"hookline.load_model"):
+        load_weights(path)
 
 
 @pytest.mark.parametrize("background", [True, False])

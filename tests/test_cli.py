@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hookline.checkpoint import save_weights
 from hookline.cli import main, usage
 from hookline.cli.help import task_help, type_name
 from hookline.cli.tasks import TASKS, option_help
 from hookline.events import EVENTS
-from hookline.testing import Crash
+from hookline.testing import Crash, tiny_model
 
 
 def test_events_lists_the_catalogue(capsys):
@@ -328,6 +329,21 @@ def test_freeze_takes_block_indexes_and_names():
     from hookline.cli.parser import parse_options
     assert parse_options("train", ["freeze=[0, 2]"])["freeze"] == [0, 2]  # Ultralytics' form
     assert parse_options("train", ["freeze=[0, conv1]"])["freeze"] == [0, "conv1"]
+
+
+def test_a_folder_given_as_weights_is_named_a_folder_with_the_files_to_pass(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["val", f"weights={run.parent}"]) == 2  # no weights in it: the usual file
+    assert (f"weights={tmp_path} is a folder, not a weights file; pass a file: e.g. "
+            f"weights={tmp_path / 'weights' / 'best.pt'}") in capsys.readouterr().err
+    (run / "weights").mkdir(parents=True)
+    for name in ("best.pt", "last.pt"):
+        save_weights(tiny_model(), run / "weights" / name)
+    assert main(["val", f"weights={run}"]) == 2
+    err = capsys.readouterr().err
+    assert (f"weights={run} is a folder, not a weights file; pass a file: "
+            f"weights={run / 'weights' / 'best.pt'} or weights={run / 'weights' / 'last.pt'}"
+            ) in err and len(err.strip().splitlines()) == 1
 
 
 def test_a_typo_in_the_yaml_file_gets_a_hint(tmp_path, capsys):

@@ -297,10 +297,21 @@ def read_weights(path: str | None) -> dict[str, Any] | None:
     """The weights file's contents (weights-only unpickling), or None without ``weights=``."""
     if path is None:
         return None
+    if Path(path).is_dir():
+        raise UsageError(f"weights={path} is a folder, not a weights file; pass a file: "
+                         f"{_weights_in(Path(path))}")
     if not Path(path).is_file():
         raise UsageError(f"weights file {path} does not exist")
     from hookline.checkpoint import load_weights
     return load_weights(path)
+
+
+def _weights_in(folder: Path) -> str:
+    """The weights files a run folder holds (its own or its weights/), as the fix to offer."""
+    found = sorted(folder.glob("*.pt")) + sorted(folder.glob("weights/*.pt"))
+    if found:
+        return " or ".join(f"weights={file}" for file in found[:3])
+    return f"e.g. weights={folder / 'weights' / 'best.pt'} (a train run writes weights/best.pt)"
 
 
 def model_for(spec: str | None, state: dict[str, Any] | None) -> Any:

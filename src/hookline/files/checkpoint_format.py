@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import pickle
+import struct
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -74,14 +75,38 @@ def load_weights(path: str | os.PathLike, *, trusted: bool = False) -> dict[str,
         start = file.read(len(MAGIC))
     if start == MAGIC:
         return load_checkpoint(source, trusted=trusted)
+    if start.startswith(MODEL_MAGIC):
+        raise CorruptCheckpointError(source, f"{source} is a model file (Model.save), not a "
+                                     f"weights file; load it with hookline.load_model")
     try:
         return torch.load(source, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as error:
-        raise _unpickling_error(source, error, trusted) from None
-    except (RuntimeError, EOFError, ValueError) as error:
+    except Exception as error:
+        # a text file or random bytes fail anywhere in torch's unpickler (KeyError, an
+        # unsupported opcode): only a file that starts as torch.save's can be unsafe, or
+        # fail in the user's own classes (trusted=True)
+        if start.startswith(_TORCH_SAVE_STARTS):
+            if isinstance(error, pickle.UnpicklingError) and not trusted:
+                raise _unpickling_error(source, error, trusted) from None
+            if not isinstance(error, _DAMAGED):
+                raise
         raise CorruptCheckpointError(source, f"{source} could not be read as a weights file "
-                                     f"({_first_line(error)}); it is truncated or not a "
-                                     f"torch.save file") from error
+                                     f"({_what_failed(error, start)}); it is truncated or not "
+                                     f"a torch.save file") from error
+
+
+_TORCH_SAVE_STARTS = (_ZIP_MAGIC, b"\x80")  # the zip format; the legacy one's pickle stream
+_DAMAGED = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, IndexError,
+            struct.error)
+
+
+def _what_failed(error: BaseException, start: bytes) -> str:
+    """The unpickler's error, and the file's first bytes when they are not torch.save's (a
+    KeyError of 101 alone says nothing; b'hello worl' does)."""
+    text = _first_line(error)
+    what = text if text == type(error).__name__ else f"{type(error).__name__}: {text}"
+    if start.startswith(_TORCH_SAVE_STARTS):
+        return what
+    return f"{what}; it starts with {start[:10]!r}"
 
 
 # --- serialising and writing --------------------------------------------------------------
