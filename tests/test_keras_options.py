@@ -95,6 +95,25 @@ def test_keras_step_limits_validation_steps_and_steps():
     assert model.predict(x, batch_size=8, steps=2).shape == (16, 3)
 
 
+@pytest.mark.parametrize("steps", [0, -1, 1.5, True])
+def test_evaluate_and_predict_refuse_steps_that_are_no_batch_count(steps):
+    """evaluate(steps=0) blamed the data ('yielded no batches'), predict(steps=0) returned an
+    empty array and steps=1.5 ran every batch: checked as fit's validation_steps is."""
+    x, y = tiny_data(samples=16)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    limit = (rf"steps={steps!r}\): steps must be a number of batches \(an integer >= 1\) or "
+             rf"a fraction in \(0, 1\], got {steps!r}")
+    with pytest.raises(ValueError, match=rf"Model.evaluate\({limit}"):
+        model.evaluate(x, y, verbose=0, steps=steps)
+    with pytest.raises(ValueError, match=rf"Model.predict\({limit}"):
+        model.predict(x, steps=steps)
+    with pytest.raises(ValueError, match=r"limit_batches must be a number of batches"):
+        hookline.Validator(tiny_model(), data=(x, y), loss="cross_entropy",
+                           limit_batches=steps)
+    with pytest.raises(ValueError, match=r"limit_batches must be a number of batches"):
+        hookline.Predictor(tiny_model(), limit_batches=steps)
+
+
 def test_validation_batch_size_batches_the_held_out_arrays():
     x, y = tiny_data(samples=64)
     model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")

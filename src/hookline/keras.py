@@ -26,6 +26,7 @@ from hookline.data import ArrayBatches, as_batches, flatten_arrays
 from hookline.engine.base import place_model
 from hookline.engine.exporter import Exporter
 from hookline.engine.predictor import Predictor
+from hookline.engine.schedule import check_limit
 from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_keras_function, check_keras_methods
@@ -653,6 +654,7 @@ class Model:
                  **unknown: Any) -> float | list[float] | dict[str, float]:
         """Loss and metrics on data, like Keras' ``evaluate`` (``steps``: that many batches)."""
         reject_unknown("evaluate", unknown, _own_options(Model.evaluate))
+        _check_steps("evaluate", steps)
         batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
         data = _pair(x, y, sample_weight)
         step = self._step_adapter("test_step") if self._overrides("test_step") else None
@@ -682,6 +684,7 @@ class Model:
         arrays padded with -1 as KerasCV's detectors do: ``boxes``, ``confidence``,
         ``classes``, ``num_detections`` (``hookline.boxes.padded_detections``)."""
         reject_unknown("predict", unknown, _own_options(Model.predict))
+        _check_steps("predict", steps)
         batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
         step = self._step_adapter("predict_step") if self._overrides("predict_step") else None
         predictor = Predictor(self.module, callbacks=self._callback_list(callbacks),
@@ -779,6 +782,15 @@ def _check_fit_options(trainer_options: dict[str, Any]) -> None:
     trainer = set(_own_options(Trainer.__init__)) - set(_SET_ON_MODEL)
     reject_unknown("fit", trainer_options, trainer | set(_own_options(Model.fit)),
                    _SET_ON_MODEL)
+
+
+def _check_steps(call: str, steps: Any) -> None:
+    """``steps`` checked as fit's ``validation_steps`` is, naming the call."""
+    if steps is not None:
+        try:
+            check_limit("steps", steps)
+        except ValueError as error:
+            raise ValueError(f"Model.{call}(steps={steps!r}): {error}") from None
 
 
 def _batched_validation(data: Any, batch_size: int) -> Any:

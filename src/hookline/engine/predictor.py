@@ -13,7 +13,7 @@ from torch import nn
 from hookline.boxes import Boxes, boxes_rows
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, place_model, resolve_device, resolve_precision
-from hookline.engine.schedule import batch_limit
+from hookline.engine.schedule import batch_limit, check_limit
 from hookline.engine.steps import resolve_step
 from hookline.module_modes import ModuleModes
 from hookline.structure import Prediction, prediction_of, unpack_batch
@@ -106,6 +106,8 @@ class Predictor(Engine):
                  step: Callable[..., Any] | None = None, prediction: Prediction = None,
                  target_key: str | None = None,
                  limit_batches: float | None = None) -> None:
+        if limit_batches is not None:  # 0 would return nothing, silently
+            check_limit("limit_batches", limit_batches)
         super().__init__(callbacks)
         self.model = model
         self.device = resolve_device(device)

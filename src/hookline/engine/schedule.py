@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Schedule", "batch_limit"]
+__all__ = ["Schedule", "batch_limit", "check_limit"]
 
 Limit = int | float | None
 
@@ -165,3 +165,6 @@ def _check_limit(name: str, value: Any) -> None:
         return
     raise ValueError(f"{name} must be a number of batches (an integer >= 1) or a fraction in "
                      f"(0, 1], got {value!r}")
+
+
+check_limit = _check_limit  # the engines' and doors' own limits (steps=, limit_batches=)

@@ -10,7 +10,7 @@ from torch import nn
 
 from hookline.data import as_batches, move_to
 from hookline.engine.base import Engine, autocast, resolve_device, resolve_precision
-from hookline.engine.schedule import batch_limit
+from hookline.engine.schedule import batch_limit, check_limit
 from hookline.engine.steps import not_scalar, parts_changed, read_step_output, resolve_step
 from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
 from hookline.module_modes import ModuleModes
@@ -50,6 +50,8 @@ class Validator(Engine):
                  step: Callable[..., Any] | None = None, target_key: str | None = None,
                  prediction: Prediction = None,
                  limit_batches: float | None = None) -> None:
+        if limit_batches is not None:  # 0 would blame the data ("yielded no batches")
+            check_limit("limit_batches", limit_batches)
         super().__init__(callbacks)
         self.model = model
         self.forward_model: nn.Module = model  # the trainer's compiled forward, when compiled
