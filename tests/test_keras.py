@@ -311,6 +311,21 @@ def test_string_metric_names_are_the_keys_keras_logs_them_under():
     assert sorted(history.history) == ["loss", "mae", "mse", "val_loss", "val_mae", "val_mse"]
 
 
+def test_a_single_metric_name_is_one_metric_not_its_letters():
+    """compile's list(metrics) split metrics="accuracy" into 'a', 'c', 'c'..."""
+    x, y = tiny_data(samples=16)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", metrics="accuracy",
+                           weighted_metrics="accuracy", device="cpu")
+    assert model.metrics == ["accuracy"] and model.weighted_metrics == ["accuracy"]
+    history = model.fit(x, y, epochs=1, batch_size=8, validation_split=0.5, verbose=0)
+    assert {"accuracy", "weighted_accuracy", "val_accuracy", "val_weighted_accuracy"} <= \
+        set(history.history)
+    model.compile(loss="cross_entropy", metrics="auto")  # the Trainer's default, by name
+    assert model.metrics == ["accuracy"]
+    model.compile(loss="mse", metrics="auto")
+    assert model.metrics == []
+
+
 def test_class_weight_weighs_training_not_the_rows_validation_split_holds_out():
     x, y = tiny_data(samples=12)
     weights = {0: 5.0, 1: 0.1, 2: 3.0}

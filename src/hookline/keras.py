@@ -31,7 +31,7 @@ from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings, reject_unknown
-from hookline.metrics import MetricSet, resolve_loss
+from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
 from hookline.module_modes import ModuleModes
 from hookline.objective import Objective
 from hookline.plain_number import as_python
@@ -301,9 +301,9 @@ class Model:
 
     @numbers_from_strings  # lr="1e-3", epochs="5" (hookline/keras_options.py)
     def __init__(self, module: nn.Module, optimizer: Any = "adam", loss: Any = None,
-                 metrics: Sequence[Any] | None = None, *, lr: float = 1e-3,
+                 metrics: Sequence[Any] | str | None = None, *, lr: float = 1e-3,
                  device: str | torch.device = "auto", precision: str = "32",
-                 weighted_metrics: Sequence[Any] | None = None) -> None:
+                 weighted_metrics: Sequence[Any] | str | None = None) -> None:
         if not isinstance(module, nn.Module):
             raise TypeError(f"Model wraps a torch.nn.Module, got {type(module).__name__}")
         # a torch.compile'd or DataParallel module: train through the wrapper, save the plain
@@ -324,15 +324,18 @@ class Model:
                      weighted_metrics=weighted_metrics)
 
     def compile(self, optimizer: Any = "adam", loss: Any = None,
-                metrics: Sequence[Any] | None = None,
-                weighted_metrics: Sequence[Any] | None = None,
+                metrics: Sequence[Any] | str | None = None,
+                weighted_metrics: Sequence[Any] | str | None = None,
                 jit_compile: bool | dict[str, Any] = False) -> None:
         """Set the optimizer, loss and metrics (Keras' compile). ``weighted_metrics`` weigh
         each sample by its ``sample_weight``; ``metrics`` ignore the weights, as in Keras.
+        A single name (``metrics="accuracy"``) is one metric, as the Trainer takes it;
+        ``"auto"`` is accuracy for a classification loss, nothing otherwise.
         ``jit_compile`` (True or ``torch.compile`` options) compiles the forward for fit."""
         self.jit_compile = jit_compile
-        self._optimizer_spec, self.loss, self.metrics = optimizer, loss, list(metrics or [])
-        self.weighted_metrics = list(weighted_metrics or [])
+        self._optimizer_spec, self.loss = optimizer, loss
+        self.metrics = _metric_list(metrics, loss)
+        self.weighted_metrics = _metric_list(weighted_metrics, loss)
         self._torch_optimizer = optimizer if isinstance(optimizer, torch.optim.Optimizer) \
             else None
 
@@ -755,6 +758,19 @@ class Model:
         if print_fn is not None:
             print_fn(str(summary))
         return summary
+
+
+def _metric_list(metrics: Sequence[Any] | str | None, loss: Any) -> list[Any]:
+    """compile's metrics as a list: a bare name is one metric, not its letters (list("acc")),
+    and "auto" the names it stands for with this loss (so saving records them)."""
+    if metrics is None:
+        return []
+    if isinstance(metrics, str):
+        if metrics != "auto":
+            return [metrics]
+        loss_fn = resolve_loss(loss) if loss is not None else None
+        return [name for name, _ in resolve_metrics("auto", loss_fn)]
+    return list(metrics)
 
 
 # Trainer options the Model sets from its own state, and where a user sets them instead
