@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 import hookline
-from hookline.testing import tiny_data, tiny_model
+from hookline.testing import RecordingCallback, tiny_data, tiny_model
 
 
 def trainer(**options):
@@ -121,6 +123,39 @@ def test_mismatched_output_and_labels_names_shapes():
 def test_bad_options(options, error, message):
     with pytest.raises(error, match=message):
         trainer(**options)
+
+
+def test_callbacks_none_or_a_single_callback_are_taken_as_lightning_takes_them():
+    """callbacks=None and callbacks=<one callback> raised "'NoneType'/'EarlyStopping' object
+    is not iterable"."""
+    trainer(callbacks=None).fit()
+    recorder = RecordingCallback(events=("on_train_end",))
+    trainer(callbacks=recorder).fit()
+    assert recorder.events == ["on_train_end"]
+    with pytest.raises(TypeError, match=r"callbacks\[0\] is 'on_fit_end' \(str\)"):
+        trainer(callbacks="on_fit_end")  # one string is one (wrong) callback, not letters
+    seen = []
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    x, y = tiny_data(samples=8)
+    model.fit(x, y, epochs=1, verbose=0, batch_size=4, callbacks=hookline.keras.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(epoch)))
+    assert seen == [0]
+
+
+@pytest.mark.parametrize("verbose, level", [(True, 1), (False, 0)])
+def test_verbose_true_is_one_as_in_keras(verbose, level):
+    assert trainer(verbose=verbose).args.verbose == level
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    x, y = tiny_data(samples=8)
+    model.fit(x, y, epochs=1, verbose=verbose, batch_size=4)
+    assert model._trainer.args.verbose == level
+
+
+@pytest.mark.parametrize("dirpath", [5, "", ["ckpt"]])
+def test_a_checkpoint_folder_that_is_not_a_path_is_refused_naming_it(dirpath):
+    with pytest.raises(TypeError, match=rf"ModelCheckpoint\(dirpath={re.escape(repr(dirpath))}\)"
+                                        rf" must be a folder path \(str or Path\)"):
+        hookline.callbacks.ModelCheckpoint(dirpath=dirpath)
 
 
 def test_numpy_object_arrays_are_rejected():

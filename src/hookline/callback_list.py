@@ -17,7 +17,7 @@ from hookline.events import ALIASES, EVENT_NAMES, EVENTS, looks_like_event, reso
 from hookline.hook_checks import check_native_signature
 from hookline.user_warning import warn
 
-__all__ = ["CallbackList", "Filtered", "filtered"]
+__all__ = ["CallbackList", "Filtered", "filtered", "listed"]
 
 Handler = Callable[[Any], Any]
 _POLICIES = ("raise", "warn", "disable")
@@ -140,6 +140,17 @@ def discover_hooks(callback: Any) -> list[tuple[str, Handler]]:
     return hooks
 
 
+def listed(callbacks: Any) -> Iterable[Any]:
+    """``callbacks=`` as a sequence: None is none, and one callback (Lightning takes a single
+    one) is a list of it, not an object to iterate."""
+    if callbacks is None:
+        return ()
+    if isinstance(callbacks, (Callback, Filtered, str, bytes)) or \
+            not isinstance(callbacks, Iterable):
+        return [callbacks]
+    return callbacks
+
+
 class CallbackList:
     """The ordered, filtered callbacks of one engine, dispatched per event.
 
@@ -147,7 +158,7 @@ class CallbackList:
     updated in place. ``fire(event, engine)`` runs one event with the error policy applied.
     """
 
-    def __init__(self, callbacks: Iterable[Any] = (), *, profile: bool = False) -> None:
+    def __init__(self, callbacks: Iterable[Any] | Any = (), *, profile: bool = False) -> None:
         self.handlers: dict[str, list[Handler]] = {event.name: [] for event in EVENTS}
         self._owners: dict[str, list[_Entry]] = {event.name: [] for event in EVENTS}
         self._entries: list[_Entry] = []
@@ -156,7 +167,7 @@ class CallbackList:
         self.profile = profile
         self.timings: dict[tuple[str, str], list] = {}
         self.fits_running = 0  # a run inside a fit is part of it (Engine._top_level_scope)
-        for position, callback in enumerate(callbacks):
+        for position, callback in enumerate(listed(callbacks)):
             self.add(callback, _position=position)
 
     # --- registration ---------------------------------------------------------------------

@@ -714,15 +714,15 @@ class Model:
         return torch.stack(outputs).numpy() if outputs else np.empty((0,))
 
     def _callback_list(self, callbacks: Sequence[Any] | None) -> list[Any]:
-        from hookline.callback_list import CallbackList
-        listed = CallbackList()
-        for position, callback in enumerate(callbacks or []):
+        from hookline.callback_list import CallbackList, listed
+        registered = CallbackList()
+        for position, callback in enumerate(listed(callbacks)):  # one callback: [callback]
             if isinstance(callback, Callback):
                 callback.set_model(self)
-            listed.add(callback, _position=position)
+            registered.add(callback, _position=position)
         for event, fn, filters in self._functions:
-            listed.add_function(event, fn, **filters)
-        return listed  # type: ignore[return-value]
+            registered.add_function(event, fn, **filters)
+        return registered  # type: ignore[return-value]
 
     # --- saving and summary (hookline/saving.py, safetensors_weights.py, summary.py) -------
     def save(self, path: str | Path, *, architecture: Any = None,

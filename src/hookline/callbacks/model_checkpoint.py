@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -156,6 +157,10 @@ class ModelCheckpoint(Callback):
         if filepath is not None and not str(filepath):
             raise ValueError(f"{owner}(filepath='') names no file; pass a template such as "
                              f"'ckpt/model-{{epoch:02d}}.pt', or dirpath= (and filename=)")
+        if dirpath is not None and (not isinstance(dirpath, (str, os.PathLike))
+                                    or not str(dirpath)):
+            raise TypeError(f"{owner}(dirpath={dirpath!r}) must be a folder path (str or Path), "
+                            f"or None for <save_dir>/checkpoints")
         if filename is not None and not isinstance(filename, str):
             raise TypeError(f"{owner}(filename={filename!r}) must be a string template such as "
                             f"'model-{{epoch:02d}}'")

@@ -123,7 +123,8 @@ class Trainer(Engine):
             top-level children; a list names parameter-name prefixes ("backbone",
             "0.weight") and indexes of top-level children (``[0, 2]``); an entry that
             matches nothing is an error naming the nearest names.
-        callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...).
+        callbacks: callback objects (``hookline.Callback``, Keras-style, filtered...): a list,
+            one callback, or None.
         metrics: "auto" (accuracy for classification losses), a list of names, callables or
             torchmetrics metrics; computed on validation (and on training if ``train_metrics``,
             with a copy of each torchmetrics object, so the two never share a state).
@@ -213,6 +214,8 @@ class Trainer(Engine):
         options.check_save_dir(save_dir)
         if save_dir is not None:  # temp files of weights/*.pt writes a killed run left
             remove_stale_temps(Path(save_dir) / "weights")
+        if isinstance(verbose, bool):
+            verbose = int(verbose)  # Keras' rule: True is 1 (a progress bar), False is 0
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         self.model = model
