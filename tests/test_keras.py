@@ -326,6 +326,46 @@ def test_a_single_metric_name_is_one_metric_not_its_letters():
     assert model.metrics == []
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, torch.int32])
+def test_integer_labels_of_any_width_train_a_cross_entropy_model(dtype):
+    """int32 labels (Keras takes them) gave torch's 'expected target dtype to be Long'."""
+    x, y = tiny_data(samples=16)
+
+    def weights(labels):
+        torch.manual_seed(0)
+        model = hookline.Model(tiny_model(), optimizer="sgd", loss="cross_entropy",
+                               metrics=["accuracy"], device="cpu")
+        model.fit(x, labels, epochs=2, batch_size=8, shuffle=False, verbose=0,
+                  validation_data=(x, labels))
+        return model.get_weights(), model.evaluate(x, labels, verbose=0)
+    narrow = y.numpy().astype(dtype) if isinstance(dtype, type) else y.to(dtype)
+    (expected, expected_scores), (got, scores) = weights(y), weights(narrow)
+    assert all(np.array_equal(a, b) for a, b in zip(expected, got))
+    assert scores == expected_scores
+
+
+def test_class_weight_with_a_sample_weight_of_another_length_names_the_lengths():
+    x, y = tiny_data(samples=16)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    message = r"sample_weight has 10 samples; every array must have the same number of samples"
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, sample_weight=np.ones(10), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=message):
+        model.fit(x, y, sample_weight=np.ones(10), class_weight={0: 1, 1: 2, 2: 1}, epochs=1,
+                  verbose=0)
+
+
+def test_fit_and_evaluate_without_x_name_it():
+    """fit(None, y) reached the model as its input: a raw linear() error."""
+    _, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    with pytest.raises(ValueError, match=r"Model.fit\(\) needs x, the model's inputs \(y was "
+                                         r"given: pass the inputs too\)"):
+        model.fit(None, y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"Model.evaluate\(\) needs x"):
+        model.evaluate(y=y, verbose=0)
+
+
 def test_class_weight_weighs_training_not_the_rows_validation_split_holds_out():
     x, y = tiny_data(samples=12)
     weights = {0: 5.0, 1: 0.1, 2: 3.0}

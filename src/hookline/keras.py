@@ -31,7 +31,7 @@ from hookline.engine.trainer import Trainer
 from hookline.engine.validator import Validator
 from hookline.hook_checks import check_keras_function, check_keras_methods
 from hookline.keras_options import numbers_from_strings, reject_unknown
-from hookline.metrics import MetricSet, resolve_loss, resolve_metrics
+from hookline.metrics import MetricSet, is_classification, resolve_loss, resolve_metrics
 from hookline.module_modes import ModuleModes
 from hookline.objective import Objective
 from hookline.plain_number import as_python
@@ -603,6 +603,9 @@ class Model:
         fresh (reshuffled) pass.
         """
         _check_fit_options(trainer_options)
+        _require_x("fit", x, y)
+        y = _class_indices(y, self.loss)
+        validation_data = _validation_indices(validation_data, self.loss)
         batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
         if validation_steps is not None:
             if "limit_val_batches" in trainer_options:
@@ -658,8 +661,9 @@ class Model:
         """Loss and metrics on data, like Keras' ``evaluate`` (``steps``: that many batches)."""
         reject_unknown("evaluate", unknown, _own_options(Model.evaluate))
         _check_steps("evaluate", steps)
+        _require_x("evaluate", x, y)
         batch_size = _KERAS_BATCH_SIZE if batch_size is None else batch_size
-        data = _pair(x, y, sample_weight)
+        data = _pair(x, _class_indices(y, self.loss), sample_weight)
         step = self._step_adapter("test_step") if self._overrides("test_step") else None
         validator = Validator(self.module, data=data, loss=self.loss, metrics=self.metrics,
                               weighted_metrics=self.weighted_metrics, batch_size=batch_size,
@@ -882,6 +886,39 @@ def _joined_outputs(batches: list[Any]) -> Any:
     return np.asarray([b.numpy() if isinstance(b, torch.Tensor) else b for b in batches])
 
 
+def _require_x(call: str, x: Any, y: Any) -> None:
+    """x=None (with y given) reached the model as its input: a raw error from its first layer."""
+    if x is None:
+        given = " (y was given: pass the inputs too)" if y is not None else ""
+        raise ValueError(f"Model.{call}() needs x, the model's inputs{given}: arrays, a list or "
+                         f"dict of arrays, a DataLoader or an iterable of (x, y) batches")
+
+
+def _class_indices(y: Any, loss: Any) -> Any:
+    """Integer labels of another width (int32, uint8) as int64 for a classification loss:
+    Keras takes them, torch's cross entropy wants int64 class indices (as float64 inputs are
+    cast to float32, hookline.data)."""
+    if loss is None or not _narrow_integers(y) or not is_classification(resolve_loss(loss)):
+        return y
+    return y.astype(np.int64) if isinstance(y, np.ndarray) else y.long()
+
+
+def _narrow_integers(y: Any) -> bool:
+    if isinstance(y, np.ndarray):
+        return bool(np.issubdtype(y.dtype, np.integer)) and y.dtype != np.int64
+    if isinstance(y, torch.Tensor):
+        return not (y.is_floating_point() or y.is_complex()) and \
+            y.dtype not in (torch.int64, torch.bool)
+    return False
+
+
+def _validation_indices(data: Any, loss: Any) -> Any:
+    """validation_data's labels (its second array) as ``_class_indices`` casts y."""
+    if isinstance(data, (tuple, list)) and len(data) in (2, 3) and _narrow_integers(data[1]):
+        return type(data)((data[0], _class_indices(data[1], loss), *data[2:]))
+    return data
+
+
 def _pair(x: Any, y: Any, sample_weight: Any = None) -> Any:
     if y is None:
         if sample_weight is not None:
@@ -925,7 +962,12 @@ def _class_weights(y: Any, class_weight: dict[int, float] | None,
         table[int(index)] = float(weight)
     weights = table[labels]
     if sample_weight is not None:
-        weights = weights * torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+        sample_weight = torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
+        if len(sample_weight) != len(labels):  # the error the unweighted batches give
+            raise ValueError(f"train_data: y has {len(labels)} samples but sample_weight has "
+                             f"{len(sample_weight)} samples; every array must have the same "
+                             f"number of samples (one weight per sample)")
+        weights = weights * sample_weight
     return weights
 
 
