@@ -31,6 +31,20 @@ def test_keras_switch_strings_follow_the_trainers_rule(off):
     assert model._trainer.args.shuffle is False
 
 
+@pytest.mark.parametrize("name, example", [
+    ("verbose", 1), ("epochs", 5), ("batch_size", 32), ("validation_split", 0.2),
+    ("validation_freq", 1), ("steps_per_epoch", 100)])
+def test_the_hint_for_a_word_given_as_a_number_is_a_valid_value(name, example):
+    """verbose='loud' proposed verbose=5, itself refused: each option has its own example."""
+    x, y = tiny_data(samples=8)
+    model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
+    with pytest.raises(ValueError, match=rf"Model.fit\({name}='loud'\): {name} must be a "
+                                         rf"number and 'loud' is not one; pass e.g. "
+                                         rf"{name}={example}\b"):
+        model.fit(x, y, **{"epochs": 1, "verbose": 0, name: "loud"})
+    model.fit(x, y, **{"epochs": 1, "verbose": 0, name: example})  # the proposed value: taken
+
+
 def test_keras_verbose_auto_means_a_progress_bar():
     x, y = tiny_data(samples=8)
     model = hookline.Model(tiny_model(), loss="cross_entropy", device="cpu")
@@ -44,11 +58,12 @@ def test_keras_verbose_auto_means_a_progress_bar():
     (lambda m, x, y: m.fit(x, y, batch_size="thirty-two"),
      r"Model.fit\(batch_size='thirty-two'\): batch_size must be a number"),
     (lambda m, x, y: m.fit(x, y, shuffle="maybe"),
-     r"Model.fit\(shuffle='maybe'\): shuffle is a switch; pass True or False"),
+     (r"Model.fit\(shuffle='maybe'\): shuffle is a switch; pass True or False \(or a string: "
+      r"'true'/'false', 'yes'/'no', 'on'/'off', '1'/'0'\)")),
     (lambda m, x, y: m.fit(x, y, validation_split="nan"),
      r"validation_split must be a finite number"),
     (lambda m, x, y: hookline.Model(tiny_model(), loss="mse", lr="fast"),
-     r"Model\(lr='fast'\): lr must be a number and 'fast' is not one; pass lr=1e-3"),
+     r"Model\(lr='fast'\): lr must be a number and 'fast' is not one; pass e.g. lr=1e-3"),
     (lambda m, x, y: m.evaluate(x, y, verbose="loud"),
      r"Model.evaluate\(verbose='loud'\): verbose must be a number"),
 ])

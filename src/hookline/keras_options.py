@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
-from hookline.options import SWITCH_WORDS
+from hookline.options import ACCEPTED_SWITCHES, SWITCH_WORDS
 
 __all__ = ["OPTION_KINDS", "convert_option", "numbers_from_strings", "reject_unknown"]
 
@@ -31,6 +31,14 @@ OPTION_KINDS: dict[str, type] = {
     "validation_batch_size": int, "validation_freq": int, "steps": int,
     "validation_steps": int,
 }
+# a valid value of each, for the hint of an error (verbose=5 would itself be refused)
+_EXAMPLES: dict[str, str] = {
+    "lr": "1e-3", "learning_rate": "1e-3", "epochs": "5", "batch_size": "32",
+    "verbose": "1 (0 silent, 1 a progress bar, 2 one line per epoch, or 'auto')",
+    "validation_split": "0.2", "initial_epoch": "0", "steps_per_epoch": "100",
+    "validation_batch_size": "32", "validation_freq": "1", "steps": "10",
+    "validation_steps": "10",
+}
 
 
 def convert_option(owner: str, name: str, value: str, kind: type) -> Any:
@@ -41,16 +49,15 @@ def convert_option(owner: str, name: str, value: str, kind: type) -> Any:
         switch = SWITCH_WORDS.get(text.lower())  # the Trainer's rule (hookline.options)
         if switch is not None:
             return switch
-        raise ValueError(f"{where}: {name} is a switch; pass True or False (a string is "
-                         f"accepted only as 'true' or 'false')")
+        raise ValueError(f"{where}: {name} is a switch; pass {ACCEPTED_SWITCHES}")
     if kind is int and name == "verbose" and text.lower() == "auto":
         return 1  # Keras' "auto": a progress bar
     try:
         number = float(text)
     except ValueError:
-        example = "1e-3" if kind is float else "5"
+        example = _EXAMPLES.get(name, "1e-3" if kind is float else "1")
         raise ValueError(f"{where}: {name} must be a number and {value!r} is not one; pass "
-                         f"{name}={example}") from None
+                         f"e.g. {name}={example}") from None
     if not math.isfinite(number):
         raise ValueError(f"{where}: {name} must be a finite number, got {value!r}")
     if kind is float:

@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SWITCH_WORDS", "check_save_dir", "check_trainer_numbers", "check_trainer_switches",
-           "to_bool", "to_float", "to_int"]
+__all__ = ["ACCEPTED_SWITCHES", "SWITCH_WORDS", "check_save_dir", "check_trainer_numbers",
+           "check_trainer_switches", "to_bool", "to_float", "to_int"]
 
 _INT = re.compile(r"^[+-]?\d+$")
 # the strings a switch takes (lower case), and what each means
 SWITCH_WORDS: dict[str, bool] = {"true": True, "yes": True, "on": True, "1": True,
                                  "false": False, "no": False, "off": False, "0": False}
-_ACCEPTED_SWITCHES = "True or False (or a string: 'true'/'false', 'yes'/'no', 'on'/'off', '1'/'0')"
+ACCEPTED_SWITCHES = "True or False (or a string: 'true'/'false', 'yes'/'no', 'on'/'off', '1'/'0')"
 
 
 def to_int(name: str, value: Any, *, low: int | None = None, owner: str = "Trainer",
@@ -75,7 +75,7 @@ def to_bool(name: str, value: Any, *, owner: str = "Trainer") -> bool:
     elif isinstance(value, (bool, np.bool_)) or (isinstance(value, int) and value in (0, 1)):
         return bool(value)
     raise ValueError(f"{owner}({name}={value!r}) is not allowed: {name} is a switch; pass "
-                     f"{_ACCEPTED_SWITCHES}")
+                     f"{ACCEPTED_SWITCHES}")
 
 
 def check_trainer_switches(**switches: Any) -> dict[str, bool]:
