@@ -132,6 +132,14 @@ def test_a_save_dir_that_is_a_file_fails_at_construction(tmp_path: Path) -> None
         trainer(save_dir=taken / "run")
 
 
+@pytest.mark.parametrize("option", ["compile", "fast_dev_run"])
+def test_compile_and_fast_dev_run_given_as_false_words_are_off(option: str) -> None:
+    # before: "False" is a non-empty string, so compile="False" compiled the model
+    assert getattr(trainer(**{option: "False"}).args, option) is False
+    with pytest.raises(ValueError, match=rf"{option}='sometimes'\) is not allowed"):
+        trainer(**{option: "sometimes"})
+
+
 def test_a_checkpoint_callbacks_folder_that_is_a_file_fails_when_it_is_built(
         tmp_path: Path) -> None:
     """Before: accepted, and OnExceptionCheckpoint's failed write at the crash it exists for
@@ -145,6 +153,9 @@ def test_a_checkpoint_callbacks_folder_that_is_a_file_fails_when_it_is_built(
     with pytest.raises(NotADirectoryError, match=r"BackupAndRestore\(backup_dir='.*afile/b'"
                                                  r"\) lies under .*afile, which is a file"):
         BackupAndRestore(taken / "b")
+    with pytest.raises(NotADirectoryError, match=r"ModelCheckpoint\(dirpath='.*afile'\) is a "
+                                                 r"file"):  # was: at the first save
+        ModelCheckpoint(dirpath=taken)
     assert taken.read_text() == "a file"
 
 

@@ -19,7 +19,7 @@ from hookline.callbacks.checkpoint_names import (
 from hookline.callbacks.checkpoint_paths import adopt_stored_path, fixed_root
 from hookline.callbacks.monitor import Monitor, config_key
 from hookline.checkpoint import CheckpointWriter, build_checkpoint, remove_stale_temps
-from hookline.options import to_bool
+from hookline.options import check_save_dir, to_bool
 from hookline.plain_number import as_python
 from hookline.user_warning import warn
 
@@ -161,6 +161,8 @@ class ModelCheckpoint(Callback):
                                     or not str(dirpath)):
             raise TypeError(f"{owner}(dirpath={dirpath!r}) must be a folder path (str or Path), "
                             f"or None for <save_dir>/checkpoints")
+        # now, not at the first save after an epoch of training (a file in the way)
+        check_save_dir(dirpath, owner, "dirpath")
         if filename is not None and not isinstance(filename, str):
             raise TypeError(f"{owner}(filename={filename!r}) must be a string template such as "
                             f"'model-{{epoch:02d}}'")

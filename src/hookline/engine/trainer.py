@@ -190,6 +190,10 @@ class Trainer(Engine):
             shuffle=shuffle, train_metrics=train_metrics, default_callbacks=default_callbacks,
             profile=profile, automatic_optimization=automatic_optimization,
             check_finite=check_finite, detect_anomaly=detect_anomaly).values()
+        if not isinstance(compile, dict):  # True/False, or a dict of torch.compile options
+            compile = options.to_bool("compile", compile)
+        if isinstance(fast_dev_run, str):  # "true"/"false"; a number of batches is an int
+            fast_dev_run = options.to_bool("fast_dev_run", fast_dev_run)
         super().__init__(callbacks, profile=profile)
         wrapped = unwrap(model) if isinstance(model, nn.Module) else None
         model = wrapped.plain if wrapped is not None else model
