@@ -426,7 +426,8 @@ def test_each_validation_inside_the_epoch_is_a_check_and_a_stop_ends_the_epoch_t
     # checks at steps 1 (best 3.0), 2 (best 2.0) and 3 (2.5: one without improvement)
     assert stopper.stopping_reason == "val_loss did not improve for 1 validations (best 2 at epoch 0)"
     assert trainer.step == 3 and trainer.epoch == 0  # the epoch ended after its third batch
-    assert calls == [1, 2, 3, 3]  # and validated once more at its end, as every epoch does
+    assert calls == [1, 2, 3]  # its end takes that validation's results, as in Lightning
+    assert trainer.metrics["val_loss"] == 2.5  # (before: a second pass of the same weights)
     assert (stopper.best, stopper.best_epoch, stopper.stopped_epoch) == (2.0, 0, 0)
     # the epoch's end saw the weights of the last check again: not counted or saved twice
     assert stopper.evaluated == 3

@@ -349,6 +349,7 @@ class Trainer(Engine):
         self.input_signature: dict[str, Any] | None = None
         self._loss_names_fixed = False
         self._forward_fired = False  # the default step fired on_after_forward this batch
+        self._mid_validated_at: tuple[int, int] | None = None  # (epoch, step) of the last
         self._training_step: Callable[[Any], Any] = self.training_step
         self._custom_training_step = False
         self.epoch_rng_state: torch.Tensor | None = None
@@ -1020,7 +1021,10 @@ class Trainer(Engine):
         self.validation_skipped = has_validation and not self.schedule.validates_after(
             self.epoch)
         if has_validation and not self.validation_skipped:
-            self.val_metrics = self.validator.run()
+            if self._mid_validated_at != (self.epoch, self.step):
+                self.val_metrics = self.validator.run()
+            # else the epoch ended (a stop) right after a mid-epoch validation of these same
+            # weights: its results stand, as in Lightning, instead of a second pass
             metrics.update(self._prefixed(self.val_metrics))
         # an epoch that skipped validation has no fitness: train loss is no stand-in for it
         self.fitness = None if self.validation_skipped else self._fitness(metrics)
@@ -1044,6 +1048,7 @@ class Trainer(Engine):
         self.val_metrics = self.validator.run()
         self.metrics = {**self.metrics, **self._prefixed(self.val_metrics)}
         self.validation_skipped = False  # the val_* there are this validation's
+        self._mid_validated_at = (self.epoch, self.step)
 
     def _prefixed(self, values: dict[str, float]) -> dict[str, float]:
         """A validation's metrics as ``trainer.metrics`` names them: ``val/<part>`` for a
